@@ -1,0 +1,66 @@
+import {existsSync, readFileSync, writeFileSync} from 'node:fs'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {UserError} from '../cli/errors.js'
+import {defaultOf} from '../vmfile/defaults.js'
+import {VMFILE_NAME} from '../vmfile/load.js'
+
+/** The box `vm init` puts in a new Vmfile when none is named. */
+export const DEFAULT_BOX = 'vmfile/debian-12'
+
+export interface InitOptions {
+  box?: string | undefined
+  boxVersion?: string | undefined
+  minimal?: boolean
+}
+
+const TEMPLATE = fileURLToPath(new URL('../../templates/Vmfile.hbs', import.meta.url))
+
+/** Renders templates/Vmfile.hbs; defaults come from the schema so the two cannot drift. */
+export async function renderVmfile(options: InitOptions = {}): Promise<string> {
+  // Loaded on demand: handlebars is large and only init needs it.
+  const {default: Handlebars} = await import('handlebars')
+  const template = Handlebars.compile(readFileSync(TEMPLATE, 'utf8'), {noEscape: true, strict: true})
+  return template({
+    box: options.box ?? DEFAULT_BOX,
+    boxVersion: options.boxVersion ?? '',
+    minimal: options.minimal === true,
+    cpus: defaultOf('cpus'),
+    memory: defaultOf('memory'),
+    accel: defaultOf('accel'),
+    bootTimeout: defaultOf('boot_timeout'),
+    hostname: 'dev',
+    vnc: defaultOf('vnc'),
+    sshPort: 22,
+  })
+}
+
+export interface InitResult {
+  /** Absolute path written, or "-" for stdout. */
+  path: string
+  box: string
+  minimal: boolean
+  content: string
+}
+
+/** Writes a new Vmfile; refuses to replace one unless `force`. */
+export async function initVmfile(dir: string, output: string | undefined, options: InitOptions & {force?: boolean}): Promise<InitResult> {
+  const content = await renderVmfile(options)
+  const box = options.box ?? DEFAULT_BOX
+  const minimal = options.minimal === true
+  if (output === '-') return {path: '-', box, minimal, content}
+  const target = path.resolve(dir, output ?? VMFILE_NAME)
+  if (existsSync(target) && options.force !== true) {
+    throw new UserError(`${target} already exists`, {
+      code: 'VMFILE_EXISTS',
+      hint: 'Pass --force to replace it, or --output - to print the new one.',
+    })
+  }
+  try {
+    writeFileSync(target, content)
+  } catch (error) {
+    throw new UserError(`Cannot write ${target}`, {cause: error, hint: 'Check that the directory exists and is writable.'})
+  }
+  return {path: target, box, minimal, content}
+}

@@ -1,0 +1,84 @@
+/** The Vmfile after defaults: what every later stage (box, machine, driver) receives. */
+
+export type Accel = 'auto' | 'kvm' | 'tcg'
+export type RunWhen = 'always' | 'never' | 'once'
+
+export interface SshConfig {
+  /** Login user; undefined means the box's default user. */
+  user: string | undefined
+  port: number
+  forwardAgent: boolean
+}
+
+export interface ForwardedPort {
+  guest: number
+  host: number
+  hostIp: string
+  protocol: 'tcp' | 'udp'
+  autoCorrect: boolean
+}
+
+export type NetworkConfig =
+  | {type: 'bridged'; bridge: string; mac: string | undefined; ip: string | undefined}
+  | {type: 'private'; ip: string; name: string; mac: string | undefined}
+
+export interface SyncedFolder {
+  /** Absolute host path. */
+  host: string
+  guest: string
+  type: '9p' | 'auto' | 'rsync'
+  readOnly: boolean
+  exclude: string[]
+}
+
+interface ProvisionerBase {
+  name: string
+  run: RunWhen
+}
+
+export type Provisioner =
+  | (ProvisionerBase & {type: 'ansible'; playbook: string; extraVars: Record<string, unknown>; become: boolean})
+  | (ProvisionerBase & {type: 'file'; source: string; destination: string})
+  | (ProvisionerBase & {
+      type: 'shell'
+      inline: string | undefined
+      path: string | undefined
+      args: string[]
+      env: Record<string, string>
+      privileged: boolean
+      uploadPath: string
+    })
+
+export interface MachineConfig {
+  name: string
+  box: string
+  boxVersion: string | undefined
+  boxUrl: string | undefined
+  cpus: number
+  /** MiB */
+  memory: number
+  /** MiB; undefined keeps the box's size. */
+  disk: number | undefined
+  accel: Accel
+  /** Seconds. */
+  bootTimeout: number
+  hostname: string | undefined
+  vnc: boolean
+  ssh: SshConfig
+  forwardedPorts: ForwardedPort[]
+  networks: NetworkConfig[]
+  syncedFolders: SyncedFolder[]
+  provision: Provisioner[]
+  primary: boolean
+  autostart: boolean
+}
+
+export interface ProjectConfig {
+  /** Absolute path of the Vmfile. */
+  file: string
+  /** The project directory: where the Vmfile is. */
+  dir: string
+  machines: MachineConfig[]
+  /** Name of the machine used when a command names none. */
+  primary: string
+}

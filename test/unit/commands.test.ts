@@ -1,0 +1,116 @@
+import {readFileSync, writeFileSync} from 'node:fs'
+import path from 'node:path'
+
+import {describe, expect, it} from 'vitest'
+
+import Init from '../../src/commands/init.js'
+import Validate from '../../src/commands/validate.js'
+import {ExitCode} from '../../src/cli/exit-codes.js'
+import {runCommand, tempProject} from '../helpers/run-command.js'
+
+describe('vm init and vm validate', () => {
+  it('init writes a Vmfile that validate accepts', async () => {
+    const dir = tempProject()
+    const init = await runCommand(Init, ['--cwd', dir])
+    expect(init.exitCode).toBe(0)
+    expect(init.stdout).toContain('Wrote')
+    const text = readFileSync(path.join(dir, 'Vmfile'), 'utf8')
+    expect(text).toContain('box: vmfile/debian-12')
+    const validate = await runCommand(Validate, ['--cwd', dir])
+    expect(validate.exitCode).toBe(0)
+    expect(validate.stdout).toContain('Vmfile is valid')
+  })
+
+  it('init refuses to overwrite without --force', async () => {
+    const dir = tempProject()
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: mine\n')
+    const again = await runCommand(Init, ['--cwd', dir])
+    expect(again.exitCode).toBe(ExitCode.failure)
+    expect(again.stderr).toContain('already exists')
+    expect(again.stderr).toContain('--force')
+    expect(readFileSync(path.join(dir, 'Vmfile'), 'utf8')).toBe('box: mine\n')
+    const forced = await runCommand(Init, ['--cwd', dir, '--force', 'vmfile/tiny'])
+    expect(forced.exitCode).toBe(0)
+    expect(readFileSync(path.join(dir, 'Vmfile'), 'utf8')).toContain('box: vmfile/tiny')
+  })
+
+  it('validate finds the Vmfile in a parent directory, like git', async () => {
+    const dir = tempProject()
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\n')
+    const sub = path.join(dir, 'src', 'deep')
+    await import('node:fs').then((fs) => fs.mkdirSync(sub, {recursive: true}))
+    const result = await runCommand(Validate, ['--cwd', sub, '--json'])
+    expect(JSON.parse(result.stdout).result.file).toBe(path.join(dir, 'Vmfile'))
+  })
+
+  it('a Vmfile with three mistakes gives three located messages and exit 1', async () => {
+    const dir = tempProject()
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\ncpus: 0\nmemory: lots\naccel: fast\n')
+    const result = await runCommand(Validate, ['--cwd', dir])
+    expect(result.exitCode).toBe(1)
+    expect(result.stdout).toBe('')
+    expect(result.stderr).toContain('Vmfile:2:7 cpus: must be at least 1, not 0')
+    expect(result.stderr).toContain('Vmfile:3:9 memory: must be a size')
+    expect(result.stderr).toContain('Vmfile:4:8 accel: must be one of auto, kvm, tcg, not "fast"')
+  })
+
+  it('no Vmfile is an error that says what to do', async () => {
+    const dir = tempProject()
+    const result = await runCommand(Validate, ['--cwd', dir])
+    expect(result.exitCode).toBe(1)
+    expect(result.stderr).toMatch(/No Vmfile in .* or any parent directory/)
+    expect(result.stderr).toContain('Next: Run "vm init"')
+  })
+
+  it('an unknown flag is a usage error, exit 2', async () => {
+    const result = await runCommand(Validate, ['--bogus'])
+    expect(result.exitCode).toBe(ExitCode.usage)
+    expect(result.stderr).toContain('Nonexistent flag: --bogus')
+  })
+})
+
+describe('--json output', () => {
+  it('validate: a success envelope and nothing else on stdout', async () => {
+    const dir = tempProject()
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\nmachines:\n  web: {primary: true}\n  db: {}\n')
+    const result = await runCommand(Validate, ['--cwd', dir, '--json'])
+    expect(JSON.parse(result.stdout)).toEqual({
+      status: 0,
+      result: {valid: true, file: path.join(dir, 'Vmfile'), machines: ['web', 'db'], primary: 'web'},
+      warnings: [],
+    })
+  })
+
+  it('validate: an error envelope with every problem, exit 1', async () => {
+    const dir = tempProject()
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\ncpus: 0\n')
+    const result = await runCommand(Validate, ['--cwd', dir, '--json'])
+    expect(result.exitCode).toBe(1)
+    const json = JSON.parse(result.stdout)
+    expect(json).toMatchObject({
+      status: 1,
+      error: {
+        code: 'VMFILE_INVALID',
+        kind: 'user',
+        message: 'Vmfile has 1 problem',
+        details: ['Vmfile:2:7 cpus: must be at least 1, not 0'],
+      },
+    })
+    expect(json.error.data.problems).toEqual([{line: 2, col: 7, path: 'cpus', message: 'must be at least 1, not 0'}])
+  })
+
+  it('init --output - --json returns the content in the result', async () => {
+    const dir = tempProject()
+    const result = await runCommand(Init, ['--cwd', dir, '--output', '-', '--json', '--minimal', 'vmfile/tiny'])
+    const json = JSON.parse(result.stdout)
+    expect(json.status).toBe(0)
+    expect(json.result).toMatchObject({path: '-', box: 'vmfile/tiny', minimal: true})
+    expect(json.result.content).toContain('box: vmfile/tiny')
+  })
+
+  it('init: a usage error is JSON too', async () => {
+    const result = await runCommand(Init, ['--json', '--nope'])
+    expect(result.exitCode).toBe(2)
+    expect(JSON.parse(result.stdout)).toMatchObject({status: 2, error: {kind: 'usage'}})
+  })
+})
