@@ -1,8 +1,8 @@
 import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {UserError} from '../cli/errors.js'
+import {packageRoot} from '../state/package-root.js'
 import {defaultOf} from '../vmfile/defaults.js'
 import {VMFILE_NAME} from '../vmfile/load.js'
 
@@ -15,13 +15,14 @@ export interface InitOptions {
   minimal?: boolean
 }
 
-const TEMPLATE = fileURLToPath(new URL('../../templates/Vmfile.hbs', import.meta.url))
-
 /** Renders templates/Vmfile.hbs; defaults come from the schema so the two cannot drift. */
 export async function renderVmfile(options: InitOptions = {}): Promise<string> {
   // Loaded on demand: handlebars is large and only init needs it.
   const {default: Handlebars} = await import('handlebars')
-  const template = Handlebars.compile(readFileSync(TEMPLATE, 'utf8'), {noEscape: true, strict: true})
+  const template = Handlebars.compile(readFileSync(path.join(packageRoot(), 'templates', 'Vmfile.hbs'), 'utf8'), {
+    noEscape: true,
+    strict: true,
+  })
   return template({
     box: options.box ?? DEFAULT_BOX,
     boxVersion: options.boxVersion ?? '',

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 machine for vmfile, as root: Debian packages (QEMU, qemu-img, OpenSSH
+# and what building boxes needs), the npm dependencies, and the build. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup-host: run as root (sudo bash scripts/setup-host.sh): it installs Debian packages" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+packages=(qemu-system-x86 qemu-utils openssh-client ca-certificates)
+if [ -f boxes/host-packages.txt ]; then
+  while read -r name; do
+    name=${name%%#*}
+    name=${name//[[:space:]]/}
+    [ -n "$name" ] && packages+=("$name")
+  done < boxes/host-packages.txt
+fi
+
+missing=()
+for name in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q 'install ok installed' || missing+=("$name")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup-host: installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "setup-host: vmfile needs Node.js 20 or newer with npm; Debian 12's nodejs package is 18." >&2
+  echo "            Install Node.js 20+ (for example from NodeSource) and run this again." >&2
+  exit 1
+fi
+
+npm ci --no-audit --no-fund --loglevel=error
+npm run build --silent
+echo "setup-host: ready ($(./bin/run.js --version))"
