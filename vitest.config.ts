@@ -9,7 +9,7 @@ export default defineConfig({
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
           // Real VMs under TCG on two cores: one file at a time, generous timeouts.
-          fileParallelism: false,
+          poolOptions: {forks: {singleFork: true}},
           testTimeout: 600_000,
           hookTimeout: 900_000,
         },

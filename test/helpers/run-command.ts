@@ -2,7 +2,6 @@ import {mkdtempSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import type {Command} from '@oclif/core'
 import {vi} from 'vitest'
 
 export interface CommandOutput {
@@ -17,7 +16,7 @@ const root = path.resolve(import.meta.dirname, '../..')
  * Runs an oclif command class in-process, the way oclif/test recommends for ESM sources
  * (Cmd.run(argv)), capturing stdout, stderr and the exit code it sets.
  */
-export async function runCommand(command: typeof Command, argv: string[]): Promise<CommandOutput> {
+export async function runCommand(command: {run(argv: string[], root: string): Promise<unknown>}, argv: string[]): Promise<CommandOutput> {
   let stdout = ''
   let stderr = ''
   const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {

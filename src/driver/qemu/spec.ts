@@ -1,0 +1,58 @@
+/** What the QEMU driver needs to start a machine: fully resolved, no YAML, no downloads. */
+
+export type Accelerator = 'kvm' | 'tcg'
+
+export interface DiskSpec {
+  /** The machine's overlay (or a raw/qcow2 disk of its own). */
+  path: string
+  format: 'qcow2' | 'raw'
+}
+
+export interface KernelBoot {
+  kernel: string
+  initrd?: string | undefined
+  cmdline?: string | undefined
+  /** "qboot": the kernel is an uncompressed vmlinux loaded by the qboot firmware. */
+  firmware?: string | undefined
+}
+
+export interface PortForward {
+  protocol: 'tcp' | 'udp'
+  hostIp: string
+  hostPort: number
+  guestPort: number
+}
+
+export type NicSpec =
+  | {kind: 'user'; mac: string; forwards: PortForward[]}
+  | {kind: 'tap'; mac: string; ifname: string}
+  | {kind: 'bridge'; mac: string; bridge: string}
+  | {kind: 'socket'; mac: string; mcast: string}
+
+export interface ShareSpec {
+  /** The 9p mount tag the guest uses. */
+  tag: string
+  path: string
+  readOnly: boolean
+}
+
+export interface MachineSpec {
+  name: string
+  cpus: number
+  memoryMiB: number
+  accel: Accelerator
+  disks: DiskSpec[]
+  kernel?: KernelBoot | undefined
+  nics: NicSpec[]
+  shares: ShareSpec[]
+  /** VNC display number (port 5900 + display) on 127.0.0.1, when wanted. */
+  vncDisplay?: number | undefined
+  files: {pidfile: string; qmpSocket: string; serialLog: string}
+}
+
+/** Facts about the host, probed once elsewhere. */
+export interface HostFacts {
+  qemuBinary: string
+  /** Path of qboot.rom when installed (needed for vmlinux direct boot). */
+  qbootRom?: string | undefined
+}
