@@ -1,0 +1,70 @@
+import {ExternalError} from '../cli/errors.js'
+
+/**
+ * The one module that runs external programs. Argument arrays only, never a shell string.
+ * A failed child becomes an ExternalError carrying the program, its arguments and the tail of
+ * its stderr. cross-spawn is loaded lazily so commands that run nothing start fast.
+ */
+export interface RunOptions {
+  cwd?: string
+  env?: NodeJS.ProcessEnv
+  /** Text written to the child's stdin. */
+  input?: string | Buffer
+  /** Milliseconds before the child is killed (SIGKILL) and the run fails. */
+  timeoutMs?: number
+  /** Exit codes that count as success (default [0]). */
+  okCodes?: number[]
+  /** What to tell the user when the program is missing (ENOENT). */
+  missingHint?: string
+}
+
+export interface RunResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+const TAIL_LINES = 20
+
+export function tailLines(text: string, lines = TAIL_LINES): string {
+  return text.trimEnd().split('\n').slice(-lines).join('\n')
+}
+
+/** Runs a program to completion and collects its output; throws ExternalError on failure. */
+export async function runProgram(program: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const {default: spawn} = await import('cross-spawn')
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, [...args], {cwd: options.cwd, env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe']})
+    let stdout = ''
+    let stderr = ''
+    let timedOut = false
+    const timer =
+      options.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true
+            child.kill('SIGKILL')
+          }, options.timeoutMs)
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      if (timer) clearTimeout(timer)
+      const hint = error.code === 'ENOENT' ? (options.missingHint ?? `Install ${program} and make sure it is on PATH.`) : undefined
+      reject(new ExternalError(`Cannot run ${program}: ${error.message}`, program, args, '', {cause: error, hint, code: 'PROGRAM_MISSING'}))
+    })
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer)
+      const status = code ?? 128
+      if (!timedOut && (options.okCodes ?? [0]).includes(status)) return resolve({code: status, stdout, stderr})
+      const why = timedOut ? `timed out after ${options.timeoutMs} ms` : signal ? `was killed by ${signal}` : `exited with status ${status}`
+      const tail = tailLines(stderr)
+      reject(
+        new ExternalError(`${program} ${why}`, program, args, tail, {
+          details: [`command: ${[program, ...args].join(' ')}`, ...(tail === '' ? [] : tail.split('\n').map((line) => `| ${line}`))],
+        }),
+      )
+    })
+    if (options.input !== undefined) child.stdin?.end(options.input)
+    else child.stdin?.end()
+  })
+}
