@@ -29,10 +29,12 @@ describe('accelerator choice', () => {
 })
 
 describe('probe firmware', () => {
-  it('is 64 KiB with the test program at the reset vector', () => {
+  it('is 64 KiB with a jump to the program at the reset vector', () => {
     const rom = probeFirmware()
     expect(rom.length).toBe(65536)
-    expect([...rom.subarray(0xfff0, 0xfff5)]).toEqual([0xb0, 0x2a, 0xe6, 0xf4, 0xf4])
+    expect([...rom.subarray(0xfff0, 0xfff3)]).toEqual([0xe9, 0x0d, 0x00])
+    expect(rom[0]).toBe(0xfa) // cli
+    expect(rom.includes(Buffer.from([0xb0, 0x2a, 0xe6, 0xf4]))).toBe(true) // mov al, 0x2a; out 0xf4, al
     expect(PROBE_EXIT).toBe(85)
   })
 })

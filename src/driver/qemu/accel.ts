@@ -37,13 +37,23 @@ export function chooseAccelerator(requested: 'auto' | Accelerator, kvm: KvmProbe
 const PROBE_CODE = 0x2a
 export const PROBE_EXIT = (PROBE_CODE << 1) | 1
 
+/** kvm-probe.S assembled: real mode -> protected mode -> paging + long mode -> out 0xf4. */
+const PROBE_PROGRAM =
+  'fa2e660f0116a8000f20c06683c8010f22c066ea1a000f00080066b810008ed88ec08ed0bf0010000031c0b9000c0000f3abc70500100000' +
+  '03200000c7050020000003300000c70500300000830000000f20e083c8200f22e0b8001000000f22d8b9800000c00f320d000100000f300f' +
+  '20c00d000000800f22c0ea81000f001800b02ae6f4f466900000000000000000ffff0000009acf00ffff00000092cf00ffff0000009aaf00' +
+  '1f0088000f000000'
+/** At the reset vector (0xFFF0): jmp to offset 0. */
+const RESET_JUMP = 'e90d00'
+
 /**
- * A 64 KiB firmware image whose reset vector (offset 0xFFF0) runs
- * `mov al, 0x2a; out 0xf4, al; hlt`: a guest that proves a vCPU executes, in a few ms.
+ * The 64 KiB firmware image of the probe guest: it proves that a vCPU runs 64-bit code with
+ * paging, as a Linux kernel needs, in a few milliseconds.
  */
 export function probeFirmware(): Buffer {
-  const rom = Buffer.alloc(0x10000, 0xf4) // hlt everywhere
-  Buffer.from([0xb0, PROBE_CODE, 0xe6, 0xf4, 0xf4]).copy(rom, 0xfff0)
+  const rom = Buffer.alloc(0x10000, 0xf4) // hlt everywhere else
+  Buffer.from(PROBE_PROGRAM, 'hex').copy(rom, 0)
+  Buffer.from(RESET_JUMP, 'hex').copy(rom, 0xfff0)
   return rom
 }
 
@@ -76,10 +86,8 @@ async function bootId(): Promise<string> {
 
 /**
  * Whether KVM is present, permitted and actually runs a guest.
- *
- * Known gap: the probe guest stays in real mode. A host has been seen where it runs under KVM
- * while a Linux kernel (booted through qboot) never prints a byte, so before `vm up` relies on
- * this the probe guest must also switch to protected and long mode with paging. The answer is cached per host
+ * The probe guest enters long mode: hosts have been seen where a real-mode guest runs under
+ * KVM but a 64-bit one never does (the vCPU spins), and only the latter matters. The answer is cached per host
  * boot in `cacheFile` (KVM does not start or stop working without a reboot, module reloads aside).
  */
 export async function probeKvm(qemuBinary: string, cacheFile: string, timeoutMs = 1500, device = '/dev/kvm'): Promise<KvmProbe> {
