@@ -1,4 +1,11 @@
+import Destroy from './commands/destroy.js'
+import GlobalStatus from './commands/global-status.js'
+import Halt from './commands/halt.js'
 import Init from './commands/init.js'
+import Ssh from './commands/ssh.js'
+import SshConfig from './commands/ssh-config.js'
+import Status from './commands/status.js'
+import Up from './commands/up.js'
 import Validate from './commands/validate.js'
 
 /**
@@ -6,7 +13,14 @@ import Validate from './commands/validate.js'
  * object from the bundle, so start-up imports one file instead of globbing command files.
  */
 export const COMMANDS = {
+  destroy: Destroy,
+  'global-status': GlobalStatus,
+  halt: Halt,
   init: Init,
+  ssh: Ssh,
+  'ssh-config': SshConfig,
+  status: Status,
+  up: Up,
   validate: Validate,
 }
 

@@ -68,3 +68,18 @@ export async function runProgram(program: string, args: readonly string[], optio
     else child.stdin?.end()
   })
 }
+
+/**
+ * Runs a program attached to this terminal (stdin, stdout, stderr inherited) and resolves
+ * with its exit status; used for interactive sessions such as `vm ssh`.
+ */
+export async function runAttached(program: string, args: readonly string[], options: {env?: NodeJS.ProcessEnv} = {}): Promise<number> {
+  const {default: spawn} = await import('cross-spawn')
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, [...args], {stdio: 'inherit', env: options.env ?? process.env})
+    child.on('error', (error: NodeJS.ErrnoException) =>
+      reject(new ExternalError(`Cannot run ${program}: ${error.message}`, program, args, '', {cause: error, code: 'PROGRAM_MISSING'})),
+    )
+    child.on('close', (code: number | null, signal: NodeJS.Signals | null) => resolve(code ?? (signal === null ? 1 : 128 + 9)))
+  })
+}

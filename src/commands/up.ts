@@ -1,0 +1,52 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../cli/base-command.js'
+import {Spinner} from '../cli/spinner.js'
+import {failuresError, upProject} from '../machine/project.js'
+import type {UpResult} from '../machine/up.js'
+
+export default class Up extends BaseCommand<{machines: UpResult[]}> {
+  static override summary = 'Create and boot the machines of the Vmfile, then wait for SSH.'
+  static override description =
+    'Without names, starts every machine with autostart (all of them by default), in parallel. A machine that does not exist yet is created: its box is resolved and a copy-on-write overlay made on the box disk. A running machine is left alone; a halted one boots its existing disk.'
+
+  static override examples = ['<%= config.bin %> up', '<%= config.bin %> up web db --no-parallel']
+  static override strict = false
+  static override args = {names: Args.string({description: 'Machines to start (default: the autostart ones).'})}
+  static override flags = {
+    parallel: Flags.boolean({summary: 'Start several machines at once.', default: true, allowNo: true}),
+  }
+
+  async run(): Promise<{machines: UpResult[]}> {
+    const {argv, flags} = await this.parse(Up)
+    const names = argv as string[]
+    const spinners = new Map<string, Spinner>()
+    const single = names.length <= 1
+    const {results, failures, project} = await upProject(this.cwd(flags), names, flags.parallel, (name) => ({
+      info: (text) => this.say(`[${name}] ${text}`),
+      warn: (text) => this.warn(`[${name}] ${text}`),
+      progress: (line) => {
+        if (!single || this.jsonEnabled()) return
+        let spinner = spinners.get(name)
+        if (spinner === undefined) {
+          spinner = new Spinner(`[${name}] booting:`)
+          spinners.set(name, spinner)
+          spinner.start()
+        }
+        spinner.update(line)
+      },
+    }))
+    for (const spinner of spinners.values()) spinner.stop()
+    for (const result of results) {
+      if (result.alreadyRunning) continue
+      const seconds = result.bootMs === undefined ? '' : ` in ${(result.bootMs / 1000).toFixed(1)} s`
+      this.say(
+        `[${result.name}] ${this.out.green('running')}: SSH on ${result.ssh?.host}:${result.ssh?.port}${seconds} (${result.accel}, box ${result.box.name} ${result.box.version})`,
+      )
+    }
+    const error = failuresError('vm up', failures)
+    if (error !== undefined) throw error
+    if (results.length === 0) this.say(`No machine to start in ${project.file} (all have autostart: false); name one.`)
+    return {machines: results}
+  }
+}

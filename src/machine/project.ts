@@ -1,0 +1,98 @@
+import {UserError} from '../cli/errors.js'
+import {loadProject} from '../vmfile/index.js'
+import type {ProjectConfig} from '../vmfile/types.js'
+import {destroyMachine, haltMachine, type DestroyResult, type HaltResult} from './halt.js'
+import {inspectMachine, type MachineStatus} from './inspect.js'
+import {selectMachines} from './select.js'
+import {upMachine, type MachineEvents, type UpResult} from './up.js'
+
+export type EventsFor = (machine: string) => MachineEvents
+
+export interface ProjectRun<T> {
+  project: ProjectConfig
+  results: T[]
+  failures: Array<{name: string; error: unknown}>
+}
+
+/** Runs `task` for each machine, in parallel or one after another; one failure orphans nothing. */
+async function forEachMachine<T>(
+  names: string[],
+  parallel: boolean,
+  task: (name: string) => Promise<T>,
+): Promise<{results: T[]; failures: Array<{name: string; error: unknown}>}> {
+  const results: T[] = []
+  const failures: Array<{name: string; error: unknown}> = []
+  const run = async (name: string): Promise<void> => {
+    try {
+      results.push(await task(name))
+    } catch (error) {
+      failures.push({name, error})
+    }
+  }
+  if (parallel) await Promise.all(names.map(run))
+  else for (const name of names) await run(name)
+  return {results, failures}
+}
+
+/** When some machines failed: one error naming each, with each cause's message. */
+export function failuresError(verb: string, failures: Array<{name: string; error: unknown}>): UserError | undefined {
+  if (failures.length === 0) return undefined
+  if (failures.length === 1 && failures[0]!.error instanceof Error) return failures[0]!.error as UserError
+  return new UserError(`${verb} failed for ${failures.map((failure) => failure.name).join(', ')}`, {
+    code: 'MACHINES_FAILED',
+    details: failures.map(
+      (failure) => `${failure.name}: ${failure.error instanceof Error ? failure.error.message : String(failure.error)}`,
+    ),
+  })
+}
+
+export async function upProject(cwd: string, names: string[], parallel: boolean, events: EventsFor): Promise<ProjectRun<UpResult>> {
+  const project = loadProject(cwd)
+  const machines = selectMachines(project, names, 'autostart')
+  const {results, failures} = await forEachMachine(
+    machines.map((machine) => machine.name),
+    parallel,
+    (name) =>
+      upMachine(
+        project.dir,
+        machines.find((machine) => machine.name === name)!,
+        events(name),
+      ),
+  )
+  return {project, results, failures}
+}
+
+export async function haltProject(cwd: string, names: string[], graceMs: number): Promise<ProjectRun<HaltResult>> {
+  const project = loadProject(cwd)
+  const machines = selectMachines(project, names, 'all')
+  const {results, failures} = await forEachMachine(
+    machines.map((machine) => machine.name),
+    true,
+    (name) => haltMachine(project.dir, name, graceMs),
+  )
+  return {project, results, failures}
+}
+
+export async function destroyProject(cwd: string, names: string[]): Promise<ProjectRun<DestroyResult>> {
+  const project = loadProject(cwd)
+  const machines = selectMachines(project, names, 'all')
+  const {results, failures} = await forEachMachine(
+    machines.map((machine) => machine.name),
+    true,
+    (name) => destroyMachine(project.dir, name),
+  )
+  return {project, results, failures}
+}
+
+export async function statusProject(cwd: string, names: string[]): Promise<{project: ProjectConfig; machines: MachineStatus[]}> {
+  const project = loadProject(cwd)
+  const machines = selectMachines(project, names, 'all')
+  return {project, machines: await Promise.all(machines.map(async (machine) => (await inspectMachine(project.dir, machine.name)).status))}
+}
+
+/** The one machine a command such as ssh acts on: the named one, else the primary. */
+export function pickMachine(cwd: string, name: string | undefined): {project: ProjectConfig; name: string} {
+  const project = loadProject(cwd)
+  const [machine] = selectMachines(project, name === undefined ? [] : [name], 'primary')
+  return {project, name: machine!.name}
+}

@@ -1,0 +1,55 @@
+import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+
+import type {MachineConfig} from '../vmfile/types.js'
+
+/** The box a machine was created from; the machine stays pinned to it. */
+export interface PinnedBox {
+  name: string
+  version: string
+  architecture: string
+  provider: string
+  /** Disks of the box in the store, in order (the overlays' backing files). */
+  disks: Array<{path: string; format: 'qcow2' | 'raw'}>
+  kernel?: string | undefined
+  initrd?: string | undefined
+  cmdline?: string | undefined
+  firmware?: string | undefined
+  sshUser?: string | undefined
+}
+
+/** machine.json: what vm recorded about a machine. Status never trusts it alone. */
+export interface MachineRecord {
+  format: 1
+  id: string
+  name: string
+  projectDir: string
+  createdAt: string
+  box: PinnedBox
+  /** The resolved config the machine was created or last booted with. */
+  config: MachineConfig
+  macs: string[]
+  accel?: 'kvm' | 'tcg'
+  ssh?: {host: string; port: number; user: string; keyReplaced: boolean}
+  vncDisplay?: number | undefined
+  /** running after a boot, poweroff after a clean halt. */
+  lastState: 'poweroff' | 'running'
+  updatedAt: string
+}
+
+export async function readRecord(file: string): Promise<MachineRecord | undefined> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as MachineRecord
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
+}
+
+/** Writes the record atomically (temp file + rename), so a crash never leaves half a file. */
+export async function writeRecord(file: string, record: MachineRecord): Promise<void> {
+  await mkdir(path.dirname(file), {recursive: true})
+  const temp = `${file}.${process.pid}.tmp`
+  await writeFile(temp, `${JSON.stringify({...record, updatedAt: new Date().toISOString()}, null, 2)}\n`)
+  await rename(temp, file)
+}

@@ -1,0 +1,228 @@
+import {mkdir, rm} from 'node:fs/promises'
+import path from 'node:path'
+
+import {UserError} from '../cli/errors.js'
+import {startQemu, stopQemu} from '../driver/qemu/process.js'
+import {createOverlay} from '../driver/qemu/img.js'
+import type {MachineSpec} from '../driver/qemu/spec.js'
+import {machineMac} from '../network/mac.js'
+import {leasePort, releaseLease, transferLease} from '../network/ports.js'
+import {runProgram} from '../process/run.js'
+import {generateKeyPair, insecurePrivateKey} from '../ssh/keys.js'
+import type {SshTarget} from '../ssh/options.js'
+import {sshArgs} from '../ssh/options.js'
+import {waitForSsh} from '../ssh/wait.js'
+import {addToIndex} from '../state/global-index.js'
+import {machineId, machinePaths, type MachinePaths} from '../state/machine-files.js'
+import {isMachineProcess, readPidfile} from '../state/process-check.js'
+import {vmPaths} from '../state/paths.js'
+import type {MachineConfig} from '../vmfile/types.js'
+import {resolveBox} from './box.js'
+import {hostFacts, selectAccelerator} from './host.js'
+import {inspectMachine} from './inspect.js'
+import {lockMachine} from './lock.js'
+import {writeRecord, type MachineRecord} from './record.js'
+
+export interface MachineEvents {
+  info(text: string): void
+  warn(text: string): void
+  /** The last line of the boot log while waiting for SSH. */
+  progress?(text: string): void
+}
+
+export interface UpResult {
+  name: string
+  state: 'running'
+  alreadyRunning: boolean
+  created: boolean
+  box: {name: string; version: string}
+  accel: string | undefined
+  ssh: {host: string; port: number; user: string} | undefined
+  bootMs: number | undefined
+}
+
+/** The parts of the config that only take effect on a new boot. */
+function bootRelevant(config: MachineConfig): string {
+  const {provision: _provision, primary: _primary, autostart: _autostart, ...rest} = config
+  return JSON.stringify(rest)
+}
+
+export function sshTarget(record: MachineRecord, paths: MachinePaths, identityFile: string, strict: 'accept-new' | 'yes'): SshTarget {
+  return {
+    host: record.ssh?.host ?? '127.0.0.1',
+    port: record.ssh?.port ?? 0,
+    user: record.ssh?.user ?? record.config.ssh.user ?? record.box.sshUser ?? 'vm',
+    identityFile,
+    knownHostsFile: paths.knownHosts,
+    hostKeyAlias: `vm-${record.id}`,
+    strictHostKeyChecking: strict,
+    forwardAgent: record.config.ssh.forwardAgent,
+  }
+}
+
+async function createMachine(
+  projectDir: string,
+  config: MachineConfig,
+  paths: MachinePaths,
+  events: MachineEvents,
+): Promise<MachineRecord> {
+  const box = await resolveBox(config, events)
+  await mkdir(paths.dir, {recursive: true})
+  for (const [index, disk] of box.disks.entries()) {
+    await createOverlay(disk.path, disk.format, paths.overlay(index), index === 0 ? config.disk : undefined)
+  }
+  const id = machineId(projectDir, config.name)
+  const nicCount = 1 + config.networks.length
+  const macs = Array.from({length: nicCount}, (_, index) => config.networks[index - 1]?.mac ?? machineMac(id, index))
+  const now = new Date().toISOString()
+  const record: MachineRecord = {
+    format: 1,
+    id,
+    name: config.name,
+    projectDir,
+    createdAt: now,
+    box,
+    config,
+    macs,
+    lastState: 'poweroff',
+    updatedAt: now,
+  }
+  await writeRecord(paths.record, record)
+  await addToIndex({id, name: config.name, projectDir})
+  return record
+}
+
+function buildSpec(record: MachineRecord, paths: MachinePaths, accel: 'kvm' | 'tcg', sshPort: number): MachineSpec {
+  const config = record.config
+  const forwards = [
+    {protocol: 'tcp' as const, hostIp: '127.0.0.1', hostPort: sshPort, guestPort: config.ssh.port},
+    ...config.forwardedPorts.map((port) => ({protocol: port.protocol, hostIp: port.hostIp, hostPort: port.host, guestPort: port.guest})),
+  ]
+  return {
+    name: config.name,
+    cpus: config.cpus,
+    memoryMiB: config.memory,
+    accel,
+    disks: record.box.disks.map((disk, index) => ({path: paths.overlay(index), format: 'qcow2' as const})),
+    kernel:
+      record.box.kernel === undefined
+        ? undefined
+        : {kernel: record.box.kernel, initrd: record.box.initrd, cmdline: record.box.cmdline, firmware: record.box.firmware},
+    nics: [{kind: 'user', mac: record.macs[0] ?? machineMac(record.id, 0), forwards}],
+    shares: [],
+    vncDisplay: record.vncDisplay,
+    files: {pidfile: paths.pid, qmpSocket: paths.qmpSocket, serialLog: paths.serialLog},
+  }
+}
+
+/** Replaces the insecure key the box trusts with a key pair made for this machine. */
+async function replaceInsecureKey(record: MachineRecord, paths: MachinePaths, insecureKey: string): Promise<void> {
+  const publicKey = await generateKeyPair(paths.privateKey, `vmfile ${record.name} ${record.id}`)
+  const script = `umask 077 && mkdir -p ~/.ssh && printf '%s\\n' '${publicKey}' > ~/.ssh/authorized_keys.new && mv ~/.ssh/authorized_keys.new ~/.ssh/authorized_keys`
+  await runProgram('ssh', [...sshArgs(sshTarget(record, paths, insecureKey, 'yes'), {batch: true, connectTimeout: 5}), script], {
+    timeoutMs: 30_000,
+  })
+  await runProgram('ssh', [...sshArgs(sshTarget(record, paths, paths.privateKey, 'yes'), {batch: true, connectTimeout: 5}), 'true'], {
+    timeoutMs: 30_000,
+  })
+}
+
+/** Boots one machine (creating it first when needed) and waits until SSH answers. */
+export async function upMachine(projectDir: string, config: MachineConfig, events: MachineEvents): Promise<UpResult> {
+  const paths = machinePaths(projectDir, config.name)
+  const unlock = await lockMachine(paths.lock, config.name)
+  try {
+    const {status, record: existing} = await inspectMachine(projectDir, config.name)
+    if (status.state === 'running' && existing !== undefined) {
+      events.info(`already running (SSH on ${existing.ssh?.host}:${existing.ssh?.port})`)
+      return {
+        name: config.name,
+        state: 'running',
+        alreadyRunning: true,
+        created: false,
+        box: status.box!,
+        accel: existing.accel,
+        ssh: existing.ssh,
+        bootMs: undefined,
+      }
+    }
+    const created = existing === undefined
+    let record = existing ?? (await createMachine(projectDir, config, paths, events))
+    if (!created && bootRelevant(existing.config) !== bootRelevant(config)) {
+      events.warn(
+        'the Vmfile changed since this machine was created; the recorded settings are used. Run "vm reload" after "vm destroy" to apply them.',
+      )
+    }
+    if (status.state === 'aborted') events.warn('the machine was not shut down cleanly last time (aborted); booting it again')
+    const host = hostFacts()
+    const choice = await selectAccelerator(record.config.accel, host)
+    if (choice.warning !== undefined) events.warn(choice.warning)
+    const leases = path.join(vmPaths().runtime, 'ports')
+    let pid: number | undefined
+    let port: number | undefined
+    const tried = new Set<number>()
+    for (let attempt = 0; attempt < 5 && pid === undefined; attempt++) {
+      port = await leasePort(leases, record.id, undefined, tried)
+      tried.add(port)
+      await rm(paths.serialLog, {force: true})
+      try {
+        pid = await startQemu(buildSpec(record, paths, choice.accel, port), host, paths.qemuStderr)
+      } catch (error) {
+        await releaseLease(leases, port, record.id)
+        // Another program bound the port between our check and QEMU's bind: take the next one.
+        if (!/host forwarding rule|Could not set up host forwarding/i.test(String((error as {stderrTail?: string}).stderrTail ?? '')))
+          throw error
+      }
+    }
+    if (pid === undefined || port === undefined)
+      throw new UserError('Could not start QEMU with a free SSH port', {hint: 'Free a port between 2200 and 2299.'})
+    await transferLease(leases, port, record.id, pid)
+    const user = record.config.ssh.user ?? record.box.sshUser ?? 'vm'
+    record = {
+      ...record,
+      accel: choice.accel,
+      ssh: {host: '127.0.0.1', port, user, keyReplaced: record.ssh?.keyReplaced ?? false},
+      lastState: 'running',
+    }
+    await writeRecord(paths.record, record)
+    const firstBoot = !record.ssh!.keyReplaced
+    const key = firstBoot ? await insecurePrivateKey(paths.dir) : paths.privateKey
+    const target = sshTarget(record, paths, key, firstBoot ? 'accept-new' : 'yes')
+    let bootMs: number
+    try {
+      bootMs = await waitForSsh({
+        target,
+        timeoutMs: record.config.bootTimeout * 1000,
+        serialLog: paths.serialLog,
+        qemuStderr: paths.qemuStderr,
+        isAlive: () => isMachineProcess(readPidfile(paths.pid), paths.qmpSocket),
+        onProgress: events.progress,
+      })
+      if (firstBoot) {
+        await replaceInsecureKey(record, paths, key)
+        record = {...record, ssh: {...record.ssh!, keyReplaced: true}}
+        await writeRecord(paths.record, record)
+      }
+    } catch (error) {
+      // Do not leave a machine that never came up running: stop it and say so truthfully.
+      await stopQemu(readPidfile(paths.pid), paths.qmpSocket, 0)
+      await releaseLease(leases, port, record.id)
+      await writeRecord(paths.record, {...record, lastState: 'poweroff'})
+      throw error
+    } finally {
+      if (firstBoot) await rm(key, {force: true})
+    }
+    return {
+      name: config.name,
+      state: 'running',
+      alreadyRunning: false,
+      created,
+      box: {name: record.box.name, version: record.box.version},
+      accel: choice.accel,
+      ssh: {host: '127.0.0.1', port, user},
+      bootMs,
+    }
+  } finally {
+    await unlock()
+  }
+}
