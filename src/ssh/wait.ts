@@ -4,6 +4,9 @@ import {UserError} from '../cli/errors.js'
 import {runProgram, tailLines} from '../process/run.js'
 import {sshArgs, type SshTarget} from './options.js'
 
+/** The guest will not come up: the kernel says so on the serial console. */
+const KERNEL_PANIC = /Kernel panic - not syncing/
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 export async function readTail(file: string, lines = 15): Promise<string> {
@@ -41,7 +44,15 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
         hint: 'The serial log above shows how far the guest got; check the box and the Vmfile (memory, disk).',
       })
     }
-    const lastLine = (await readTail(options.serialLog, 1)).trim()
+    const recent = await readTail(options.serialLog, 40)
+    if (KERNEL_PANIC.test(recent)) {
+      throw new UserError('The guest kernel panicked during boot', {
+        code: 'BOOT_FAILED',
+        details: await bootLogDetails(options),
+        hint: 'The serial log above shows why; the box may be broken or need more memory.',
+      })
+    }
+    const lastLine = recent.split('\n').at(-1)?.trim() ?? ''
     options.onProgress?.(lastLine)
     try {
       await runProgram('ssh', args, {timeoutMs: 8000})

@@ -1,0 +1,188 @@
+import {spawnSync} from 'node:child_process'
+import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {createServer, type Server} from 'node:net'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {builtBox, installBox, root, vm} from '../helpers/vm-cli.js'
+
+interface Status {
+  name: string
+  state: string
+  ssh?: {port: number}
+}
+
+/** End-to-end: the built CLI against real QEMU (TCG), qemu-img, OpenSSH and the tiny box. */
+describe('machine lifecycle with the tiny box', () => {
+  let home: string
+  let project: string
+  let env: NodeJS.ProcessEnv
+  const run = (args: string[]) => vm(args, {cwd: project, env})
+  const status = async (): Promise<Status[]> => JSON.parse((await run(['status', '--json'])).stdout).result.machines
+  const state = async (): Promise<string | undefined> => (await status())[0]?.state
+
+  beforeAll(() => {
+    home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-home-'))
+    project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-project-'))
+    env = {VM_HOME: home}
+    installBox(builtBox('tiny'), path.join(home, 'data/boxes'), 'vmfile/tiny', '1.0.0')
+    copyFileSync(path.join(root, 'Vmfile.example'), path.join(project, 'Vmfile'))
+  })
+
+  afterAll(async () => {
+    await run(['destroy', '-f'])
+    rmSync(project, {recursive: true, force: true})
+    rmSync(home, {recursive: true, force: true})
+  })
+
+  it('up boots the machine and SSH works with exit codes passed through', async () => {
+    expect(await state()).toBe('not_created')
+    const start = Date.now()
+    const up = await run(['up'])
+    expect(up.code, up.stderr).toBe(0)
+    console.log(`tiny: vm up to SSH-ready in ${((Date.now() - start) / 1000).toFixed(1)} s (${up.stdout.trim()})`)
+    expect(up.stdout).toMatch(/\[default\] running: SSH on 127\.0\.0\.1:22\d\d/)
+    expect((await run(['ssh', '-c', 'exit 7'])).code).toBe(7)
+    expect((await run(['ssh', '-c', 'sudo -n id -u'])).stdout.trim()).toBe('0')
+    expect(await state()).toBe('running')
+  })
+
+  it('the insecure key was replaced by a key of the machine, and the host key is pinned', async () => {
+    const dir = path.join(project, '.vm/machines/default')
+    expect(readFileSync(path.join(dir, 'known_hosts'), 'utf8')).toMatch(/ssh-ed25519|ecdsa-sha2|ssh-rsa/)
+    const insecure = path.join(home, 'insecure-key')
+    writeFileSync(insecure, readFileSync(path.join(root, 'boxes/keys/vmfile_insecure_key')), {mode: 0o600})
+    const port = (await status())[0]?.ssh?.port
+    const options = [
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+    ]
+    const direct = spawnSync('ssh', ['-i', insecure, ...options, '-p', String(port), 'vm@127.0.0.1', 'true'])
+    expect(direct.status).not.toBe(0)
+  })
+
+  it('up on a running machine says so and does nothing else', async () => {
+    const again = await run(['up'])
+    expect(again.code).toBe(0)
+    expect(again.stdout).toContain('already running')
+  })
+
+  it('halt, then up again keeps the data on the disk', async () => {
+    expect((await run(['ssh', '-c', 'echo kept > ~/marker && sync'])).code).toBe(0)
+    const halt = await run(['halt'])
+    expect(halt.code, halt.stderr).toBe(0)
+    expect(halt.stdout).toContain('[default] powered off')
+    expect(await state()).toBe('poweroff')
+    expect((await run(['up'])).code).toBe(0)
+    expect((await run(['ssh', '-c', 'cat ~/marker'])).stdout.trim()).toBe('kept')
+  })
+
+  it('QEMU killed with SIGKILL is aborted, and up recovers', async () => {
+    const pid = Number(readFileSync(path.join(project, '.vm/machines/default/qemu.pid'), 'utf8'))
+    process.kill(pid, 'SIGKILL')
+    const deadline = Date.now() + 5000
+    while (Date.now() < deadline && (await state()) === 'running') await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(await state()).toBe('aborted')
+    const up = await run(['up'])
+    expect(up.code, up.stderr).toBe(0)
+    expect((await run(['ssh', '-c', 'cat ~/marker'])).stdout.trim()).toBe('kept')
+  })
+
+  it('ssh-config is a Host block that works with ssh -F', async () => {
+    const file = path.join(home, 'ssh_config')
+    writeFileSync(file, (await run(['ssh-config', '--host', 'tinybox'])).stdout)
+    const ssh = spawnSync('ssh', ['-F', file, 'tinybox', 'echo via-config'], {encoding: 'utf8'})
+    expect(ssh.stdout.trim()).toBe('via-config')
+  })
+
+  it('destroy removes the machine but never the box', async () => {
+    const destroy = await run(['destroy', '-f'])
+    expect(destroy.code, destroy.stderr).toBe(0)
+    expect(await state()).toBe('not_created')
+    const metadata = path.join(home, 'data/boxes/vmfile-VAGRANTSLASH-tiny/1.0.0/amd64/libvirt/metadata.json')
+    expect(readFileSync(metadata, 'utf8')).toContain('vmfile/tiny')
+  })
+})
+
+describe('several machines and failures', () => {
+  let home: string
+  let project: string
+  let env: NodeJS.ProcessEnv
+  let blocker: Server
+
+  beforeAll(async () => {
+    home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-home-'))
+    project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-multi-'))
+    env = {VM_HOME: home}
+    installBox(builtBox('tiny'), path.join(home, 'data/boxes'), 'vmfile/tiny', '1.0.0')
+    // A program holding the first free port of the SSH range: vm must skip it.
+    blocker = createServer()
+    for (let port = 2200; port < 2299; port++) {
+      const ok = await new Promise<boolean>((resolve) => {
+        blocker.once('error', () => resolve(false))
+        blocker.listen(port, '127.0.0.1', () => resolve(true))
+      })
+      if (ok) break
+    }
+  })
+
+  afterAll(async () => {
+    await vm(['destroy', '-f'], {cwd: project, env})
+    blocker.close()
+    rmSync(project, {recursive: true, force: true})
+    rmSync(home, {recursive: true, force: true})
+  })
+
+  it('two machines start in parallel with different MACs and SSH ports, skipping a taken port', async () => {
+    writeFileSync(path.join(project, 'Vmfile'), 'box: vmfile/tiny\ncpus: 1\nmemory: 384\nmachines:\n  one: {primary: true}\n  two: {}\n')
+    const run = (args: string[]) => vm(args, {cwd: project, env})
+    const up = await run(['up'])
+    expect(up.code, up.stderr).toBe(0)
+    expect(up.stdout).toMatch(/\[one\] running/)
+    expect(up.stdout).toMatch(/\[two\] running/)
+    const machines: Array<Status & {ssh: {port: number}}> = JSON.parse((await run(['status', '--json'])).stdout).result.machines
+    expect(machines.map((m) => m.state)).toEqual(['running', 'running'])
+    const ports = machines.map((m) => m.ssh.port)
+    expect(new Set(ports).size).toBe(2)
+    expect(ports).not.toContain((blocker.address() as {port: number}).port)
+    const macs = ['one', 'two'].map(
+      (name) => JSON.parse(readFileSync(path.join(project, `.vm/machines/${name}/machine.json`), 'utf8')).macs[0],
+    )
+    expect(macs[0]).not.toBe(macs[1])
+    for (const [index, name] of ['one', 'two'].entries()) {
+      expect((await run(['ssh', name, '-c', 'cat /sys/class/net/eth0/address'])).stdout.trim()).toBe(macs[index])
+    }
+    expect((await run(['destroy', '-f'])).code).toBe(0)
+  })
+
+  it('a box whose kernel cannot boot fails within the timeout with the serial log tail', async () => {
+    const tinyDir = path.join(home, 'data/boxes/vmfile-VAGRANTSLASH-tiny/1.0.0/amd64/libvirt')
+    const metadata = JSON.parse(readFileSync(path.join(tinyDir, 'metadata.json'), 'utf8'))
+    const broken = installBox(builtBox('tiny'), path.join(home, 'data/boxes'), 'broken', '1.0.0')
+    rmSync(path.join(broken, 'metadata.json'), {force: true})
+    writeFileSync(path.join(broken, 'metadata.json'), JSON.stringify({...metadata, cmdline: 'console=ttyS0 root=/dev/nothing panic=0'}))
+    const dir = mkdtempSync(path.join(tmpdir(), 'vm-e2e-broken-'))
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: broken\ncpus: 1\nmemory: 256\nboot_timeout: 30\n')
+    const start = Date.now()
+    const up = await vm(['up'], {cwd: dir, env})
+    const seconds = (Date.now() - start) / 1000
+    console.log(`broken kernel: vm up failed after ${seconds.toFixed(1)} s`)
+    expect(up.code).toBe(1)
+    expect(up.stderr).toContain('serial log')
+    expect(up.stderr).toMatch(/did not answer on SSH within 30 s|kernel panicked/)
+    expect(up.stderr).toMatch(/\n +\| \[ *\d+\.\d+\] /) // the tail of the serial log
+    expect(seconds).toBeLessThan(50)
+    const machines: Status[] = JSON.parse((await vm(['status', '--json'], {cwd: dir, env})).stdout).result.machines
+    expect(machines[0]?.state).toBe('poweroff')
+    await vm(['destroy', '-f'], {cwd: dir, env})
+    rmSync(dir, {recursive: true, force: true})
+  })
+})

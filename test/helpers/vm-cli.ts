@@ -1,0 +1,68 @@
+import {spawn, spawnSync} from 'node:child_process'
+import {chmodSync, existsSync, mkdirSync, readdirSync} from 'node:fs'
+import path from 'node:path'
+
+export const root = path.resolve(import.meta.dirname, '../..')
+const bin = path.join(root, 'bin/run.js')
+
+export interface CliResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/**
+ * Runs the built CLI as a subprocess, as a user would (asynchronously, so the test worker
+ * stays responsive during long boots).
+ */
+export function vm(args: string[], options: {cwd: string; env: NodeJS.ProcessEnv; timeoutMs?: number}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: options.cwd,
+      env: {...process.env, NO_COLOR: '1', ...options.env},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 300_000)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({code: code ?? -1, stdout, stderr})
+    })
+  })
+}
+
+/** The newest built .box of `name` in boxes/dist, building it (cached) when missing. */
+export function builtBox(name: string): string {
+  const dir = path.join(root, 'boxes/dist/vmfile')
+  const find = (): string | undefined =>
+    existsSync(dir)
+      ? readdirSync(dir)
+          .filter((file) => file.startsWith(`${name}-`) && file.endsWith('.box'))
+          .sort()
+          .map((file) => path.join(dir, file))
+          .at(-1)
+      : undefined
+  if (find() === undefined) {
+    const build = spawnSync('bash', [path.join(root, 'boxes/build.sh'), name], {stdio: 'inherit', timeout: 1_800_000})
+    if (build.status !== 0) throw new Error(`boxes/build.sh ${name} failed`)
+  }
+  const box = find()
+  if (box === undefined) throw new Error(`no ${name} box in ${dir}`)
+  return box
+}
+
+/**
+ * Puts a .box into a store the way the store lays boxes out (name/version/arch/provider),
+ * for tests that need a box without exercising `vm box add`.
+ */
+export function installBox(boxFile: string, storeDir: string, name: string, version: string): string {
+  const dir = path.join(storeDir, name.replaceAll('/', '-VAGRANTSLASH-'), version, 'amd64', 'libvirt')
+  mkdirSync(dir, {recursive: true})
+  const untar = spawnSync('tar', ['-xf', boxFile, '-C', dir])
+  if (untar.status !== 0) throw new Error(`tar -xf ${boxFile} failed: ${untar.stderr}`)
+  for (const file of readdirSync(dir)) chmodSync(path.join(dir, file), 0o444)
+  return dir
+}
