@@ -2,6 +2,7 @@ import Destroy from './commands/destroy.js'
 import GlobalStatus from './commands/global-status.js'
 import Halt from './commands/halt.js'
 import Init from './commands/init.js'
+import Reload from './commands/reload.js'
 import Ssh from './commands/ssh.js'
 import SshConfig from './commands/ssh-config.js'
 import Status from './commands/status.js'
@@ -17,6 +18,7 @@ export const COMMANDS = {
   'global-status': GlobalStatus,
   halt: Halt,
   init: Init,
+  reload: Reload,
   ssh: Ssh,
   'ssh-config': SshConfig,
   status: Status,

@@ -27,6 +27,7 @@ export async function haltMachine(projectDir: string, name: string, graceMs: num
     if (record === undefined) return {name, was: status.state, method: 'not-created'}
     const method = await stopQemu(readPidfile(paths.pid), paths.qmpSocket, graceMs)
     if (record.ssh !== undefined) await releaseLease(path.join(vmPaths().runtime, 'ports'), record.ssh.port, record.id)
+    if (record.vncDisplay !== undefined) await releaseLease(path.join(vmPaths().runtime, 'ports'), 5900 + record.vncDisplay, record.id)
     await writeRecord(paths.record, {...record, lastState: 'poweroff'})
     await rm(paths.pid, {force: true})
     return {name, was: status.state, method}

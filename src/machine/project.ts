@@ -96,3 +96,29 @@ export function pickMachine(cwd: string, name: string | undefined): {project: Pr
   const [machine] = selectMachines(project, name === undefined ? [] : [name], 'primary')
   return {project, name: machine!.name}
 }
+
+/** vm reload: halt, then boot with the Vmfile's current settings (the box stays pinned). */
+export async function reloadProject(
+  cwd: string,
+  names: string[],
+  parallel: boolean,
+  graceMs: number,
+  events: EventsFor,
+): Promise<ProjectRun<UpResult>> {
+  const project = loadProject(cwd)
+  const machines = selectMachines(project, names, 'all')
+  const {results, failures} = await forEachMachine(
+    machines.map((machine) => machine.name),
+    parallel,
+    async (name) => {
+      await haltMachine(project.dir, name, graceMs)
+      return upMachine(
+        project.dir,
+        machines.find((machine) => machine.name === name)!,
+        events(name),
+        {applyConfig: true},
+      )
+    },
+  )
+  return {project, results, failures}
+}

@@ -6,7 +6,7 @@ import {startQemu, stopQemu} from '../driver/qemu/process.js'
 import {createOverlay} from '../driver/qemu/img.js'
 import type {MachineSpec} from '../driver/qemu/spec.js'
 import {machineMac} from '../network/mac.js'
-import {leasePort, releaseLease, transferLease} from '../network/ports.js'
+import {leasePort, releaseLease, transferLease, VNC_PORT_RANGE} from '../network/ports.js'
 import {runProgram} from '../process/run.js'
 import {generateKeyPair, insecurePrivateKey} from '../ssh/keys.js'
 import type {SshTarget} from '../ssh/options.js'
@@ -128,13 +128,26 @@ async function replaceInsecureKey(record: MachineRecord, paths: MachinePaths, in
 }
 
 /** Boots one machine (creating it first when needed) and waits until SSH answers. */
-export async function upMachine(projectDir: string, config: MachineConfig, events: MachineEvents): Promise<UpResult> {
+export interface UpOptions {
+  /** Boot with the Vmfile's current settings instead of the recorded ones (vm reload). */
+  applyConfig?: boolean
+}
+
+export async function upMachine(
+  projectDir: string,
+  config: MachineConfig,
+  events: MachineEvents,
+  options: UpOptions = {},
+): Promise<UpResult> {
   const paths = machinePaths(projectDir, config.name)
   const unlock = await lockMachine(paths.lock, config.name)
   try {
     const {status, record: existing} = await inspectMachine(projectDir, config.name)
     if (status.state === 'running' && existing !== undefined) {
       events.info(`already running (SSH on ${existing.ssh?.host}:${existing.ssh?.port})`)
+      if (bootRelevant(existing.config) !== bootRelevant(config)) {
+        events.warn('the Vmfile changed since this machine booted; run "vm reload" to apply the changes.')
+      }
       return {
         name: config.name,
         state: 'running',
@@ -149,9 +162,15 @@ export async function upMachine(projectDir: string, config: MachineConfig, event
     const created = existing === undefined
     let record = existing ?? (await createMachine(projectDir, config, paths, events))
     if (!created && bootRelevant(existing.config) !== bootRelevant(config)) {
-      events.warn(
-        'the Vmfile changed since this machine was created; the recorded settings are used. Run "vm reload" after "vm destroy" to apply them.',
-      )
+      if (options.applyConfig === true) {
+        // The box stays pinned; everything else follows the Vmfile from this boot on.
+        record = {...record, config: {...config, box: record.config.box, boxVersion: record.config.boxVersion}}
+        events.info('applying the changed Vmfile settings')
+      } else {
+        events.warn(
+          'the Vmfile changed since this machine last booted; the recorded settings are used. Run "vm reload" to apply the changes.',
+        )
+      }
     }
     if (status.state === 'aborted') events.warn('the machine was not shut down cleanly last time (aborted); booting it again')
     const host = hostFacts()
@@ -161,6 +180,9 @@ export async function upMachine(projectDir: string, config: MachineConfig, event
     let pid: number | undefined
     let port: number | undefined
     const tried = new Set<number>()
+    // VNC: a display whose port no other machine or program holds, recorded for vm status.
+    const vncPort = record.config.vnc ? await leasePort(leases, record.id, VNC_PORT_RANGE) : undefined
+    record = {...record, vncDisplay: vncPort === undefined ? undefined : vncPort - 5900}
     for (let attempt = 0; attempt < 5 && pid === undefined; attempt++) {
       port = await leasePort(leases, record.id, undefined, tried)
       tried.add(port)
@@ -177,6 +199,7 @@ export async function upMachine(projectDir: string, config: MachineConfig, event
     if (pid === undefined || port === undefined)
       throw new UserError('Could not start QEMU with a free SSH port', {hint: 'Free a port between 2200 and 2299.'})
     await transferLease(leases, port, record.id, pid)
+    if (vncPort !== undefined) await transferLease(leases, vncPort, record.id, pid)
     const user = record.config.ssh.user ?? record.box.sshUser ?? 'vm'
     record = {
       ...record,

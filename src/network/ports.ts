@@ -5,6 +5,9 @@ import path from 'node:path'
 /** The default range for SSH ports forwarded from 127.0.0.1 to guests, as Vagrant's. */
 export const SSH_PORT_RANGE: readonly [number, number] = [2200, 2299]
 
+/** VNC displays 0-99 on 127.0.0.1 (port 5900 + display). */
+export const VNC_PORT_RANGE: readonly [number, number] = [5900, 5999]
+
 interface Lease {
   pid: number
   owner: string
