@@ -2,6 +2,7 @@ import Destroy from './commands/destroy.js'
 import GlobalStatus from './commands/global-status.js'
 import Halt from './commands/halt.js'
 import Init from './commands/init.js'
+import Port from './commands/port.js'
 import Reload from './commands/reload.js'
 import Ssh from './commands/ssh.js'
 import SshConfig from './commands/ssh-config.js'
@@ -18,6 +19,7 @@ export const COMMANDS = {
   'global-status': GlobalStatus,
   halt: Halt,
   init: Init,
+  port: Port,
   reload: Reload,
   ssh: Ssh,
   'ssh-config': SshConfig,

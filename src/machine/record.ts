@@ -1,6 +1,7 @@
 import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
+import type {ResolvedForward} from '../network/forwards.js'
 import type {MachineConfig} from '../vmfile/types.js'
 
 /** The box a machine was created from; the machine stays pinned to it. */
@@ -32,6 +33,8 @@ export interface MachineRecord {
   accel?: 'kvm' | 'tcg'
   ssh?: {host: string; port: number; user: string; keyReplaced: boolean}
   vncDisplay?: number | undefined
+  /** Forwarded ports as set up at the last boot (auto_correct may have changed host ports). */
+  forwards?: ResolvedForward[]
   /** running after a boot, poweroff after a clean halt. */
   lastState: 'poweroff' | 'running'
   updatedAt: string

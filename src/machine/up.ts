@@ -6,6 +6,7 @@ import {startQemu, stopQemu} from '../driver/qemu/process.js'
 import {createOverlay} from '../driver/qemu/img.js'
 import type {MachineSpec} from '../driver/qemu/spec.js'
 import {machineMac} from '../network/mac.js'
+import {resolveForwards} from '../network/forwards.js'
 import {leasePort, releaseLease, transferLease, VNC_PORT_RANGE} from '../network/ports.js'
 import {runProgram} from '../process/run.js'
 import {generateKeyPair, insecurePrivateKey} from '../ssh/keys.js'
@@ -96,7 +97,7 @@ function buildSpec(record: MachineRecord, paths: MachinePaths, accel: 'kvm' | 't
   const config = record.config
   const forwards = [
     {protocol: 'tcp' as const, hostIp: '127.0.0.1', hostPort: sshPort, guestPort: config.ssh.port},
-    ...config.forwardedPorts.map((port) => ({protocol: port.protocol, hostIp: port.hostIp, hostPort: port.host, guestPort: port.guest})),
+    ...(record.forwards ?? []).map((port) => ({protocol: port.protocol, hostIp: port.hostIp, hostPort: port.host, guestPort: port.guest})),
   ]
   return {
     name: config.name,
@@ -180,6 +181,10 @@ export async function upMachine(
     let pid: number | undefined
     let port: number | undefined
     const tried = new Set<number>()
+    record = {
+      ...record,
+      forwards: await resolveForwards(record.name, record.config.forwardedPorts, leases, record.id, (text) => events.info(text)),
+    }
     // VNC: a display whose port no other machine or program holds, recorded for vm status.
     const vncPort = record.config.vnc ? await leasePort(leases, record.id, VNC_PORT_RANGE) : undefined
     record = {...record, vncDisplay: vncPort === undefined ? undefined : vncPort - 5900}
@@ -200,6 +205,8 @@ export async function upMachine(
       throw new UserError('Could not start QEMU with a free SSH port', {hint: 'Free a port between 2200 and 2299.'})
     await transferLease(leases, port, record.id, pid)
     if (vncPort !== undefined) await transferLease(leases, vncPort, record.id, pid)
+    for (const forward of record.forwards ?? [])
+      if (forward.requested !== undefined) await transferLease(leases, forward.host, record.id, pid)
     const user = record.config.ssh.user ?? record.box.sshUser ?? 'vm'
     record = {
       ...record,

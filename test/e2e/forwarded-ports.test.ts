@@ -1,0 +1,67 @@
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {createServer, type Server} from 'node:net'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {builtBox, installBox, vm} from '../helpers/vm-cli.js'
+
+describe('forwarded ports with the tiny box', () => {
+  let home: string
+  let project: string
+  let env: NodeJS.ProcessEnv
+  let blocker: Server
+  const run = (args: string[]) => vm(args, {cwd: project, env})
+
+  beforeAll(async () => {
+    home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-fwd-home-'))
+    project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-fwd-'))
+    env = {VM_HOME: home}
+    installBox(builtBox('tiny'), path.join(home, 'data/boxes'), 'vmfile/tiny', '1.0.0')
+    blocker = createServer()
+    await new Promise<void>((resolve) => blocker.listen(46451, '127.0.0.1', resolve))
+  })
+
+  afterAll(async () => {
+    await run(['destroy', '-f'])
+    blocker.close()
+    rmSync(project, {recursive: true, force: true})
+    rmSync(home, {recursive: true, force: true})
+  })
+
+  it('a host port already taken is an error naming the port and the machine; nothing is left running', async () => {
+    writeFileSync(
+      path.join(project, 'Vmfile'),
+      'box: vmfile/tiny\ncpus: 1\nmemory: 256\nforwarded_ports:\n  - {guest: 8000, host: 46451}\n',
+    )
+    const up = await run(['up'])
+    expect(up.code).toBe(1)
+    expect(up.stderr).toContain('Host port 127.0.0.1:46451/tcp (forwarded to guest port 8000 of machine default) is already in use')
+    expect(up.stderr).toContain('auto_correct: true')
+    const status = JSON.parse((await run(['status', '--json'])).stdout).result.machines[0]
+    expect(status.state).toBe('poweroff')
+  })
+
+  it('auto_correct forwards a free port instead, reported by up and vm port; TCP traffic flows', async () => {
+    writeFileSync(
+      path.join(project, 'Vmfile'),
+      'box: vmfile/tiny\ncpus: 1\nmemory: 256\nforwarded_ports:\n  - {guest: 8000, host: 46451, auto_correct: true}\n',
+    )
+    await run(['destroy', '-f'])
+    const up = await run(['up'])
+    expect(up.code, up.stderr).toBe(0)
+    expect(up.stdout).toMatch(/host port 46451 for guest port 8000 is in use; forwarding 127\.0\.0\.1:(\d+) instead/)
+    const host = Number((await run(['port', '--guest', '8000'])).stdout.trim())
+    expect(host).toBeGreaterThanOrEqual(2200)
+    expect((await run(['port'])).stdout).toContain(`8000 (guest) => 127.0.0.1:${host} (host) tcp (auto_correct: 46451 was taken)`)
+    const serve = await run([
+      'ssh',
+      '-c',
+      'mkdir -p /tmp/www && echo hello-through-forward > /tmp/www/index.html && busybox httpd -p 8000 -h /tmp/www',
+    ])
+    expect(serve.code, serve.stderr).toBe(0)
+    const response = await fetch(`http://127.0.0.1:${host}/index.html`)
+    expect((await response.text()).trim()).toBe('hello-through-forward')
+  })
+})
