@@ -3,6 +3,7 @@ import GlobalStatus from './commands/global-status.js'
 import Halt from './commands/halt.js'
 import Init from './commands/init.js'
 import Port from './commands/port.js'
+import Provision from './commands/provision.js'
 import Reload from './commands/reload.js'
 import Ssh from './commands/ssh.js'
 import SshConfig from './commands/ssh-config.js'
@@ -20,6 +21,7 @@ export const COMMANDS = {
   halt: Halt,
   init: Init,
   port: Port,
+  provision: Provision,
   reload: Reload,
   ssh: Ssh,
   'ssh-config': SshConfig,

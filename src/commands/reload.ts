@@ -12,6 +12,7 @@ export default class Reload extends BaseCommand<{machines: UpResult[]}> {
   static override flags = {
     force: Flags.boolean({char: 'f', summary: 'Do not wait for the guest to power off.'}),
     parallel: Flags.boolean({summary: 'Reload several machines at once.', default: true, allowNo: true}),
+    provision: Flags.boolean({summary: 'Run the provisioners after the boot.', allowNo: true}),
   }
 
   async run(): Promise<{machines: UpResult[]}> {

@@ -15,6 +15,12 @@ export default class Up extends BaseCommand<{machines: UpResult[]}> {
   static override args = {names: Args.string({description: 'Machines to start (default: the autostart ones).'})}
   static override flags = {
     parallel: Flags.boolean({summary: 'Start several machines at once.', default: true, allowNo: true}),
+    provision: Flags.boolean({summary: 'Run the provisioners even if they ran before (--no-provision: never).', allowNo: true}),
+    'provision-with': Flags.string({
+      summary: 'Run only these provisioners (names or types, comma-separated).',
+      delimiter: ',',
+      multiple: true,
+    }),
   }
 
   async run(): Promise<{machines: UpResult[]}> {
@@ -22,20 +28,38 @@ export default class Up extends BaseCommand<{machines: UpResult[]}> {
     const names = argv as string[]
     const spinners = new Map<string, Spinner>()
     const single = names.length <= 1
-    const {results, failures, project} = await upProject(this.cwd(flags), names, flags.parallel, (name) => ({
-      info: (text) => this.say(`[${name}] ${text}`),
-      warn: (text) => this.warn(`[${name}] ${text}`),
-      progress: (line) => {
-        if (!single || this.jsonEnabled()) return
-        let spinner = spinners.get(name)
-        if (spinner === undefined) {
-          spinner = new Spinner(`[${name}] booting:`)
-          spinners.set(name, spinner)
-          spinner.start()
-        }
-        spinner.update(line)
-      },
-    }))
+    const stopSpinner = (name: string): void => {
+      spinners.get(name)?.stop()
+      spinners.delete(name)
+    }
+    const options = {provision: flags.provision, provisionWith: flags['provision-with']}
+    const {results, failures, project} = await upProject(
+      this.cwd(flags),
+      names,
+      flags.parallel,
+      (name) => ({
+        info: (text) => {
+          stopSpinner(name)
+          this.say(`[${name}] ${text}`)
+        },
+        output: (stream, line) => (
+          stopSpinner(name),
+          stream === 'stderr' ? process.stderr.write(`[${name}] ${line}\n`) : this.say(`[${name}] ${line}`)
+        ),
+        warn: (text) => this.warn(`[${name}] ${text}`),
+        progress: (line) => {
+          if (!single || this.jsonEnabled()) return
+          let spinner = spinners.get(name)
+          if (spinner === undefined) {
+            spinner = new Spinner(`[${name}] booting:`)
+            spinners.set(name, spinner)
+            spinner.start()
+          }
+          spinner.update(line)
+        },
+      }),
+      options,
+    )
     for (const spinner of spinners.values()) spinner.stop()
     for (const result of results) {
       if (result.alreadyRunning) continue

@@ -3,8 +3,9 @@ import {loadProject} from '../vmfile/index.js'
 import type {ProjectConfig} from '../vmfile/types.js'
 import {destroyMachine, haltMachine, type DestroyResult, type HaltResult} from './halt.js'
 import {inspectMachine, type MachineStatus} from './inspect.js'
+import {provisionRecord} from './provision.js'
 import {selectMachines} from './select.js'
-import {upMachine, type MachineEvents, type UpResult} from './up.js'
+import {upMachine, type MachineEvents, type UpOptions, type UpResult} from './up.js'
 
 export type EventsFor = (machine: string) => MachineEvents
 
@@ -46,7 +47,13 @@ export function failuresError(verb: string, failures: Array<{name: string; error
   })
 }
 
-export async function upProject(cwd: string, names: string[], parallel: boolean, events: EventsFor): Promise<ProjectRun<UpResult>> {
+export async function upProject(
+  cwd: string,
+  names: string[],
+  parallel: boolean,
+  events: EventsFor,
+  options: UpOptions = {},
+): Promise<ProjectRun<UpResult>> {
   const project = loadProject(cwd)
   const machines = selectMachines(project, names, 'autostart')
   const {results, failures} = await forEachMachine(
@@ -57,6 +64,7 @@ export async function upProject(cwd: string, names: string[], parallel: boolean,
         project.dir,
         machines.find((machine) => machine.name === name)!,
         events(name),
+        options,
       ),
   )
   return {project, results, failures}
@@ -104,6 +112,7 @@ export async function reloadProject(
   parallel: boolean,
   graceMs: number,
   events: EventsFor,
+  options: UpOptions = {},
 ): Promise<ProjectRun<UpResult>> {
   const project = loadProject(cwd)
   const machines = selectMachines(project, names, 'all')
@@ -116,8 +125,36 @@ export async function reloadProject(
         project.dir,
         machines.find((machine) => machine.name === name)!,
         events(name),
-        {applyConfig: true},
+        {...options, applyConfig: true},
       )
+    },
+  )
+  return {project, results, failures}
+}
+
+/** vm provision: run the provisioners of running machines (all, or --provision-with). */
+export async function provisionProject(
+  cwd: string,
+  names: string[],
+  only: string[] | undefined,
+  events: EventsFor,
+): Promise<ProjectRun<{name: string; ran: string[]}>> {
+  const project = loadProject(cwd)
+  const machines = selectMachines(project, names, 'all')
+  const {results, failures} = await forEachMachine(
+    machines.map((machine) => machine.name),
+    false,
+    async (name) => {
+      const config = machines.find((machine) => machine.name === name)!
+      const {status, record} = await inspectMachine(project.dir, name)
+      if (record === undefined || status.state !== 'running') {
+        throw new UserError(`Machine ${name} is not running (state: ${status.state})`, {
+          code: 'NOT_RUNNING',
+          hint: `Run "vm up ${name}" first.`,
+        })
+      }
+      const {ran} = await provisionRecord(project.dir, record, config.provision, 'forced', only, events(name))
+      return {name, ran}
     },
   )
   return {project, results, failures}

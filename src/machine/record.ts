@@ -37,6 +37,8 @@ export interface MachineRecord {
   forwards?: ResolvedForward[]
   /** running after a boot, poweroff after a clean halt. */
   lastState: 'poweroff' | 'running'
+  /** Every provisioner succeeded once; until then each vm up runs them again. */
+  provisioned?: boolean
   updatedAt: string
 }
 

@@ -22,6 +22,7 @@ import {resolveBox} from './box.js'
 import {hostFacts, selectAccelerator} from './host.js'
 import {inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
+import {provisionRecord} from './provision.js'
 import {writeRecord, type MachineRecord} from './record.js'
 
 export interface MachineEvents {
@@ -29,6 +30,23 @@ export interface MachineEvents {
   warn(text: string): void
   /** The last line of the boot log while waiting for SSH. */
   progress?(text: string): void
+  /** A line of provisioner output. */
+  output?(stream: 'stderr' | 'stdout', line: string): void
+}
+
+/** Provisioning after a boot (or on a running machine with --provision). */
+async function provisionAfterBoot(
+  projectDir: string,
+  record: MachineRecord,
+  config: MachineConfig,
+  options: UpOptions,
+  events: MachineEvents,
+): Promise<string[]> {
+  if (options.provision === false) return []
+  const forced = options.provision === true || (options.provisionWith !== undefined && options.provisionWith.length > 0)
+  const trigger = forced ? 'forced' : record.provisioned === true ? 'up' : 'first'
+  const {ran} = await provisionRecord(projectDir, record, config.provision, trigger, options.provisionWith, events)
+  return ran
 }
 
 export interface UpResult {
@@ -40,6 +58,8 @@ export interface UpResult {
   accel: string | undefined
   ssh: {host: string; port: number; user: string} | undefined
   bootMs: number | undefined
+  /** Names of the provisioners that ran. */
+  provisioned: string[]
 }
 
 /** The parts of the config that only take effect on a new boot. */
@@ -132,6 +152,10 @@ async function replaceInsecureKey(record: MachineRecord, paths: MachinePaths, in
 export interface UpOptions {
   /** Boot with the Vmfile's current settings instead of the recorded ones (vm reload). */
   applyConfig?: boolean
+  /** true: run the provisioners (--provision); false: never (--no-provision); default: first up. */
+  provision?: boolean | undefined
+  /** Only these provisioners (names or types), --provision-with. */
+  provisionWith?: string[] | undefined
 }
 
 export async function upMachine(
@@ -149,6 +173,10 @@ export async function upMachine(
       if (bootRelevant(existing.config) !== bootRelevant(config)) {
         events.warn('the Vmfile changed since this machine booted; run "vm reload" to apply the changes.')
       }
+      const provisioned =
+        options.provision === true || (options.provisionWith?.length ?? 0) > 0
+          ? await provisionAfterBoot(projectDir, existing, config, options, events)
+          : []
       return {
         name: config.name,
         state: 'running',
@@ -158,6 +186,7 @@ export async function upMachine(
         accel: existing.accel,
         ssh: existing.ssh,
         bootMs: undefined,
+        provisioned,
       }
     }
     const created = existing === undefined
@@ -242,7 +271,9 @@ export async function upMachine(
     } finally {
       if (firstBoot) await rm(key, {force: true})
     }
+    const provisioned = await provisionAfterBoot(projectDir, record, config, options, events)
     return {
+      provisioned,
       name: config.name,
       state: 'running',
       alreadyRunning: false,

@@ -83,3 +83,47 @@ export async function runAttached(program: string, args: readonly string[], opti
     child.on('close', (code: number | null, signal: NodeJS.Signals | null) => resolve(code ?? (signal === null ? 1 : 128 + 9)))
   })
 }
+
+export interface StreamOptions {
+  env?: NodeJS.ProcessEnv
+  /** Fed to stdin: text, or a readable stream (e.g. tar output). */
+  input?: string | Buffer | NodeJS.ReadableStream
+  onStdout(line: string): void
+  onStderr(line: string): void
+}
+
+/** Runs a program, handing each line of its stdout and stderr to callbacks as it comes. */
+export async function runStreaming(program: string, args: readonly string[], options: StreamOptions): Promise<number> {
+  const {default: spawn} = await import('cross-spawn')
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, [...args], {env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe']})
+    const lines = (emit: (line: string) => void) => {
+      let rest = ''
+      return {
+        data: (chunk: string) => {
+          rest += chunk
+          const parts = rest.split('\n')
+          rest = parts.pop() ?? ''
+          for (const part of parts) emit(part)
+        },
+        end: () => rest !== '' && emit(rest),
+      }
+    }
+    const out = lines(options.onStdout)
+    const err = lines(options.onStderr)
+    child.stdout?.setEncoding('utf8').on('data', out.data)
+    child.stderr?.setEncoding('utf8').on('data', err.data)
+    child.on('error', (error: NodeJS.ErrnoException) =>
+      reject(new ExternalError(`Cannot run ${program}: ${error.message}`, program, args, '', {cause: error, code: 'PROGRAM_MISSING'})),
+    )
+    child.on('close', (code: number | null) => {
+      out.end()
+      err.end()
+      resolve(code ?? 128)
+    })
+    const input = options.input
+    if (input === undefined) child.stdin?.end()
+    else if (typeof input === 'string' || Buffer.isBuffer(input)) child.stdin?.end(input)
+    else input.pipe(child.stdin!)
+  })
+}
