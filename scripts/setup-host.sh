@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(qemu-system-x86 qemu-utils openssh-client ca-certificates)
+packages=(qemu-system-x86 qemu-utils openssh-client rsync ca-certificates)
 if [ -f boxes/host-packages.txt ]; then
   while read -r name; do
     name=${name%%#*}

@@ -5,6 +5,7 @@ import Init from './commands/init.js'
 import Port from './commands/port.js'
 import Provision from './commands/provision.js'
 import Reload from './commands/reload.js'
+import Rsync from './commands/rsync.js'
 import Ssh from './commands/ssh.js'
 import SshConfig from './commands/ssh-config.js'
 import Status from './commands/status.js'
@@ -23,6 +24,7 @@ export const COMMANDS = {
   port: Port,
   provision: Provision,
   reload: Reload,
+  rsync: Rsync,
   ssh: Ssh,
   'ssh-config': SshConfig,
   status: Status,

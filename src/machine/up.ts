@@ -23,6 +23,7 @@ import {hostFacts, selectAccelerator} from './host.js'
 import {inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
 import {provisionRecord} from './provision.js'
+import {sharesFor, syncFolders} from '../sync/folders.js'
 import {writeRecord, type MachineRecord} from './record.js'
 
 export interface MachineEvents {
@@ -130,7 +131,7 @@ function buildSpec(record: MachineRecord, paths: MachinePaths, accel: 'kvm' | 't
         ? undefined
         : {kernel: record.box.kernel, initrd: record.box.initrd, cmdline: record.box.cmdline, firmware: record.box.firmware},
     nics: [{kind: 'user', mac: record.macs[0] ?? machineMac(record.id, 0), forwards}],
-    shares: [],
+    shares: sharesFor(config.syncedFolders),
     vncDisplay: record.vncDisplay,
     files: {pidfile: paths.pid, qmpSocket: paths.qmpSocket, serialLog: paths.serialLog},
   }
@@ -271,6 +272,7 @@ export async function upMachine(
     } finally {
       if (firstBoot) await rm(key, {force: true})
     }
+    await syncFolders(record.config.syncedFolders, sshTarget(record, paths, paths.privateKey, 'yes'), (text) => events.info(text))
     const provisioned = await provisionAfterBoot(projectDir, record, config, options, events)
     return {
       provisioned,

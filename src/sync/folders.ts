@@ -1,0 +1,90 @@
+import {existsSync} from 'node:fs'
+
+import {UserError} from '../cli/errors.js'
+import type {ShareSpec} from '../driver/qemu/spec.js'
+import {runProgram, runStreaming} from '../process/run.js'
+import {sshArgs, type SshTarget} from '../ssh/options.js'
+import type {SyncedFolder} from '../vmfile/types.js'
+import {shellQuote} from '../provision/shell.js'
+
+/** The 9p mount tag of synced folder `index`. */
+export function shareTag(index: number): string {
+  return `vm${index}`
+}
+
+/** 9p devices for QEMU: every folder whose type is 9p or auto (auto may fall back later). */
+export function sharesFor(folders: readonly SyncedFolder[]): ShareSpec[] {
+  return folders.flatMap((folder, index) =>
+    folder.type === 'rsync' ? [] : [{tag: shareTag(index), path: folder.host, readOnly: folder.readOnly}],
+  )
+}
+
+async function guest(target: SshTarget, command: string): Promise<{code: number; output: string}> {
+  try {
+    const {stdout} = await runProgram('ssh', [...sshArgs(target, {batch: true}), command], {timeoutMs: 60_000})
+    return {code: 0, output: stdout}
+  } catch (error) {
+    return {code: 1, output: String((error as {stderrTail?: string}).stderrTail ?? '')}
+  }
+}
+
+/** rsync options for a folder: .vm/ always left out, plus the folder's excludes. */
+export function rsyncArgs(folder: SyncedFolder, target: SshTarget): string[] {
+  const ssh = ['ssh', ...sshArgs(target, {batch: true}).slice(0, -1)].map((part) => shellQuote(part)).join(' ')
+  const excludes = ['.vm/', ...folder.exclude].flatMap((pattern) => ['--exclude', pattern])
+  return ['-a', '--delete', ...excludes, '--rsync-path', 'sudo -n rsync', '-e', ssh, `${folder.host}/`, `${target.host}:${folder.guest}/`]
+}
+
+/** Copies a folder host to guest with rsync over the machine's SSH settings. */
+export async function rsyncFolder(folder: SyncedFolder, target: SshTarget, onLine: (line: string) => void): Promise<void> {
+  if (!existsSync(folder.host))
+    throw new UserError(`Synced folder ${folder.host} does not exist`, {hint: 'Create it or fix "synced_folders" in the Vmfile.'})
+  await guest(target, `sudo -n mkdir -p ${shellQuote(folder.guest)}`)
+  const code = await runStreaming('rsync', rsyncArgs(folder, target), {onStdout: onLine, onStderr: onLine})
+  if (code !== 0) {
+    throw new UserError(`rsync of ${folder.host} to ${folder.guest} failed with status ${code}`, {
+      hint: 'rsync must be installed on the host and in the guest (type: 9p needs neither).',
+    })
+  }
+}
+
+export interface SyncReport {
+  host: string
+  guest: string
+  type: '9p' | 'rsync'
+}
+
+/**
+ * Makes each folder visible in the guest: 9p folders are mounted over SSH; auto picks 9p when
+ * the guest kernel has it, else rsync, and says which; rsync folders are copied.
+ */
+export async function syncFolders(
+  folders: readonly SyncedFolder[],
+  target: SshTarget,
+  onInfo: (text: string) => void,
+): Promise<SyncReport[]> {
+  const reports: SyncReport[] = []
+  for (const [index, folder] of folders.entries()) {
+    let type: '9p' | 'rsync' = folder.type === 'rsync' ? 'rsync' : '9p'
+    if (type === '9p') {
+      const options = `trans=virtio,version=9p2000.L,msize=262144,cache=none${folder.readOnly ? ',ro' : ''}`
+      const dir = shellQuote(folder.guest)
+      const mount = await guest(
+        target,
+        `sudo -n modprobe 9pnet_virtio 2>/dev/null; sudo -n mkdir -p ${dir} && (mountpoint -q ${dir} || sudo -n mount -t 9p -o ${options} ${shareTag(index)} ${dir})`,
+      )
+      if (mount.code !== 0) {
+        if (folder.type === '9p')
+          throw new UserError(`Cannot mount ${folder.host} at ${folder.guest} over 9p`, {
+            details: mount.output.split('\n'),
+            hint: 'Use type: rsync for guests without 9p support.',
+          })
+        type = 'rsync'
+      }
+    }
+    if (type === 'rsync') await rsyncFolder(folder, target, () => {})
+    onInfo(`synced folder ${folder.host} -> ${folder.guest} (${type}${folder.type === 'auto' ? ', chosen automatically' : ''})`)
+    reports.push({host: folder.host, guest: folder.guest, type})
+  }
+  return reports
+}
