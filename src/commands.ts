@@ -1,3 +1,11 @@
+import BoxAdd from './commands/box/add.js'
+import BoxCatalog from './commands/box/catalog.js'
+import BoxList from './commands/box/list.js'
+import BoxOutdated from './commands/box/outdated.js'
+import BoxPrune from './commands/box/prune.js'
+import BoxRemove from './commands/box/remove.js'
+import BoxRepackage from './commands/box/repackage.js'
+import BoxUpdate from './commands/box/update.js'
 import Destroy from './commands/destroy.js'
 import GlobalStatus from './commands/global-status.js'
 import Halt from './commands/halt.js'
@@ -17,6 +25,14 @@ import Validate from './commands/validate.js'
  * object from the bundle, so start-up imports one file instead of globbing command files.
  */
 export const COMMANDS = {
+  'box:add': BoxAdd,
+  'box:catalog': BoxCatalog,
+  'box:list': BoxList,
+  'box:outdated': BoxOutdated,
+  'box:prune': BoxPrune,
+  'box:remove': BoxRemove,
+  'box:repackage': BoxRepackage,
+  'box:update': BoxUpdate,
   destroy: Destroy,
   'global-status': GlobalStatus,
   halt: Halt,

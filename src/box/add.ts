@@ -1,0 +1,269 @@
+import {createHash} from 'node:crypto'
+import {existsSync} from 'node:fs'
+import {mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+
+import {UsageError, UserError, VmError} from '../cli/errors.js'
+import {processCommandLine} from '../state/process-check.js'
+import {vmPaths} from '../state/paths.js'
+import {unpackStream} from './archive.js'
+import {CHECKSUM_TYPES, parseCatalog, selectFromCatalog, toUrl, type Catalog} from './catalog.js'
+import {discardPartial, openSource, RestartDownload, type DownloadProgress, type HttpOptions} from './download.js'
+import {fetchCatalog} from './fetch.js'
+import {acquireBoxLock} from './lock.js'
+import {isShortName, lookupShortName} from './registry.js'
+import {hostArchitecture, installBox, listBoxes, readStoredBox, SOURCE_FILE, type BoxKey, type BoxSource, type StoredBox} from './store.js'
+import {describeBareImage, sealBox, verifyUnpackedBox} from './verify.js'
+import {isValidVersion} from './version.js'
+
+export interface AddBoxOptions {
+  /** A path, URL, catalog URL/path, or short name (org/box) looked up in the registries. */
+  source: string
+  cwd?: string | undefined
+  name?: string | undefined
+  /** A version constraint; applies to catalogs and short names. */
+  constraint?: string | undefined
+  provider?: string | undefined
+  architecture?: string | undefined
+  checksum?: string | undefined
+  checksumType?: string | undefined
+  /** Replace a stored box of the same name, version, architecture and provider. */
+  force?: boolean | undefined
+  /** Discard a partial download instead of resuming it. */
+  clean?: boolean | undefined
+  insecure?: boolean | undefined
+  /** Path of a CA bundle (PEM) for HTTPS. */
+  cacert?: string | undefined
+  token?: string | undefined
+  signal?: AbortSignal | undefined
+  onProgress?: ((progress: DownloadProgress) => void) | undefined
+  /** Short status lines: lookups, waiting for another vm, verifying. */
+  onStatus?: ((message: string) => void) | undefined
+  env?: NodeJS.ProcessEnv | undefined
+  retryDelayMs?: number | undefined
+  /** Retries per download after a transient failure (default 5). */
+  retries?: number | undefined
+}
+
+export interface AddBoxResult {
+  box: StoredBox
+  /** True when the box was already stored and nothing was downloaded. */
+  alreadyPresent: boolean
+  url: string
+  catalogUrl: string | undefined
+  bytes: number
+}
+
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)?$/
+const TOKEN = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/
+
+function checkKey(key: BoxKey): void {
+  if (!NAME.test(key.name))
+    throw new UserError(`"${key.name}" is not a usable box name`, {
+      code: 'BOX_NAME',
+      hint: 'Box names look like org/box or box (letters, digits, . _ -).',
+    })
+  if (!isValidVersion(key.version)) throw new UserError(`"${key.version}" is not a box version such as 1.2.3`, {code: 'BOX_INVALID'})
+  if (!TOKEN.test(key.architecture) || !TOKEN.test(key.provider))
+    throw new UserError(`Box ${key.name} names an unusable architecture or provider`, {code: 'BOX_INVALID'})
+}
+
+/** Removes `.tmp-<pid>-*` directories left in the store by vm processes that died. */
+async function removeStaleTemps(root: string): Promise<void> {
+  for (const entry of await readdir(root).catch(() => [] as string[])) {
+    const pid = Number(/^\.tmp-(\d+)-/.exec(entry)?.[1])
+    if (pid > 0 && pid !== process.pid && processCommandLine(pid) === undefined)
+      await rm(path.join(root, entry), {recursive: true, force: true})
+  }
+}
+
+interface Plan {
+  url: string
+  catalog: Catalog | undefined
+  /** Known up front when a catalog chose the box. */
+  key: Partial<BoxKey>
+  checksumType: string | undefined
+  checksum: string | undefined
+}
+
+/** Adds a box to the store (see AddBoxOptions); safe to call from `vm up` when a box is missing. */
+export async function addBox(options: AddBoxOptions): Promise<AddBoxResult> {
+  const env = options.env ?? process.env
+  const cwd = options.cwd ?? process.cwd()
+  const http: HttpOptions = {
+    insecure: options.insecure,
+    cacert: options.cacert === undefined ? undefined : await readFile(path.resolve(cwd, options.cacert), 'utf8'),
+    token: options.token ?? env.VM_BOX_TOKEN,
+    signal: options.signal,
+  }
+  const checksumType = options.checksumType?.toLowerCase()
+  if (checksumType !== undefined && !CHECKSUM_TYPES.includes(checksumType as never)) {
+    throw new UsageError(`Unknown checksum type "${options.checksumType}"`, {hint: `Use one of ${CHECKSUM_TYPES.join(', ')}.`})
+  }
+  if (options.checksum !== undefined && checksumType === undefined)
+    throw new UsageError('--checksum needs --checksum-type', {hint: 'For example --checksum-type sha256.'})
+  try {
+    let catalog: Catalog | undefined
+    if (isShortName(options.source) && !existsSync(path.resolve(cwd, options.source))) {
+      options.onStatus?.(`Looking up ${options.source} in the box registries`)
+      catalog = await lookupShortName(options.source, {...http, env})
+    } else {
+      const url = toUrl(options.source, cwd)
+      if (/\.json$/i.test(new URL(url).pathname)) catalog = await fetchCatalog(url, {...http, env})
+      else
+        return await addFromUrl(
+          {url, catalog: undefined, key: {}, checksumType, checksum: options.checksum?.toLowerCase()},
+          options,
+          http,
+          env,
+        )
+    }
+    return await addFromCatalog(catalog, options, http, env)
+  } catch (error) {
+    if (options.signal?.aborted) {
+      throw new VmError('Interrupted: nothing was added to the box store', {
+        code: 'INTERRUPTED',
+        exit: 'interrupted',
+        hint: 'Run the same command again to resume the download.',
+        cause: error,
+      })
+    }
+    throw error
+  }
+}
+
+function addFromCatalog(catalog: Catalog, options: AddBoxOptions, http: HttpOptions, env: NodeJS.ProcessEnv): Promise<AddBoxResult> {
+  const architecture = options.architecture ?? hostArchitecture()
+  const selection = selectFromCatalog(catalog, {constraint: options.constraint, provider: options.provider, architecture})
+  const explicit = options.checksum !== undefined
+  return addFromUrl(
+    {
+      url: selection.provider.url,
+      catalog,
+      key: {
+        name: options.name ?? catalog.name,
+        version: selection.version,
+        architecture: selection.architecture,
+        provider: selection.provider.name,
+      },
+      checksumType: explicit ? options.checksumType?.toLowerCase() : selection.provider.checksumType,
+      checksum: explicit ? options.checksum?.toLowerCase() : selection.provider.checksum,
+    },
+    options,
+    http,
+    env,
+  )
+}
+
+async function addFromUrl(plan: Plan, options: AddBoxOptions, http: HttpOptions, env: NodeJS.ProcessEnv): Promise<AddBoxResult> {
+  const paths = vmPaths(env)
+  const known = plan.key.name !== undefined && plan.key.version !== undefined ? (plan.key as BoxKey) : undefined
+  if (known !== undefined) checkKey(known)
+  if (plan.checksumType !== undefined && !CHECKSUM_TYPES.includes(plan.checksumType as never)) {
+    throw new UserError(`The catalog names an unknown checksum type "${plan.checksumType}"`, {code: 'CATALOG_INVALID'})
+  }
+  const present = async (): Promise<StoredBox | undefined> => {
+    if (options.force === true) return undefined
+    if (known !== undefined) return readStoredBox(known, paths.boxes)
+    if (options.name === undefined) return undefined
+    return (await listBoxes(paths.boxes)).find((box) => box.name === options.name && box.source?.url === plan.url)
+  }
+  const existing = await present()
+  if (existing !== undefined) return {box: existing, alreadyPresent: true, url: plan.url, catalogUrl: plan.catalog?.url, bytes: 0}
+  const cacheKey = createHash('sha256')
+    .update(`${plan.url}\0${plan.checksumType ?? ''}:${plan.checksum ?? ''}`)
+    .digest('hex')
+    .slice(0, 32)
+  const source = {url: plan.url, cacheDir: paths.downloads, cacheKey}
+  const release = await acquireBoxLock(path.join(paths.downloads, `${cacheKey}.lock`), {
+    signal: options.signal,
+    onWait: (pid) => options.onStatus?.(`Waiting for vm process ${pid}, which is adding the same box`),
+  })
+  await mkdir(paths.boxes, {recursive: true})
+  let temp: string | undefined
+  try {
+    const again = await present()
+    if (again !== undefined) return {box: again, alreadyPresent: true, url: plan.url, catalogUrl: plan.catalog?.url, bytes: 0}
+    if (options.clean === true) await discardPartial(source)
+    await removeStaleTemps(paths.boxes)
+    const checksumType = plan.checksumType ?? 'sha256'
+    let result
+    for (let attempt = 0; ; attempt++) {
+      temp = await mkdtemp(path.join(paths.boxes, `.tmp-${process.pid}-`))
+      try {
+        const bytes = openSource({
+          ...source,
+          ...http,
+          onProgress: options.onProgress,
+          retryDelayMs: options.retryDelayMs,
+          retries: options.retries,
+        })
+        result = await unpackStream(bytes, {dir: temp, checksumType, where: plan.url, signal: options.signal})
+        break
+      } catch (error) {
+        if (!(error instanceof RestartDownload) || attempt >= 2) throw error
+        options.onStatus?.(`${error.message}; starting the download over`)
+        await discardPartial(source)
+        await rm(temp, {recursive: true, force: true})
+      }
+    }
+    if (plan.checksum !== undefined && result.digest !== plan.checksum) {
+      await discardPartial(source)
+      throw new UserError(`Checksum mismatch for ${plan.url}`, {
+        code: 'CHECKSUM_MISMATCH',
+        details: [`expected ${checksumType} ${plan.checksum}`, `got      ${checksumType} ${result.digest}`],
+        hint: 'The download was corrupted or the box changed since its catalog was written; run the command again, or ask the publisher.',
+      })
+    }
+    if (result.kind === 'catalog') {
+      if (plan.catalog !== undefined)
+        throw new UserError(`The catalog ${plan.catalog.url} points at another catalog (${plan.url})`, {code: 'CATALOG_INVALID'})
+      await release()
+      return await addFromCatalog(parseCatalog(result.text ?? '', plan.url), options, http, env)
+    }
+    options.onStatus?.('Verifying the box')
+    let metadata
+    if (result.kind === 'image') {
+      if (options.name === undefined) {
+        throw new UsageError(`${plan.url} is a bare disk image: give the box a name with --name`, {
+          hint: 'For example: vm box add disk.qcow2 --name my/box',
+        })
+      }
+      metadata = await describeBareImage(temp, 'box.img', plan.url, options.name, plan.key.version ?? '0')
+    } else {
+      metadata = await verifyUnpackedBox(temp, plan.url)
+    }
+    const name = plan.key.name ?? options.name ?? metadata.name
+    if (name === undefined)
+      throw new UsageError(`The box at ${plan.url} does not name itself: give it a name with --name`, {
+        hint: 'For example: vm box add URL --name my/box',
+      })
+    const key: BoxKey = {
+      name,
+      version: plan.key.version ?? metadata.version ?? '0',
+      architecture: plan.key.architecture ?? metadata.architecture ?? options.architecture ?? hostArchitecture(),
+      provider: plan.key.provider ?? metadata.provider,
+    }
+    checkKey(key)
+    const stored = options.force === true ? undefined : await readStoredBox(key, paths.boxes)
+    if (stored !== undefined) return {box: stored, alreadyPresent: true, url: plan.url, catalogUrl: plan.catalog?.url, bytes: result.bytes}
+    const record: BoxSource = {
+      url: plan.url,
+      catalogUrl: plan.catalog?.url,
+      checksumType: plan.checksumType,
+      checksum: plan.checksum,
+      addedAt: new Date().toISOString(),
+    }
+    await writeFile(path.join(temp, SOURCE_FILE), `${JSON.stringify(record, null, 2)}\n`)
+    await sealBox(temp, metadata)
+    await installBox(temp, key, options.force === true, paths.boxes)
+    temp = undefined
+    await discardPartial(source)
+    const box = await readStoredBox(key, paths.boxes)
+    if (box === undefined) throw new VmError(`The box ${key.name} ${key.version} vanished from the store right after it was added`)
+    return {box, alreadyPresent: false, url: plan.url, catalogUrl: plan.catalog?.url, bytes: result.bytes}
+  } finally {
+    if (temp !== undefined) await rm(temp, {recursive: true, force: true, maxRetries: 3})
+    await release()
+  }
+}

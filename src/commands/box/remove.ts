@@ -1,0 +1,41 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../cli/base-command.js'
+import {removeBox, type RemoveBoxResult} from '../../box/remove.js'
+
+export default class BoxRemove extends BaseCommand<RemoveBoxResult> {
+  static override summary = 'Remove a box from the local store.'
+  static override description = 'Refuses while a machine uses the box (and names the machine) unless --force.'
+  static override examples = [
+    '<%= config.bin %> box remove vmfile/tiny --box-version 1.0.0',
+    '<%= config.bin %> box remove vmfile/tiny --all',
+  ]
+
+  static override args = {
+    name: Args.string({description: 'Box name.', required: true}),
+  }
+
+  static override flags = {
+    'box-version': Flags.string({summary: 'Version (or constraint) to remove.'}),
+    all: Flags.boolean({summary: 'Remove every stored version.'}),
+    provider: Flags.string({summary: 'Only this provider.'}),
+    architecture: Flags.string({summary: 'Only this architecture.'}),
+    force: Flags.boolean({char: 'f', summary: 'Remove even if machines use it.'}),
+  }
+
+  async run(): Promise<RemoveBoxResult> {
+    const {args, flags} = await this.parse(BoxRemove)
+    this.setDebug(flags.debug)
+    const result = await removeBox({
+      name: args.name,
+      version: flags['box-version'],
+      all: flags.all,
+      provider: flags.provider,
+      architecture: flags.architecture,
+      force: flags.force,
+    })
+    for (const user of result.orphaned) this.warn(`machine "${user.machine}" in ${user.projectDir} used the removed box`)
+    for (const key of result.removed) this.say(`Removed box ${key.name} ${key.version} (${key.architecture}, ${key.provider})`)
+    return result
+  }
+}

@@ -1,0 +1,51 @@
+import {Duplex, Readable} from 'node:stream'
+
+import {ExternalError} from '../cli/errors.js'
+import {tailLines} from './run.js'
+
+/**
+ * A program used as a stream filter (`zstd -dc`, `xz -dc`): bytes written go to its stdin,
+ * its stdout is read. A non-zero exit destroys the stream with an ExternalError carrying the
+ * tail of stderr. Argument arrays only; cross-spawn underneath like run.ts.
+ */
+export async function spawnFilter(program: string, args: readonly string[], missingHint?: string): Promise<Duplex> {
+  const {default: spawn} = await import('cross-spawn')
+  const child = spawn(program, [...args], {stdio: ['pipe', 'pipe', 'pipe']})
+  let stderr = ''
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr = (stderr + chunk).slice(-4000)
+  })
+  let failure: Error | undefined
+  const exited = new Promise<void>((resolve) => {
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      failure = new ExternalError(`Cannot run ${program}: ${error.message}`, program, args, '', {
+        cause: error,
+        code: 'PROGRAM_MISSING',
+        hint: error.code === 'ENOENT' ? (missingHint ?? `Install ${program} and make sure it is on PATH.`) : undefined,
+      })
+      resolve()
+    })
+    child.on('close', (code, signal) => {
+      if (code !== 0 && failure === undefined) {
+        const tail = tailLines(stderr)
+        const why = signal ? `was killed by ${signal}` : `exited with status ${code}`
+        failure = new ExternalError(`${program} ${why}: ${tail.split('\n').at(-1) ?? ''}`, program, args, tail)
+      }
+      resolve()
+    })
+  })
+  // The output ends only once the exit status is known, so a failing program is never
+  // mistaken for a short but complete stream.
+  async function* output(): AsyncIterable<Buffer> {
+    for await (const chunk of child.stdout!) yield chunk as Buffer
+    await exited
+    if (failure !== undefined) throw failure
+  }
+  // The writable side can fail with EPIPE when the program exits early; its exit status says why.
+  child.stdin?.on('error', () => {})
+  const duplex = Duplex.from({writable: child.stdin!, readable: Readable.from(output())})
+  duplex.on('close', () => {
+    if (child.exitCode === null) child.kill('SIGTERM')
+  })
+  return duplex
+}
