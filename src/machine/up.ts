@@ -88,7 +88,7 @@ async function createMachine(
   paths: MachinePaths,
   events: MachineEvents,
 ): Promise<MachineRecord> {
-  const box = await resolveBox(config, events)
+  const box = await resolveBox(config, projectDir, events)
   await mkdir(paths.dir, {recursive: true})
   for (const [index, disk] of box.disks.entries()) {
     await createOverlay(disk.path, disk.format, paths.overlay(index), index === 0 ? config.disk : undefined)
