@@ -1,0 +1,78 @@
+import {chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {builtBox, installBox, vm} from '../helpers/vm-cli.js'
+
+/** The Debian box: a real systemd guest with OpenSSH, sudo and rsync, booted from its disk. */
+describe('a Debian 12 machine', () => {
+  let home: string
+  let project: string
+  let env: NodeJS.ProcessEnv
+  const run = (args: string[]) => vm(args, {cwd: project, env, timeoutMs: 600_000})
+  const guest = async (command: string) => (await run(['ssh', '-c', command])).stdout.trim()
+
+  beforeAll(() => {
+    home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-deb-home-'))
+    project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-deb-'))
+    chmodSync(project, 0o755)
+    env = {VM_HOME: home}
+    installBox(builtBox('debian-12'), path.join(home, 'data/boxes'), 'vmfile/debian-12', '1.0.0')
+    mkdirSync(path.join(project, 'src/node_modules'), {recursive: true})
+    writeFileSync(path.join(project, 'src/app.txt'), 'app\n')
+    writeFileSync(path.join(project, 'src/node_modules/skip.txt'), 'excluded\n')
+    writeFileSync(path.join(project, 'bin.sh'), '#!/bin/sh\necho "$1 as $(id -un) with $GREETING"\n')
+    writeFileSync(
+      path.join(project, 'Vmfile'),
+      [
+        'box: vmfile/debian-12',
+        'cpus: 2',
+        'memory: 1G',
+        'synced_folders:',
+        '  - {host: ., guest: /vm}',
+        '  - {host: src, guest: /srv/src, type: rsync, exclude: [node_modules/]}',
+        'provision:',
+        '  - {type: shell, name: root, inline: "id -u > /tmp/root-id"}',
+        '  - {type: shell, name: user, path: bin.sh, args: [hello], env: {GREETING: hi}, privileged: false}',
+        '',
+      ].join('\n'),
+    )
+  })
+
+  afterAll(async () => {
+    await run(['destroy', '-f'])
+    rmSync(project, {recursive: true, force: true})
+    rmSync(home, {recursive: true, force: true})
+  })
+
+  it('boots to SSH, provisions, mounts 9p and copies rsync folders with excludes', async () => {
+    const start = Date.now()
+    const up = await run(['up'])
+    expect(up.code, up.stderr).toBe(0)
+    console.log(`debian-12: vm up (with provisioning) in ${((Date.now() - start) / 1000).toFixed(1)} s`)
+    expect(up.stdout).toContain('[default] hello as vm with hi')
+    expect(await guest('cat /tmp/root-id')).toBe('0')
+    expect(up.stdout).toContain('-> /vm (9p, chosen automatically)')
+    expect(up.stdout).toContain(`${path.join(project, 'src')} -> /srv/src (rsync)`)
+    expect(await guest('find /srv/src -type f | sort')).toBe('/srv/src/app.txt')
+    expect(await guest('sudo -n sh -c "echo from-guest > /vm/guest.txt"; cat /vm/bin.sh | head -1')).toBe('#!/bin/sh')
+    expect(readFileSync(path.join(project, 'guest.txt'), 'utf8')).toBe('from-guest\n')
+  })
+
+  it('vm rsync copies host changes again', async () => {
+    writeFileSync(path.join(project, 'src/new.txt'), 'new\n')
+    const rsync = await run(['rsync'])
+    expect(rsync.code, rsync.stderr).toBe(0)
+    expect(await guest('cat /srv/src/new.txt')).toBe('new')
+  })
+
+  it('halts through ACPI and boots again from its disk', async () => {
+    expect((await run(['ssh', '-c', 'echo kept | sudo -n tee /var/tmp/kept >/dev/null'])).code).toBe(0)
+    const halt = await run(['halt'])
+    expect(halt.stdout).toContain('[default] powered off')
+    expect((await run(['up'])).code).toBe(0)
+    expect(await guest('cat /var/tmp/kept')).toBe('kept')
+  })
+})
