@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Build the vmfile boxes from Debian packages.
+#
+#   boxes/build.sh [tiny|debian-12|all]     (default: all)
+#
+# Environment:
+#   VM_BOXES_OUT      output directory    (default: <repo>/boxes/dist)
+#   VM_BOXES_CACHE    cache directory     (default: /var/cache/vmfile/boxes)
+#   VM_BOXES_MIRROR   Debian mirror       (default: http://deb.debian.org/debian)
+#   VM_BOXES_SECURITY_MIRROR              (default: http://deb.debian.org/debian-security)
+#   VM_BOXES_OFFLINE=1  do not refresh the package lists (use the cached ones)
+#   VM_BOXES_QCOW2_COMPRESSION  zstd (default) or zlib (for QEMU older than 5.1)
+#
+# Needs root (loop mount, chroot, file ownership) and the Debian mirror.
+# Output: $VM_BOXES_OUT/vmfile/<box>-<version>-amd64.box and <box>.json.
+set -euo pipefail
+umask 022
+export LC_ALL=C
+
+BOXES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VM_BOXES_OUT=${VM_BOXES_OUT:-$BOXES_DIR/dist}
+VM_BOXES_CACHE=${VM_BOXES_CACHE:-/var/cache/vmfile/boxes}
+ALL_BOXES="tiny debian-12"
+
+# shellcheck source=lib/common.sh
+. "$BOXES_DIR/lib/common.sh"
+
+usage() {
+  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+ONE=
+case "${1:-all}" in
+  all) TARGETS=$ALL_BOXES ;;
+  tiny | debian-12) TARGETS=$1 ;;
+  # Internal: build one box in this process (started by the main process in
+  # a session of its own, so that an interrupt reaches every process of it).
+  --one) ONE=${2:?} ;;
+  -h | --help) usage; exit 0 ;;
+  *) usage >&2; exit 2 ;;
+esac
+
+[ "$(id -u)" = 0 ] || die "must run as root (loop mounts, chroot, file ownership)"
+
+missing=""
+for tool in apt-get dpkg-deb mmdebstrap mkfs.ext4 e2fsck extlinux qemu-img losetup \
+  cpio xz zstd gzip readelf depmod modprobe sha256sum flock; do
+  command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing="$missing debian-archive-keyring"
+[ -z "$missing" ] || die "missing host tools:$missing (install the packages in boxes/host-packages.txt)"
+
+mkdir -p "$VM_BOXES_CACHE/tmp" "$VM_BOXES_OUT/vmfile"
+VM_BOXES_CACHE=$(cd "$VM_BOXES_CACHE" && pwd)
+VM_BOXES_OUT=$(cd "$VM_BOXES_OUT" && pwd)
+export VM_BOXES_CACHE VM_BOXES_OUT VM_BOXES_MIRROR VM_BOXES_SECURITY_MIRROR VM_BOXES_QCOW2_COMPRESSION
+
+if [ -z "$ONE" ]; then
+  # One build at a time per cache directory.
+  exec 9>"$VM_BOXES_CACHE/.lock"
+  if ! flock -n 9; then
+    msg "waiting for another build using $VM_BOXES_CACHE"
+    flock 9
+  fi
+  T_ALL=$(now)
+  apt_init
+  apt_update
+else
+  apt_init
+fi
+
+# Hash of everything a box is made of: build.sh, the shared helpers, the
+# public key and the box's own folder.
+recipe_hash() {
+  (
+    cd "$BOXES_DIR"
+    find build.sh lib keys/vmfile_insecure_key.pub "$1" -type f -print0 | sort -z |
+      xargs -0 sha256sum
+  ) | sha256sum | cut -c1-64
+}
+
+# Keep the newest few cache entries of a box.
+cache_prune() {
+  local dir=$1 keep=3
+  # shellcheck disable=SC2012
+  ls -1t "$dir" 2>/dev/null | tail -n +$((keep + 1)) | while read -r old; do
+    case $old in *[!0-9a-f]*) continue ;; esac
+    rm -rf "${dir:?}/$old"
+  done
+}
+
+build_box() {
+  BOX_NAME=$1
+  local t0 key inputs cdir file sha out
+  t0=$(now)
+  # shellcheck source=/dev/null
+  . "$BOXES_DIR/$BOX_NAME/recipe.sh"
+  [ -n "${BOX_VERSION:-}" ] || die "recipe has no BOX_VERSION"
+  file="$BOX_NAME-$BOX_VERSION-amd64.box"
+
+  inputs=$(box_inputs) || die "cannot resolve the package versions"
+  [ -n "$inputs" ] || die "no package versions resolved"
+  key=$({
+    echo "recipe $(recipe_hash "$BOX_NAME")"
+    echo "mirror $VM_BOXES_MIRROR $VM_BOXES_SECURITY_MIRROR"
+    echo "qcow2 $VM_BOXES_QCOW2_COMPRESSION"
+    printf '%s\n' "$inputs"
+  } | sha256sum | cut -c1-64)
+  cdir="$VM_BOXES_CACHE/$BOX_NAME/$key"
+  msg "version $BOX_VERSION, cache key ${key:0:16} (resolved in $(elapsed "$t0") s)"
+
+  if [ -f "$cdir/$file" ] && [ -f "$cdir/$file.sha256" ]; then
+    msg "cached: $cdir/$file"
+  else
+    local tb
+    tb=$(now)
+    WORK=$(mktemp -d "$VM_BOXES_CACHE/tmp/$BOX_NAME.XXXXXX")
+    on_exit "umount_below '$WORK'; rm -rf '$WORK'"
+    mkdir -p "$WORK/box"
+    printf '%s\n' "$inputs" >"$WORK/packages.txt"
+    box_build "$WORK/box"
+    [ -f "$WORK/box/metadata.json" ] && [ -f "$WORK/box/box.img" ] ||
+      die "the recipe did not produce metadata.json and box.img"
+    msg "packing $file"
+    box_pack "$WORK/box" "$WORK/$file"
+    sha256sum "$WORK/$file" | cut -c1-64 >"$WORK/$file.sha256"
+    # Publish into the cache atomically: a complete entry or nothing.
+    mkdir -p "$WORK/entry"
+    mv "$WORK/$file" "$WORK/$file.sha256" "$WORK/entry/"
+    cp "$WORK/box/metadata.json" "$WORK/entry/metadata.json"
+    cp "$WORK/packages.txt" "$WORK/entry/packages.txt"
+    mkdir -p "$VM_BOXES_CACHE/$BOX_NAME"
+    rm -rf "$cdir"
+    mv "$WORK/entry" "$cdir"
+    touch "$cdir"
+    cache_prune "$VM_BOXES_CACHE/$BOX_NAME"
+    msg "built in $(elapsed "$tb") s"
+  fi
+
+  # Publish into the output directory: temporary name, then rename.
+  out="$VM_BOXES_OUT/vmfile"
+  if ! [ "$cdir/$file" -ef "$out/$file" ]; then
+    rm -f "$out/.$file.tmp"
+    on_exit "rm -f '$out/.$file.tmp'"
+    ln "$cdir/$file" "$out/.$file.tmp" 2>/dev/null || cp "$cdir/$file" "$out/.$file.tmp"
+    mv -f "$out/.$file.tmp" "$out/$file"
+  fi
+  sha=$(cat "$cdir/$file.sha256")
+  on_exit "rm -f '$out/.$BOX_NAME.json.tmp'"
+  catalog_write "$out/.$BOX_NAME.json.tmp" "vmfile/$BOX_NAME" "$BOX_DESCRIPTION" \
+    "$BOX_VERSION" "$file" "$sha"
+  mv -f "$out/.$BOX_NAME.json.tmp" "$out/$BOX_NAME.json"
+  msg "$out/$file ($(du -h "$out/$file" | cut -f1), sha256 ${sha:0:16}...) in $(elapsed "$t0") s"
+}
+
+if [ -n "$ONE" ]; then
+  build_box "$ONE"
+  exit 0
+fi
+
+# Each box is built by a process in a session of its own; on an interrupt,
+# the whole session is signalled and its cleanup awaited.
+BUILD_PID=
+stop_build() {
+  if [ -n "$BUILD_PID" ]; then
+    kill -TERM -- "-$BUILD_PID" 2>/dev/null || kill -TERM "$BUILD_PID" 2>/dev/null || true
+    wait "$BUILD_PID" 2>/dev/null || true
+  fi
+  exit "$1"
+}
+trap 'stop_build 130' INT
+trap 'stop_build 143' TERM
+
+for box in $TARGETS; do
+  setsid "$BASH" "${BASH_SOURCE[0]}" --one "$box" &
+  BUILD_PID=$!
+  if ! wait "$BUILD_PID"; then
+    BUILD_PID=
+    die "building $box failed"
+  fi
+  BUILD_PID=
+done
+msg "done in $(elapsed "$T_ALL") s"
