@@ -6,8 +6,8 @@
 # Environment:
 #   VM_BOXES_OUT      output directory    (default: <repo>/boxes/dist)
 #   VM_BOXES_CACHE    cache directory     (default: /var/cache/vmfile/boxes)
-#   VM_BOXES_MIRROR   Debian mirror       (default: http://deb.debian.org/debian)
-#   VM_BOXES_SECURITY_MIRROR              (default: http://deb.debian.org/debian-security)
+#   VM_BOXES_MIRROR   Debian mirror       (default: the host's apt source for bookworm)
+#   VM_BOXES_SECURITY_MIRROR              (default: the host's apt source for bookworm-security)
 #   VM_BOXES_OFFLINE=1  do not refresh the package lists (use the cached ones)
 #   VM_BOXES_QCOW2_COMPRESSION  zstd (default) or zlib (for QEMU older than 5.1)
 #

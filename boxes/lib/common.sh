@@ -48,9 +48,30 @@ umount_below() {
 # that what goes into a box depends only on the recipe and the mirror, never
 # on the host's apt configuration or installed packages.
 
-VM_BOXES_MIRROR=${VM_BOXES_MIRROR:-http://deb.debian.org/debian}
-VM_BOXES_SECURITY_MIRROR=${VM_BOXES_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 DEBIAN_SUITE=bookworm
+
+# The mirror this host's apt already uses for a suite (deb822 .sources or sources.list).
+host_mirror() {
+  local suite=$1 uri=''
+  if compgen -G '/etc/apt/sources.list.d/*.sources' >/dev/null; then
+    uri=$(awk -v want="$suite" '
+      /^[[:space:]]*$/ { u = "" }
+      /^URIs:/ { u = $2 }
+      /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == want && u != "") { print u; exit } }
+    ' /etc/apt/sources.list.d/*.sources)
+  fi
+  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+    uri=$(awk -v want="$suite" '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/) { if ($(i + 1) == want) { print $i; exit } break } }' /etc/apt/sources.list)
+  fi
+  printf '%s' "$uri"
+}
+
+VM_BOXES_MIRROR=${VM_BOXES_MIRROR:-$(host_mirror "$DEBIAN_SUITE")}
+VM_BOXES_SECURITY_MIRROR=${VM_BOXES_SECURITY_MIRROR:-$(host_mirror "$DEBIAN_SUITE-security")}
+if [ -z "$VM_BOXES_MIRROR" ] || [ -z "$VM_BOXES_SECURITY_MIRROR" ]; then
+  echo "boxes: cannot find the Debian $DEBIAN_SUITE mirrors in this host's apt sources; set VM_BOXES_MIRROR and VM_BOXES_SECURITY_MIRROR" >&2
+  exit 1
+fi
 DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
 # The sources of the boxes, one-line style (also written into debian-12).
