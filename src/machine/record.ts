@@ -54,7 +54,7 @@ export async function readRecord(file: string): Promise<MachineRecord | undefine
 /** Writes the record atomically (temp file + rename), so a crash never leaves half a file. */
 export async function writeRecord(file: string, record: MachineRecord): Promise<void> {
   await mkdir(path.dirname(file), {recursive: true})
-  const temp = `${file}.${process.pid}.tmp`
+  const temp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`
   await writeFile(temp, `${JSON.stringify({...record, updatedAt: new Date().toISOString()}, null, 2)}\n`)
   await rename(temp, file)
 }

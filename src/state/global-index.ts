@@ -25,9 +25,11 @@ async function load(file: string): Promise<IndexEntry[]> {
   }
 }
 
+let saves = 0
+
 async function save(file: string, machines: IndexEntry[]): Promise<void> {
   await mkdir(path.dirname(file), {recursive: true})
-  const temp = `${file}.${process.pid}.tmp`
+  const temp = `${file}.${process.pid}.${++saves}.tmp`
   await writeFile(temp, `${JSON.stringify({machines}, null, 2)}\n`)
   await rename(temp, file)
 }
@@ -37,20 +39,33 @@ export function entryExists(entry: IndexEntry, env: NodeJS.ProcessEnv = process.
   return existsSync(machinePaths(entry.projectDir, entry.name, env).record)
 }
 
-export async function addToIndex(entry: IndexEntry, env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  const file = indexFile(env)
-  const machines = (await load(file)).filter((other) => other.id !== entry.id)
-  await save(file, [...machines, entry])
+/** Index updates of this process, one at a time: machines started in parallel update it too. */
+let queue: Promise<unknown> = Promise.resolve()
+
+function serialized<T>(update: () => Promise<T>): Promise<T> {
+  const next = queue.then(update, update)
+  queue = next.catch(() => undefined)
+  return next
 }
 
-export async function removeFromIndex(id: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  const file = indexFile(env)
-  const machines = await load(file)
-  if (machines.some((entry) => entry.id === id))
-    await save(
-      file,
-      machines.filter((entry) => entry.id !== id),
-    )
+export function addToIndex(entry: IndexEntry, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  return serialized(async () => {
+    const file = indexFile(env)
+    const machines = (await load(file)).filter((other) => other.id !== entry.id)
+    await save(file, [...machines, entry])
+  })
+}
+
+export function removeFromIndex(id: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  return serialized(async () => {
+    const file = indexFile(env)
+    const machines = await load(file)
+    if (machines.some((entry) => entry.id === id))
+      await save(
+        file,
+        machines.filter((entry) => entry.id !== id),
+      )
+  })
 }
 
 /**

@@ -49,4 +49,16 @@ describe('global machine index', () => {
     await listIndex({prune: true}, env)
     expect((await listIndex({}, env)).gone).toEqual([])
   })
+
+  it('keeps every machine when several are added at once (machines started in parallel)', async () => {
+    const home = mkdtempSync(path.join(tmpdir(), 'vm-index-'))
+    const env = {VM_HOME: home}
+    const names = ['a', 'b', 'c', 'd', 'e']
+    await Promise.all(names.map((name) => addToIndex({id: name, name, projectDir: path.join(home, name)}, env)))
+    for (const name of names) {
+      mkdirSync(path.join(home, name, '.vm/machines', name), {recursive: true})
+      writeFileSync(path.join(home, name, '.vm/machines', name, 'machine.json'), '{}')
+    }
+    expect((await listIndex({}, env)).live.map((entry) => entry.id).sort()).toEqual(names)
+  })
 })
