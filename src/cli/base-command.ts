@@ -10,6 +10,13 @@ export interface SuccessJson<T> {
   warnings: string[]
 }
 
+/** Callbacks through which services report one machine's progress. */
+export interface MachineOutput {
+  info(text: string): void
+  warn(text: string): void
+  output(stream: 'stderr' | 'stdout', line: string): void
+}
+
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
 /**
@@ -64,6 +71,27 @@ export abstract class BaseCommand<T = unknown> extends Command {
     const style = createStyle(colorsEnabled(process.stderr))
     process.stderr.write(`${style.yellow('Warning:')} ${text}\n`)
     return input
+  }
+
+  /**
+   * Output of one machine among several: every line prefixed with its name, stderr kept on
+   * stderr. `beforeOutput` runs before each line (e.g. to clear a spinner).
+   */
+  protected machineEvents(name: string, beforeOutput: () => void = () => {}): MachineOutput {
+    return {
+      info: (text) => {
+        beforeOutput()
+        this.say(`[${name}] ${text}`)
+      },
+      warn: (text) => {
+        this.warn(`[${name}] ${text}`)
+      },
+      output: (stream, line) => {
+        beforeOutput()
+        if (stream === 'stderr') process.stderr.write(`[${name}] ${line}\n`)
+        else this.say(`[${name}] ${line}`)
+      },
+    }
   }
 
   protected override toSuccessJson(result: unknown): SuccessJson<unknown> {

@@ -20,11 +20,9 @@ export default class Provision extends BaseCommand<{machines: Array<{name: strin
 
   async run(): Promise<{machines: Array<{name: string; ran: string[]}>}> {
     const {argv, flags} = await this.parse(Provision)
-    const {results, failures} = await provisionProject(this.cwd(flags), argv as string[], flags['provision-with'], (name) => ({
-      info: (text) => this.say(`[${name}] ${text}`),
-      warn: (text) => this.warn(`[${name}] ${text}`),
-      output: (stream, line) => (stream === 'stderr' ? process.stderr.write(`[${name}] ${line}\n`) : this.say(`[${name}] ${line}`)),
-    }))
+    const {results, failures} = await provisionProject(this.cwd(flags), argv as string[], flags['provision-with'], (name) =>
+      this.machineEvents(name),
+    )
     const error = failuresError('vm provision', failures)
     if (error !== undefined) throw error
     for (const result of results) if (result.ran.length === 0) this.say(`[${result.name}] no provisioners to run`)

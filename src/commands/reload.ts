@@ -22,10 +22,8 @@ export default class Reload extends BaseCommand<{machines: UpResult[]}> {
       argv as string[],
       flags.parallel,
       flags.force ? 0 : 60_000,
-      (name) => ({
-        info: (text) => this.say(`[${name}] ${text}`),
-        warn: (text) => this.warn(`[${name}] ${text}`),
-      }),
+      (name) => this.machineEvents(name),
+      {provision: flags.provision},
     )
     for (const result of results) this.say(`[${result.name}] ${this.out.green('running')}: SSH on ${result.ssh?.host}:${result.ssh?.port}`)
     const error = failuresError('vm reload', failures)

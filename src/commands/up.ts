@@ -38,15 +38,7 @@ export default class Up extends BaseCommand<{machines: UpResult[]}> {
       names,
       flags.parallel,
       (name) => ({
-        info: (text) => {
-          stopSpinner(name)
-          this.say(`[${name}] ${text}`)
-        },
-        output: (stream, line) => (
-          stopSpinner(name),
-          stream === 'stderr' ? process.stderr.write(`[${name}] ${line}\n`) : this.say(`[${name}] ${line}`)
-        ),
-        warn: (text) => this.warn(`[${name}] ${text}`),
+        ...this.machineEvents(name, () => stopSpinner(name)),
         progress: (line) => {
           if (!single || this.jsonEnabled()) return
           let spinner = spinners.get(name)
