@@ -11,6 +11,9 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 packages=(qemu-system-x86 qemu-utils openssh-client rsync ca-certificates)
+# Networks: ip for taps and bridges; dnsmasq-base (no system service) serves DHCP in the tests'
+# network namespaces; util-linux gives unshare and setpriv.
+packages+=(iproute2 dnsmasq-base util-linux)
 if [ -f boxes/host-packages.txt ]; then
   while read -r name; do
     name=${name%%#*}

@@ -4,9 +4,21 @@ import {BaseCommand} from '../cli/base-command.js'
 import type {MachineStatus} from '../machine/inspect.js'
 import {statusProject} from '../machine/project.js'
 
+/** "10.0.2.15 10.77.0.57(br0) 192.168.56.10(backend)": the NAT address, then each extra NIC's. */
+function addresses(machine: MachineStatus): string {
+  if (machine.networks === undefined) return '-'
+  return machine.networks
+    .map((nic) => {
+      const address = nic.address === undefined ? '?' : nic.address.replace(/\/\d+$/, '')
+      return nic.type === 'nat' ? address : `${address}(${nic.network})`
+    })
+    .join(' ')
+}
+
 export default class Status extends BaseCommand<{machines: MachineStatus[]}> {
   static override summary = "Show the state of the project's machines."
-  static override description = 'State is one of not_created, running, poweroff, or aborted (QEMU died without a clean shutdown).'
+  static override description =
+    'State is one of not_created, running, poweroff, or aborted (QEMU died without a clean shutdown). ADDRESSES lists the NAT address, then each extra NIC with its bridge or private network, as the guest reported them at boot (? when it had none).'
   static override strict = false
   static override args = {names: Args.string({description: 'Machines to show (default: all).'})}
 
@@ -20,8 +32,9 @@ export default class Status extends BaseCommand<{machines: MachineStatus[]}> {
       m.box === undefined ? '-' : `${m.box.name} ${m.box.version}`,
       m.accel ?? '-',
       m.vnc ?? '-',
+      addresses(m),
     ])
-    const header = ['NAME', 'STATE', 'SSH', 'BOX', 'ACCEL', 'VNC']
+    const header = ['NAME', 'STATE', 'SSH', 'BOX', 'ACCEL', 'VNC', 'ADDRESSES']
     const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)))
     const line = (cells: string[]): string =>
       cells

@@ -9,6 +9,7 @@ import {vmPaths} from '../state/paths.js'
 import {readPidfile} from '../state/process-check.js'
 import {inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
+import {detachNetworks} from './networks.js'
 import {writeRecord} from './record.js'
 
 export interface HaltResult {
@@ -26,6 +27,7 @@ export async function haltMachine(projectDir: string, name: string, graceMs: num
     const {status, record} = await inspectMachine(projectDir, name)
     if (record === undefined) return {name, was: status.state, method: 'not-created'}
     const method = await stopQemu(readPidfile(paths.pid), paths.qmpSocket, graceMs)
+    await detachNetworks(record)
     if (record.ssh !== undefined) await releaseLease(path.join(vmPaths().runtime, 'ports'), record.ssh.port, record.id)
     if (record.vncDisplay !== undefined) await releaseLease(path.join(vmPaths().runtime, 'ports'), 5900 + record.vncDisplay, record.id)
     await writeRecord(paths.record, {...record, lastState: 'poweroff'})
@@ -51,6 +53,7 @@ export async function destroyMachine(projectDir: string, name: string): Promise<
     const {status, record} = await inspectMachine(projectDir, name)
     if (record === undefined) return {name, was: status.state, destroyed: false}
     await stopQemu(readPidfile(paths.pid), paths.qmpSocket, 0)
+    await detachNetworks(record)
     if (record.ssh !== undefined) await releaseLease(path.join(vmPaths().runtime, 'ports'), record.ssh.port, record.id)
     await removeFromIndex(record.id)
     await rm(paths.dir, {recursive: true, force: true})

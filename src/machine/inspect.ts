@@ -2,6 +2,7 @@ import {readTail} from '../ssh/wait.js'
 import {machinePaths} from '../state/machine-files.js'
 import {deriveState, type MachineState} from '../state/machine-state.js'
 import {isMachineProcess, readPidfile} from '../state/process-check.js'
+import {configuredNics, type NicStatus} from './networks.js'
 import {readRecord, type MachineRecord} from './record.js'
 
 export interface MachineStatus {
@@ -12,6 +13,8 @@ export interface MachineStatus {
   accel: string | undefined
   ssh: {host: string; port: number; user: string} | undefined
   vnc: string | undefined
+  /** The NICs, with the addresses the guest reported (running machines only). */
+  networks: NicStatus[] | undefined
   projectDir: string
 }
 
@@ -41,6 +44,7 @@ export async function inspectMachine(
       accel: running ? record?.accel : undefined,
       ssh: running ? record?.ssh : undefined,
       vnc: running && record?.vncDisplay !== undefined ? `127.0.0.1:${5900 + record.vncDisplay}` : undefined,
+      networks: running && record !== undefined ? (record.nics ?? configuredNics(record)) : undefined,
       projectDir,
     },
   }

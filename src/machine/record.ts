@@ -1,7 +1,9 @@
 import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
+import type {TapRecord} from '../network/bridge.js'
 import type {ResolvedForward} from '../network/forwards.js'
+import type {NicStatus} from './networks.js'
 import type {MachineConfig} from '../vmfile/types.js'
 
 /** The box a machine was created from; the machine stays pinned to it. */
@@ -35,6 +37,10 @@ export interface MachineRecord {
   vncDisplay?: number | undefined
   /** Forwarded ports as set up at the last boot (auto_correct may have changed host ports). */
   forwards?: ResolvedForward[]
+  /** Tap devices vm made for bridged NICs (as root); removed on halt and destroy. */
+  taps?: TapRecord[] | undefined
+  /** Every NIC with the address the guest reported at the last boot. */
+  nics?: NicStatus[] | undefined
   /** running after a boot, poweroff after a clean halt. */
   lastState: 'poweroff' | 'running'
   /** Every provisioner succeeded once; until then each vm up runs them again. */

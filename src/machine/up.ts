@@ -4,7 +4,7 @@ import path from 'node:path'
 import {UserError} from '../cli/errors.js'
 import {startQemu, stopQemu} from '../driver/qemu/process.js'
 import {createOverlay} from '../driver/qemu/img.js'
-import type {MachineSpec} from '../driver/qemu/spec.js'
+import type {MachineSpec, NicSpec} from '../driver/qemu/spec.js'
 import {machineMac} from '../network/mac.js'
 import {resolveForwards} from '../network/forwards.js'
 import {leasePort, releaseLease, transferLease, VNC_PORT_RANGE} from '../network/ports.js'
@@ -24,6 +24,10 @@ import {inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
 import {provisionRecord} from './provision.js'
 import {sharesFor, syncFolders} from '../sync/folders.js'
+import {bridgeHelperError} from '../network/bridge.js'
+import {listIndex} from '../state/global-index.js'
+import {readRecord} from './record.js'
+import {attachNetworks, configureGuestNetworks, detachNetworks, nicMac} from './networks.js'
 import {writeRecord, type MachineRecord} from './record.js'
 
 export interface MachineEvents {
@@ -94,8 +98,7 @@ async function createMachine(
     await createOverlay(disk.path, disk.format, paths.overlay(index), index === 0 ? config.disk : undefined)
   }
   const id = machineId(projectDir, config.name)
-  const nicCount = 1 + config.networks.length
-  const macs = Array.from({length: nicCount}, (_, index) => config.networks[index - 1]?.mac ?? machineMac(id, index))
+  const macs = await assignMacs(id, config)
   const now = new Date().toISOString()
   const record: MachineRecord = {
     format: 1,
@@ -114,7 +117,50 @@ async function createMachine(
   return record
 }
 
-function buildSpec(record: MachineRecord, paths: MachinePaths, accel: 'kvm' | 'tcg', sshPort: number): MachineSpec {
+/** MACs of every other machine on this host, so a new machine's MACs never clash with them. */
+async function takenMacs(id: string): Promise<Set<string>> {
+  const taken = new Set<string>()
+  const {live} = await listIndex()
+  for (const entry of live) {
+    if (entry.id === id) continue
+    const other = await readRecord(machinePaths(entry.projectDir, entry.name).record).catch(() => undefined)
+    for (const mac of other?.macs ?? []) taken.add(mac.toLowerCase())
+  }
+  return taken
+}
+
+/** One MAC per NIC: the Vmfile's, or a stable one derived from the machine id. */
+async function assignMacs(id: string, config: MachineConfig): Promise<string[]> {
+  const taken = await takenMacs(id)
+  const macs: string[] = []
+  for (let index = 0; index <= config.networks.length; index++) {
+    const mac = config.networks[index - 1]?.mac ?? machineMac(id, index, taken)
+    macs.push(mac)
+    taken.add(mac)
+  }
+  return macs
+}
+
+/** The MACs for a boot: NICs added to the Vmfile since (vm reload) get theirs, a MAC the Vmfile sets wins. */
+async function macsFor(record: MachineRecord): Promise<string[]> {
+  const networks = record.config.networks
+  if (
+    record.macs.length > networks.length &&
+    networks.every((network, index) => network.mac === undefined || network.mac === record.macs[index + 1])
+  )
+    return record.macs
+  const taken = await takenMacs(record.id)
+  for (const mac of record.macs) taken.add(mac)
+  const macs = [record.macs[0] ?? machineMac(record.id, 0, taken)]
+  for (const [position, network] of networks.entries()) {
+    const mac = network.mac ?? record.macs[position + 1] ?? machineMac(record.id, position + 1, taken)
+    macs.push(mac)
+    taken.add(mac)
+  }
+  return macs
+}
+
+function buildSpec(record: MachineRecord, paths: MachinePaths, accel: 'kvm' | 'tcg', sshPort: number, extraNics: NicSpec[]): MachineSpec {
   const config = record.config
   const forwards = [
     {protocol: 'tcp' as const, hostIp: '127.0.0.1', hostPort: sshPort, guestPort: config.ssh.port},
@@ -130,7 +176,7 @@ function buildSpec(record: MachineRecord, paths: MachinePaths, accel: 'kvm' | 't
       record.box.kernel === undefined
         ? undefined
         : {kernel: record.box.kernel, initrd: record.box.initrd, cmdline: record.box.cmdline, firmware: record.box.firmware},
-    nics: [{kind: 'user', mac: record.macs[0] ?? machineMac(record.id, 0), forwards}],
+    nics: [{kind: 'user', mac: nicMac(record, 0), forwards}, ...extraNics],
     shares: sharesFor(config.syncedFolders),
     vncDisplay: record.vncDisplay,
     files: {pidfile: paths.pid, qmpSocket: paths.qmpSocket, serialLog: paths.serialLog},
@@ -218,21 +264,38 @@ export async function upMachine(
     // VNC: a display whose port no other machine or program holds, recorded for vm status.
     const vncPort = record.config.vnc ? await leasePort(leases, record.id, VNC_PORT_RANGE) : undefined
     record = {...record, vncDisplay: vncPort === undefined ? undefined : vncPort - 5900}
-    for (let attempt = 0; attempt < 5 && pid === undefined; attempt++) {
-      port = await leasePort(leases, record.id, undefined, tried)
-      tried.add(port)
-      await rm(paths.serialLog, {force: true})
-      try {
-        pid = await startQemu(buildSpec(record, paths, choice.accel, port), host, paths.qemuStderr)
-      } catch (error) {
-        await releaseLease(leases, port, record.id)
-        // Another program bound the port between our check and QEMU's bind: take the next one.
-        if (!/host forwarding rule|Could not set up host forwarding/i.test(String((error as {stderrTail?: string}).stderrTail ?? '')))
-          throw error
+    record = {...record, macs: await macsFor(record)}
+    // Bridges checked, taps made, private switches held: before QEMU, so their errors come first.
+    await detachNetworks(record)
+    const networks = await attachNetworks(record)
+    record = {...record, taps: networks.taps, nics: undefined}
+    await writeRecord(paths.record, record)
+    try {
+      for (let attempt = 0; attempt < 5 && pid === undefined; attempt++) {
+        port = await leasePort(leases, record.id, undefined, tried)
+        tried.add(port)
+        await rm(paths.serialLog, {force: true})
+        try {
+          pid = await startQemu(buildSpec(record, paths, choice.accel, port, networks.nics), host, paths.qemuStderr)
+        } catch (error) {
+          await releaseLease(leases, port, record.id)
+          const stderr = String((error as {stderrTail?: string}).stderrTail ?? '')
+          const bridges = record.config.networks.flatMap((network) => (network.type === 'bridged' ? [network.bridge] : []))
+          const helper = bridgeHelperError(record.name, bridges, stderr)
+          if (helper !== undefined) throw helper
+          // Another program bound the port between our check and QEMU's bind: take the next one.
+          if (!/host forwarding rule|Could not set up host forwarding/i.test(stderr)) throw error
+        }
       }
+      if (pid === undefined || port === undefined)
+        throw new UserError('Could not start QEMU with a free SSH port', {hint: 'Free a port between 2200 and 2299.'})
+    } catch (error) {
+      await detachNetworks(record).catch(() => undefined)
+      await writeRecord(paths.record, {...record, taps: undefined})
+      throw error
+    } finally {
+      await networks.release()
     }
-    if (pid === undefined || port === undefined)
-      throw new UserError('Could not start QEMU with a free SSH port', {hint: 'Free a port between 2200 and 2299.'})
     await transferLease(leases, port, record.id, pid)
     if (vncPort !== undefined) await transferLease(leases, vncPort, record.id, pid)
     for (const forward of record.forwards ?? [])
@@ -267,11 +330,17 @@ export async function upMachine(
       // Do not leave a machine that never came up running: stop it and say so truthfully.
       await stopQemu(readPidfile(paths.pid), paths.qmpSocket, 0)
       await releaseLease(leases, port, record.id)
-      await writeRecord(paths.record, {...record, lastState: 'poweroff'})
+      await detachNetworks(record).catch(() => undefined)
+      await writeRecord(paths.record, {...record, lastState: 'poweroff', taps: undefined})
       throw error
     } finally {
       if (firstBoot) await rm(key, {force: true})
     }
+    const nics = await configureGuestNetworks(record, sshTarget(record, paths, paths.privateKey, 'yes'), (text) => events.warn(text))
+    const addresses = nics.slice(1).flatMap((nic) => (nic.address === undefined ? [] : [`${nic.address} (${nic.type} ${nic.network})`]))
+    if (addresses.length > 0) events.info(`networks: ${addresses.join(', ')}`)
+    record = {...record, nics}
+    await writeRecord(paths.record, record)
     await syncFolders(record.config.syncedFolders, sshTarget(record, paths, paths.privateKey, 'yes'), (text) => events.info(text))
     const provisioned = await provisionAfterBoot(projectDir, record, config, options, events)
     return {

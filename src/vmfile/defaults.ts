@@ -56,13 +56,13 @@ function resolveSyncedFolders(value: unknown, dir: string): SyncedFolder[] {
   })
 }
 
-function resolveNetwork(entry: unknown, projectName: string): NetworkConfig {
+function resolveNetwork(entry: unknown): NetworkConfig {
   const network = asRaw(entry)
   const mac = network.mac === undefined ? undefined : String(network.mac).toLowerCase()
   if (network.type === 'bridged') {
     return {type: 'bridged', bridge: String(network.bridge), mac, ip: network.ip === undefined ? undefined : String(network.ip)}
   }
-  return {type: 'private', ip: String(network.ip), name: network.name === undefined ? projectName : String(network.name), mac}
+  return {type: 'private', ip: String(network.ip), name: network.name === undefined ? undefined : String(network.name), mac}
 }
 
 function resolveProvisioner(entry: unknown, index: number): Provisioner {
@@ -117,7 +117,7 @@ function resolveMachine(name: string, raw: Raw, dir: string): MachineConfig {
         autoCorrect: port.auto_correct === true,
       }
     }),
-    networks: list(raw.networks).map((entry) => resolveNetwork(entry, path.basename(dir))),
+    networks: list(raw.networks).map((entry) => resolveNetwork(entry)),
     syncedFolders: resolveSyncedFolders(raw.synced_folders, dir),
     provision: list(raw.provision).map((entry, index) => resolveProvisioner(entry, index)),
     primary: raw.primary === true,

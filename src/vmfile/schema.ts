@@ -137,7 +137,10 @@ const network: SchemaNode = {
       fields: {
         type: {kind: 'string', enum: ['private']},
         ip: {kind: 'string', check: checkCidr, description: 'Static address with prefix, e.g. 192.168.56.10/24.'},
-        name: {kind: 'string', description: 'Network name; machines naming the same one share it.'},
+        name: {
+          kind: 'string',
+          description: "Network name; machines naming the same one share it, across projects too. Default: the project's own network.",
+        },
         mac: {kind: 'string', pattern: macAddress},
       },
       required: ['ip'],

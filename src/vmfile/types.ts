@@ -20,7 +20,12 @@ export interface ForwardedPort {
 
 export type NetworkConfig =
   | {type: 'bridged'; bridge: string; mac: string | undefined; ip: string | undefined}
-  | {type: 'private'; ip: string; name: string; mac: string | undefined}
+  | {
+      type: 'private'
+      ip: string
+      /** Machines naming the same network share it; undefined: the project's own network. */ name: string | undefined
+      mac: string | undefined
+    }
 
 export interface SyncedFolder {
   /** Absolute host path. */

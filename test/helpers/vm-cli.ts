@@ -15,9 +15,13 @@ export interface CliResult {
  * Runs the built CLI as a subprocess, as a user would (asynchronously, so the test worker
  * stays responsive during long boots).
  */
-export function vm(args: string[], options: {cwd: string; env: NodeJS.ProcessEnv; timeoutMs?: number}): Promise<CliResult> {
+export function vm(
+  args: string[],
+  options: {cwd: string; env: NodeJS.ProcessEnv; timeoutMs?: number; /** A command that runs vm, e.g. ip netns exec NS. */ wrap?: string[]},
+): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], {
+    const command = [...(options.wrap ?? []), process.execPath, bin, ...args]
+    const child = spawn(command[0]!, command.slice(1), {
       cwd: options.cwd,
       env: {...process.env, NO_COLOR: '1', ...options.env},
       stdio: ['ignore', 'pipe', 'pipe'],

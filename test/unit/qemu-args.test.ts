@@ -61,7 +61,7 @@ describe('buildQemuArgs', () => {
           ...base.nics,
           {kind: 'tap', mac: '52:54:00:00:00:02', ifname: 'vm-web-1'},
           {kind: 'bridge', mac: '52:54:00:00:00:03', bridge: 'br0'},
-          {kind: 'socket', mac: '52:54:00:00:00:04', mcast: '230.0.0.1:5000'},
+          {kind: 'stream', mac: '52:54:00:00:00:04', socket: '/run/vm/net/a,b.sock'},
         ],
       },
       {qemuBinary: 'qemu-system-x86_64'},
@@ -70,7 +70,7 @@ describe('buildQemuArgs', () => {
     expect(netdevs.slice(1)).toEqual([
       'tap,id=net1,ifname=vm-web-1,script=no,downscript=no',
       'bridge,id=net2,br=br0',
-      'socket,id=net3,mcast=230.0.0.1:5000',
+      'stream,id=net3,server=off,addr.type=unix,addr.path=/run/vm/net/a,,b.sock',
     ])
   })
 

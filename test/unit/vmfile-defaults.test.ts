@@ -69,9 +69,9 @@ machines:
     expect(db?.forwardedPorts).toEqual([{guest: 22000, host: 22000, hostIp: '127.0.0.1', protocol: 'tcp', autoCorrect: false}])
   })
 
-  it('private networks default to one network per project', () => {
+  it('private networks without a name belong to the project (keyed by its directory, not its name)', () => {
     const project = resolveVmfileText('box: b\nnetworks: [{type: private, ip: 192.168.56.10/24}]\n', '/home/u/shop/Vmfile')
-    expect(project.machines[0]?.networks).toEqual([{type: 'private', ip: '192.168.56.10/24', name: 'shop', mac: undefined}])
+    expect(project.machines[0]?.networks).toEqual([{type: 'private', ip: '192.168.56.10/24', name: undefined, mac: undefined}])
   })
 
   it('an invalid Vmfile is one error that lists every problem', () => {

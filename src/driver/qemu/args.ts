@@ -15,8 +15,8 @@ function netdev(nic: NicSpec, id: string): string {
       return `tap,id=${id},ifname=${nic.ifname},script=no,downscript=no`
     case 'bridge':
       return `bridge,id=${id},br=${nic.bridge}`
-    case 'socket':
-      return `socket,id=${id},mcast=${nic.mcast}`
+    case 'stream':
+      return `stream,id=${id},server=off,addr.type=unix,addr.path=${escapeOption(nic.socket)}`
   }
 }
 

@@ -27,7 +27,8 @@ export type NicSpec =
   | {kind: 'user'; mac: string; forwards: PortForward[]}
   | {kind: 'tap'; mac: string; ifname: string}
   | {kind: 'bridge'; mac: string; bridge: string}
-  | {kind: 'socket'; mac: string; mcast: string}
+  /** A private network: a Unix stream socket of the network's switch. */
+  | {kind: 'stream'; mac: string; socket: string}
 
 export interface ShareSpec {
   /** The 9p mount tag the guest uses. */
