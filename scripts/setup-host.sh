@@ -11,6 +11,8 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 packages=(qemu-system-x86 qemu-utils openssh-client rsync ca-certificates)
+# ansible-playbook, for the ansible provisioner and its end-to-end test.
+packages+=(ansible-core)
 # Networks: ip for taps and bridges; dnsmasq-base (no system service) serves DHCP in the tests'
 # network namespaces; util-linux gives unshare and setpriv.
 packages+=(iproute2 dnsmasq-base util-linux)

@@ -85,6 +85,7 @@ export async function runAttached(program: string, args: readonly string[], opti
 }
 
 export interface StreamOptions {
+  cwd?: string
   env?: NodeJS.ProcessEnv
   /** Fed to stdin: text, or a readable stream (e.g. tar output). */
   input?: string | Buffer | NodeJS.ReadableStream
@@ -96,7 +97,7 @@ export interface StreamOptions {
 export async function runStreaming(program: string, args: readonly string[], options: StreamOptions): Promise<number> {
   const {default: spawn} = await import('cross-spawn')
   return new Promise((resolve, reject) => {
-    const child = spawn(program, [...args], {env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe']})
+    const child = spawn(program, [...args], {cwd: options.cwd, env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe']})
     const lines = (emit: (line: string) => void) => {
       let rest = ''
       return {

@@ -1,6 +1,10 @@
-import {describe, expect, it} from 'vitest'
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
 
-import {renderInventory} from '../../src/provision/ansible.js'
+import {afterEach, describe, expect, it, vi} from 'vitest'
+
+import {ansibleArgs, renderInventory, runAnsible} from '../../src/provision/ansible.js'
 import {selectProvisioners} from '../../src/provision/index.js'
 import {remoteShellCommand, shellQuote} from '../../src/provision/shell.js'
 import type {Provisioner} from '../../src/vmfile/types.js'
@@ -62,5 +66,87 @@ describe('ansible inventory', () => {
     })
     expect(inventory).toContain('web ansible_host=127.0.0.1 ansible_port=2201 ansible_user=vm ansible_ssh_private_key_file=/p/key')
     expect(inventory).toContain('-o UserKnownHostsFile=/p/known_hosts -o HostKeyAlias=vm-1')
+  })
+
+  it('quotes paths with spaces and quotes twice: for the INI line and for the ssh arguments', () => {
+    const inventory = renderInventory('web', {
+      host: '127.0.0.1',
+      port: 2201,
+      user: 'vm',
+      identityFile: "/my p/it's key",
+      knownHostsFile: '/my p/known_hosts',
+      hostKeyAlias: 'vm-1',
+      strictHostKeyChecking: 'yes',
+    })
+    // What `ansible-inventory -i FILE --list` (ansible-core 2.14) reads back from this line:
+    // ansible_ssh_private_key_file "/my p/it's key", ansible_ssh_common_args
+    // "-o 'UserKnownHostsFile=/my p/known_hosts' -o HostKeyAlias=vm-1 ...".
+    expect(inventory).toContain(String.raw`ansible_ssh_private_key_file='/my p/it'\''s key'`)
+    expect(inventory).toContain(String.raw`ansible_ssh_common_args='-o '\''UserKnownHostsFile=/my p/known_hosts'\'' -o HostKeyAlias=vm-1`)
+  })
+})
+
+describe('ansible provisioner', () => {
+  const ansible = (extra: Partial<Extract<Provisioner, {type: 'ansible'}>> = {}): Extract<Provisioner, {type: 'ansible'}> => ({
+    type: 'ansible',
+    name: 'play',
+    run: 'once',
+    playbook: 'site.yml',
+    extraVars: {},
+    become: false,
+    ...extra,
+  })
+  let project: string | undefined
+
+  afterEach(() => {
+    vi.unstubAllEnvs()
+    if (project !== undefined) rmSync(project, {recursive: true, force: true})
+    project = undefined
+  })
+
+  it('passes extra vars as JSON and --become only when asked', () => {
+    expect(ansibleArgs(ansible(), '/s/inv', '/p/site.yml')).toEqual(['-i', '/s/inv', '/p/site.yml'])
+    expect(ansibleArgs(ansible({extraVars: {a: 1}, become: true}), '/s/inv', '/p/site.yml')).toEqual([
+      '-i',
+      '/s/inv',
+      '/p/site.yml',
+      '--extra-vars',
+      '{"a":1}',
+      '--become',
+    ])
+  })
+
+  const context = (dir: string) => ({
+    target: {
+      host: '127.0.0.1',
+      port: 2201,
+      user: 'vm',
+      identityFile: '/p/key',
+      knownHostsFile: '/p/known_hosts',
+      hostKeyAlias: 'vm-1',
+      strictHostKeyChecking: 'yes' as const,
+    },
+    projectDir: dir,
+    machine: 'default',
+    stateDir: dir,
+    onStdout: () => {},
+    onStderr: () => {},
+  })
+
+  it('says so when ansible-playbook is not installed', async () => {
+    project = mkdtempSync(path.join(tmpdir(), 'vm-unit-ansible-'))
+    writeFileSync(path.join(project, 'site.yml'), '- hosts: all\n')
+    vi.stubEnv('PATH', project)
+    await expect(runAnsible(ansible(), context(project))).rejects.toMatchObject({
+      code: 'ANSIBLE_MISSING',
+      message: 'Provisioner "play" (ansible) needs ansible-playbook, which is not installed on this host',
+    })
+  })
+
+  it('names a missing playbook before running anything', async () => {
+    project = mkdtempSync(path.join(tmpdir(), 'vm-unit-ansible-'))
+    await expect(runAnsible(ansible({playbook: 'missing.yml'}), context(project))).rejects.toThrow(
+      `Provisioner play: the playbook ${path.join(project, 'missing.yml')} does not exist`,
+    )
   })
 })
