@@ -1,3 +1,4 @@
+import {createSocket} from 'node:dgram'
 import {chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -14,7 +15,14 @@ describe('a Debian 12 machine', () => {
   const run = (args: string[]) => vm(args, {cwd: project, env, timeoutMs: 600_000})
   const guest = async (command: string) => (await run(['ssh', '-c', command])).stdout.trim()
 
-  beforeAll(() => {
+  let udpPort: number
+
+  beforeAll(async () => {
+    // A UDP port nothing holds now, for a forwarded port.
+    const probe = createSocket('udp4')
+    await new Promise<void>((resolve) => probe.bind(0, '127.0.0.1', resolve))
+    udpPort = probe.address().port
+    probe.close()
     home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-deb-home-'))
     project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-deb-'))
     chmodSync(project, 0o755)
@@ -30,6 +38,10 @@ describe('a Debian 12 machine', () => {
         'box: vmfile/debian-12',
         'cpus: 2',
         'memory: 1G',
+        'forwarded_ports:',
+        `  - {guest: 5300, host: ${udpPort}, protocol: udp}`,
+        'networks:',
+        '  - {type: private, ip: 192.168.57.5/24, name: deb-e2e}',
         'synced_folders:',
         '  - {host: ., guest: /vm}',
         '  - {host: src, guest: /srv/src, type: rsync, exclude: [node_modules/]}',
@@ -59,6 +71,39 @@ describe('a Debian 12 machine', () => {
     expect(await guest('find /srv/src -type f | sort')).toBe('/srv/src/app.txt')
     expect(await guest('sudo -n sh -c "echo from-guest > /vm/guest.txt"; cat /vm/bin.sh | head -1')).toBe('#!/bin/sh')
     expect(readFileSync(path.join(project, 'guest.txt'), 'utf8')).toBe('from-guest\n')
+  })
+
+  it('the private NIC has its static address through systemd-networkd; a forwarded UDP port carries datagrams', async () => {
+    expect(await guest('ip -4 -o addr show to 192.168.57.0/24 | cut -d" " -f2- | tr -s " " | cut -d" " -f1-3')).toMatch(
+      /^\S+ inet 192\.168\.57\.5\/24$/,
+    )
+    expect(await guest('ls /run/systemd/network/')).toMatch(/^05-vmfile-\S+\.network$/)
+    const status = JSON.parse((await run(['status', '--json'])).stdout).result.machines[0]
+    expect(status.networks[1]).toMatchObject({type: 'private', network: 'deb-e2e', address: '192.168.57.5/24'})
+    // A UDP echo server in the guest (perl is part of every Debian system).
+    const echo = `use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => 5300, Proto => "udp") or die; while (1) { my $m; $s->recv($m, 2048); $s->send("echo:$m") }`
+    expect((await run(['ssh', '-c', `setsid perl -e '${echo}' </dev/null >/dev/null 2>&1 & sleep 1`])).code).toBe(0)
+    const client = createSocket('udp4')
+    try {
+      // UDP may be lost, and perl may still be starting: send until the echo comes back.
+      const reply = await new Promise<string>((resolve, reject) => {
+        const send = (): void => client.send('ping-over-udp', udpPort, '127.0.0.1')
+        const resend = setInterval(send, 500)
+        const timer = setTimeout(() => {
+          clearInterval(resend)
+          reject(new Error('no UDP reply within 20 s'))
+        }, 20_000)
+        client.on('message', (message) => {
+          clearTimeout(timer)
+          clearInterval(resend)
+          resolve(message.toString())
+        })
+        send()
+      })
+      expect(reply).toBe('echo:ping-over-udp')
+    } finally {
+      client.close()
+    }
   })
 
   it('vm rsync copies host changes again', async () => {
