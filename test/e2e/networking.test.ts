@@ -64,7 +64,7 @@ describe('networks in a private namespace', () => {
     const machines = JSON.parse(status.stdout).result.machines as Array<{name: string; networks?: Nic[]}>
     return Object.fromEntries(machines.map((machine) => [machine.name, machine.networks ?? []]))
   }
-  const taps = (): string[] => lan.links().filter((name) => !['lo', 'br0', 'lan0', 'dhcp0'].includes(name))
+  const taps = (): string[] => lan.links().filter((name) => !['lo', 'br0', 'lan0', 'dhcp0', 'ovsbr0', 'ovsbr0p'].includes(name))
 
   beforeAll(async () => {
     base = mkdtempSync(path.join(tmpdir(), 'vm-e2e-net-'))
@@ -145,6 +145,34 @@ describe('networks in a private namespace', () => {
       expect(taps()).toHaveLength(1)
       expect((await inLan(dir, ['destroy', '-f'])).code).toBe(0)
       expect(taps()).toEqual([])
+    })
+  })
+
+  describe('an Open vSwitch bridge, as root', () => {
+    it('gets the tap through ovs-vsctl and loses it on halt', async () => {
+      // Open vSwitch itself is not run here: a stand-in ovs-vsctl records what vm asks of it,
+      // and a veth end plays the OVS bridge's internal port.
+      const fake = path.join(base, 'fake-ovs')
+      mkdirSync(fake, {recursive: true})
+      const log = path.join(fake, 'calls')
+      writeFileSync(
+        path.join(fake, 'ovs-vsctl'),
+        `#!/bin/sh\necho "$*" >> ${log}\ncase "$1 $2" in "br-exists ovsbr0") exit 0 ;; br-exists*) exit 2 ;; esac\nexit 0\n`,
+        {mode: 0o755},
+      )
+      expect(lan.exec(['ip', 'link', 'add', 'ovsbr0', 'type', 'veth', 'peer', 'name', 'ovsbr0p']).status).toBe(0)
+      const dir = project('ovs', `${TINY}networks:\n  - {type: bridged, bridge: ovsbr0, ip: 10.88.0.5/24}\n`)
+      const env = {VM_HOME: home, PATH: `${fake}:${process.env.PATH}`}
+      const up = await vm(['up'], {cwd: dir, env, wrap: lan.wrap})
+      expect(up.code, up.stderr).toBe(0)
+      expect(up.stdout).toContain('networks: 10.88.0.5/24 (bridged ovsbr0)')
+      const [tap] = taps().filter((name) => name.startsWith('default-'))
+      expect(tap).toBeDefined()
+      expect(readFileSync(log, 'utf8')).toContain(`--may-exist add-port ovsbr0 ${tap}`)
+      expect((await vm(['halt'], {cwd: dir, env, wrap: lan.wrap})).code).toBe(0)
+      expect(readFileSync(log, 'utf8')).toContain(`--if-exists del-port ovsbr0 ${tap}`)
+      expect(taps()).not.toContain(tap)
+      lan.exec(['ip', 'link', 'del', 'ovsbr0'])
     })
   })
 
