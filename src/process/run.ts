@@ -125,6 +125,11 @@ export async function runStreaming(program: string, args: readonly string[], opt
     const input = options.input
     if (input === undefined) child.stdin?.end()
     else if (typeof input === 'string' || Buffer.isBuffer(input)) child.stdin?.end(input)
-    else input.pipe(child.stdin!)
+    else {
+      // A child that exits before reading all of its input (a remote command that failed)
+      // closes the pipe: its exit status reports that, the EPIPE need not.
+      child.stdin?.on('error', () => {})
+      input.pipe(child.stdin!)
+    }
   })
 }

@@ -27,16 +27,44 @@ export async function runFile(provisioner: FileProvisioner, context: ProvisionCo
   }
   const destination = shellQuote(provisioner.destination)
   const ssh = sshArgs(context.target, {batch: true})
-  if (info.isDirectory()) {
-    const {spawn} = await import('node:child_process')
-    const tar = spawn('tar', ['-C', source, '-cf', '-', '.'], {stdio: ['ignore', 'pipe', 'inherit']})
-    return runStreaming('ssh', [...ssh, `mkdir -p ${destination} && tar -xf - -C ${destination}`], {
-      input: tar.stdout,
-      onStdout: context.onStdout,
-      onStderr: context.onStderr,
-    })
-  }
+  if (info.isDirectory()) return uploadDirectory(source, [...ssh, `mkdir -p ${destination} && tar -xf - -C ${destination}`], context)
   const mode = (info.mode & 0o7777).toString(8)
   const command = `mkdir -p "$(dirname ${destination})" && cat > ${destination} && chmod ${mode} ${destination}`
-  return runStreaming('ssh', [...ssh, command], {input: createReadStream(source), onStdout: context.onStdout, onStderr: context.onStderr})
+  const input = createReadStream(source)
+  try {
+    return await runStreaming('ssh', [...ssh, command], {input, onStdout: context.onStdout, onStderr: context.onStderr})
+  } finally {
+    input.destroy()
+  }
+}
+
+/**
+ * Streams `tar -c` of the directory into `ssh ... tar -x`. Fails with tar's status when the
+ * archive could not be made whole (an unreadable file), and with ssh's when the guest side
+ * failed (then tar is stopped rather than left writing into a closed pipe).
+ */
+async function uploadDirectory(source: string, ssh: string[], context: ProvisionContext): Promise<number> {
+  const {spawn} = await import('node:child_process')
+  const tar = spawn('tar', ['-C', source, '-cf', '-', '.'], {stdio: ['ignore', 'pipe', 'pipe']})
+  const tarStatus = new Promise<number>((resolve) => {
+    tar.on('error', (error) => {
+      context.onStderr(`cannot run tar: ${error.message}`)
+      resolve(127)
+    })
+    tar.on('close', (code) => resolve(code ?? 128))
+  })
+  let rest = ''
+  tar.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    const lines = (rest + chunk).split('\n')
+    rest = lines.pop() ?? ''
+    for (const line of lines) context.onStderr(line)
+  })
+  tar.stderr.on('end', () => rest !== '' && context.onStderr(rest))
+  const status = await runStreaming('ssh', ssh, {input: tar.stdout, onStdout: context.onStdout, onStderr: context.onStderr})
+  if (status !== 0) {
+    tar.kill()
+    await tarStatus
+    return status
+  }
+  return tarStatus
 }

@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto'
 import {chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -22,6 +23,8 @@ describe('provisioning over SSH with the tiny box', () => {
     writeFileSync(path.join(project, 'tree/readme.txt'), 'tree file\n')
     writeFileSync(path.join(project, 'tree/sub/tool.sh'), '#!/bin/sh\n')
     chmodSync(path.join(project, 'tree/sub/tool.sh'), 0o750)
+    mkdirSync(path.join(project, 'bulk'))
+    writeFileSync(path.join(project, 'bulk/blob.bin'), randomBytes(4 * 1024 * 1024))
     writeFileSync(path.join(project, 'app.conf'), 'key=value\n')
     chmodSync(path.join(project, 'app.conf'), 0o640)
     writeFileSync(path.join(project, 'setup.sh'), '#!/bin/sh\necho "args=$1|$2 env=$GREETING user=$(id -un)"\necho "warn" >&2\n')
@@ -45,6 +48,7 @@ describe('provisioning over SSH with the tiny box', () => {
         '  - {type: shell, name: after, inline: "touch /tmp/after-ran"}',
         '  - {type: shell, name: every, run: always, inline: "echo x >> /tmp/always.log"}',
         '  - {type: shell, name: manual, run: never, inline: "touch /tmp/manual-ran"}',
+        '  - {type: file, name: denied, run: never, source: bulk, destination: /root/denied}',
         '',
       ].join('\n'),
     )
@@ -96,5 +100,12 @@ describe('provisioning over SSH with the tiny box', () => {
     await run(['halt'])
     expect((await run(['up', '--no-provision'])).stdout).not.toContain('provisioning:')
     expect(await guest('wc -l < /tmp/always.log')).toBe('2')
+  })
+  it('an upload the guest refuses fails cleanly, naming the provisioner', async () => {
+    const provision = await run(['provision', '--provision-with', 'denied'])
+    expect(provision.code).toBe(1)
+    expect(provision.stderr).toContain("[default] mkdir: can't create directory '/root/denied': Permission denied")
+    expect(provision.stderr).toContain('Provisioner "denied" (file) of machine default failed with exit status 1')
+    expect(provision.stderr).not.toContain('EPIPE')
   })
 })
