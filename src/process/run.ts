@@ -1,3 +1,5 @@
+import type {Writable} from 'node:stream'
+
 import {ExternalError} from '../cli/errors.js'
 
 /**
@@ -87,8 +89,12 @@ export async function runAttached(program: string, args: readonly string[], opti
 export interface StreamOptions {
   cwd?: string
   env?: NodeJS.ProcessEnv
-  /** Fed to stdin: text, or a readable stream (e.g. tar output). */
-  input?: string | Buffer | NodeJS.ReadableStream
+  /**
+   * Fed to stdin: text, a readable stream, or a function handed the child's stdin pipe, e.g. to
+   * make it another program's stdout so that the data never passes through Node (the function
+   * must close its own handle on the pipe).
+   */
+  input?: string | Buffer | NodeJS.ReadableStream | ((stdin: Writable) => void)
   onStdout(line: string): void
   onStderr(line: string): void
 }
@@ -125,6 +131,7 @@ export async function runStreaming(program: string, args: readonly string[], opt
     const input = options.input
     if (input === undefined) child.stdin?.end()
     else if (typeof input === 'string' || Buffer.isBuffer(input)) child.stdin?.end(input)
+    else if (typeof input === 'function') input(child.stdin!)
     else {
       // A child that exits before reading all of its input (a remote command that failed)
       // closes the pipe: its exit status reports that, the EPIPE need not.

@@ -39,32 +39,39 @@ export async function runFile(provisioner: FileProvisioner, context: ProvisionCo
 }
 
 /**
- * Streams `tar -c` of the directory into `ssh ... tar -x`. Fails with tar's status when the
- * archive could not be made whole (an unreadable file), and with ssh's when the guest side
- * failed (then tar is stopped rather than left writing into a closed pipe).
+ * Runs `tar -c` of the directory with its stdout on the stdin pipe of `ssh ... tar -x`, so the
+ * archive goes from one program to the other without passing through Node. Fails with ssh's
+ * status when the guest side failed (then tar, writing into a closed pipe, is stopped too), and
+ * with tar's when the archive could not be made whole (an unreadable file).
  */
 async function uploadDirectory(source: string, ssh: string[], context: ProvisionContext): Promise<number> {
   const {spawn} = await import('node:child_process')
-  const tar = spawn('tar', ['-C', source, '-cf', '-', '.'], {stdio: ['ignore', 'pipe', 'pipe']})
-  const tarStatus = new Promise<number>((resolve) => {
-    tar.on('error', (error) => {
-      context.onStderr(`cannot run tar: ${error.message}`)
-      resolve(127)
-    })
-    tar.on('close', (code) => resolve(code ?? 128))
+  let tarStatus: Promise<number> = Promise.resolve(0)
+  let stopTar = () => {}
+  let tarMessages = ''
+  const status = await runStreaming('ssh', ssh, {
+    input(stdin) {
+      const tar = spawn('tar', ['-C', source, '-cf', '-', '.'], {stdio: ['ignore', stdin, 'pipe']})
+      stdin.destroy() // tar holds the pipe now; ssh sees the end of input when tar exits
+      stopTar = () => tar.exitCode === null && tar.signalCode === null && tar.kill()
+      tarStatus = new Promise<number>((resolve) => {
+        tar.on('error', (error) => {
+          context.onStderr(`cannot run tar: ${error.message}`)
+          resolve(127)
+        })
+        tar.on('close', (code) => resolve(code ?? 128))
+      })
+      tar.stderr.setEncoding('utf8').on('data', (chunk: string) => (tarMessages += chunk))
+    },
+    onStdout: context.onStdout,
+    onStderr: context.onStderr,
   })
-  let rest = ''
-  tar.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    const lines = (rest + chunk).split('\n')
-    rest = lines.pop() ?? ''
-    for (const line of lines) context.onStderr(line)
-  })
-  tar.stderr.on('end', () => rest !== '' && context.onStderr(rest))
-  const status = await runStreaming('ssh', ssh, {input: tar.stdout, onStdout: context.onStdout, onStderr: context.onStderr})
   if (status !== 0) {
-    tar.kill()
+    stopTar()
     await tarStatus
-    return status
+    return status // tar's complaint about the closed pipe would only add noise
   }
-  return tarStatus
+  const result = await tarStatus
+  for (const line of tarMessages.trimEnd().split('\n')) if (line !== '') context.onStderr(line)
+  return result
 }
