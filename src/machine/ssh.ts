@@ -8,7 +8,14 @@ import {sshTarget} from './up.js'
 /** How to reach a running machine over SSH with its own key and pinned host key. */
 export async function runningTarget(projectDir: string, name: string): Promise<SshTarget> {
   const {status, record} = await inspectMachine(projectDir, name)
-  if (record === undefined || status.state !== 'running' || record.ssh === undefined || !record.ssh.keyReplaced) {
+  if (status.state === 'running' && record !== undefined && (record.ssh === undefined || !record.ssh.keyReplaced)) {
+    // QEMU runs, but the first boot has not finished (vm up is still waiting for SSH).
+    throw new UserError(`Machine ${name} is still booting: SSH is not ready yet`, {
+      code: 'NOT_RUNNING',
+      hint: `Wait for "vm up ${name}" to finish, then try again.`,
+    })
+  }
+  if (record === undefined || status.state !== 'running' || record.ssh === undefined) {
     throw new UserError(`Machine ${name} is not running (state: ${status.state})`, {
       code: 'NOT_RUNNING',
       hint: `Run "vm up ${name}" first.`,

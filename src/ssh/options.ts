@@ -12,14 +12,17 @@ export interface SshTarget {
   forwardAgent?: boolean
 }
 
+/** ssh expands %-tokens in file names: a literal % is written %%. */
+const literalPath = (file: string): string => file.replaceAll('%', '%%')
+
 function options(target: SshTarget): Array<[string, string]> {
   return [
     ['HostName', target.host],
     ['Port', String(target.port)],
     ['User', target.user],
-    ['IdentityFile', target.identityFile],
+    ['IdentityFile', literalPath(target.identityFile)],
     ['IdentitiesOnly', 'yes'],
-    ['UserKnownHostsFile', target.knownHostsFile],
+    ['UserKnownHostsFile', literalPath(target.knownHostsFile)],
     ['HostKeyAlias', target.hostKeyAlias],
     ['StrictHostKeyChecking', target.strictHostKeyChecking],
     ['PasswordAuthentication', 'no'],
@@ -28,22 +31,23 @@ function options(target: SshTarget): Array<[string, string]> {
   ]
 }
 
+function quote(value: string): string {
+  return /[\s"]/.test(value) ? `"${value.replaceAll('"', '\\"')}"` : value
+}
+
 /** ssh arguments up to (not including) the command: `ssh ARGS host [command]`. */
 export function sshArgs(target: SshTarget, extra: {batch?: boolean; connectTimeout?: number; tty?: boolean} = {}): string[] {
   const args: string[] = []
   for (const [key, value] of options(target)) {
     if (key === 'HostName') continue
-    args.push('-o', `${key}=${value}`)
+    // ssh parses -o like a config line: a path with spaces must be quoted there too.
+    args.push('-o', `${key}=${quote(value)}`)
   }
   if (extra.batch === true) args.push('-o', 'BatchMode=yes')
   if (extra.connectTimeout !== undefined) args.push('-o', `ConnectTimeout=${extra.connectTimeout}`)
   if (extra.tty === true) args.push('-t')
   args.push(target.host)
   return args
-}
-
-function quote(value: string): string {
-  return /[\s"]/.test(value) ? `"${value.replaceAll('"', '\\"')}"` : value
 }
 
 /** An OpenSSH Host block, for `ssh -F` and editors' remote-SSH extensions. */

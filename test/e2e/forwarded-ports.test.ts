@@ -16,7 +16,8 @@ describe('forwarded ports with the tiny box', () => {
 
   beforeAll(async () => {
     home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-fwd-home-'))
-    project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-fwd-'))
+    // A space in the project path: every path vm hands to QEMU and ssh must survive it.
+    project = mkdtempSync(path.join(tmpdir(), 'vm e2e fwd-'))
     env = {VM_HOME: home}
     installBox(builtBox('tiny'), path.join(home, 'data/boxes'), 'vmfile/tiny', '1.0.0')
     blocker = createServer()

@@ -22,6 +22,12 @@ describe('ssh options', () => {
     ])
   })
 
+  it('quotes paths with spaces and escapes % in them, as ssh parses -o like a config line', () => {
+    const args = sshArgs({...target, identityFile: '/my project/.vm/key', knownHostsFile: '/100% done/known_hosts'})
+    expect(args).toContain('IdentityFile="/my project/.vm/key"')
+    expect(args).toContain('UserKnownHostsFile="/100%% done/known_hosts"')
+  })
+
   it('renders an ssh_config Host block', () => {
     expect(renderSshConfig('web', {...target, identityFile: '/my dir/key'})).toBe(
       [
