@@ -183,10 +183,13 @@ function buildSpec(record: MachineRecord, paths: MachinePaths, accel: 'kvm' | 't
   }
 }
 
-/** Replaces the insecure key the box trusts with a key pair made for this machine. */
+/**
+ * Replaces the insecure key the box trusts with a key pair made for this machine; synced to
+ * the guest's disk at once, so a machine killed right after its first boot still takes the key.
+ */
 async function replaceInsecureKey(record: MachineRecord, paths: MachinePaths, insecureKey: string): Promise<void> {
   const publicKey = await generateKeyPair(paths.privateKey, `vmfile ${record.name} ${record.id}`)
-  const script = `umask 077 && mkdir -p ~/.ssh && printf '%s\\n' '${publicKey}' > ~/.ssh/authorized_keys.new && mv ~/.ssh/authorized_keys.new ~/.ssh/authorized_keys`
+  const script = `umask 077 && mkdir -p ~/.ssh && printf '%s\\n' '${publicKey}' > ~/.ssh/authorized_keys.new && mv ~/.ssh/authorized_keys.new ~/.ssh/authorized_keys && sync`
   await runProgram('ssh', [...sshArgs(sshTarget(record, paths, insecureKey, 'yes'), {batch: true, connectTimeout: 5}), script], {
     timeoutMs: 30_000,
   })

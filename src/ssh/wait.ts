@@ -7,6 +7,12 @@ import {sshArgs, type SshTarget} from './options.js'
 /** The guest will not come up: the kernel says so on the serial console. */
 const KERNEL_PANIC = /Kernel panic - not syncing/
 
+/** sshd answers but refuses the key: only worth waiting for a little (a guest may add it late). */
+const KEY_REFUSED = /Permission denied \(publickey/
+const KEY_REFUSED_FOR_MS = 20_000
+/** The guest's host key is not the one recorded for this machine: waiting will not change that. */
+const HOST_KEY_CHANGED = /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 export async function readTail(file: string, lines = 15): Promise<string> {
@@ -36,6 +42,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
   const start = Date.now()
   const deadline = start + options.timeoutMs
   const args = [...sshArgs(options.target, {batch: true, connectTimeout: 3}), 'true']
+  let refusedSince: number | undefined
   while (Date.now() < deadline) {
     if (!options.isAlive()) {
       throw new UserError('QEMU exited while the machine was booting', {
@@ -57,7 +64,21 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
     try {
       await runProgram('ssh', args, {timeoutMs: 8000})
       return Date.now() - start
-    } catch {
+    } catch (error) {
+      const said = String((error as {stderrTail?: string}).stderrTail ?? '')
+      if (HOST_KEY_CHANGED.test(said))
+        throw new UserError("The machine's SSH host key is not the one recorded for it", {
+          code: 'SSH_HOST_KEY_CHANGED',
+          details: said.split('\n').filter((line) => line.trim() !== '' && !line.startsWith('@')),
+          hint: `Another guest may answer on port ${options.target.port}, or the machine's disk was replaced. If the change is expected, remove ${options.target.knownHostsFile} and run vm up again.`,
+        })
+      refusedSince = KEY_REFUSED.test(said) ? (refusedSince ?? Date.now()) : undefined
+      if (refusedSince !== undefined && Date.now() - refusedSince >= KEY_REFUSED_FOR_MS)
+        throw new UserError(`The machine answers on SSH but refuses its key (${options.target.identityFile})`, {
+          code: 'SSH_KEY_REFUSED',
+          details: [`user ${options.target.user} on 127.0.0.1:${options.target.port}: ${said.trim().split('\n').at(-1)}`],
+          hint: `The guest's ~${options.target.user}/.ssh/authorized_keys lacks the machine's key (was the machine killed right after its first boot?). "vm destroy" and "vm up" make it afresh; or add the key from ${options.target.identityFile}.pub in the guest.`,
+        })
       await sleep(700)
     }
   }
