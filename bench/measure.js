@@ -1,6 +1,11 @@
 // Timing helpers shared by the benchmarks.
-import {spawnSync} from 'node:child_process'
-import {mkdirSync, writeFileSync} from 'node:fs'
+import {execFileSync, spawnSync} from 'node:child_process'
+import {mkdirSync, mkdtempSync, readdirSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+export const root = fileURLToPath(new URL('..', import.meta.url))
 
 /** Wall time of one run of a command, in milliseconds; throws when it fails. */
 export function timeCommand(argv, options = {}) {
@@ -34,4 +39,24 @@ export function saveResult(name, data) {
   const dir = new URL('./results/', import.meta.url)
   mkdirSync(dir, {recursive: true})
   writeFileSync(new URL(`${name}.json`, dir), `${JSON.stringify(data, null, 2)}\n`)
+}
+
+/**
+ * A temporary directory for a bench that boots machines: `vm-home` (VM_HOME) with the built
+ * tiny box unpacked into its store (`boxDir`), and an empty `project`.
+ */
+export function tinyBenchHome(name) {
+  const home = mkdtempSync(path.join(tmpdir(), `vm-bench-${name}-`))
+  const project = path.join(home, 'project')
+  const env = {...process.env, VM_HOME: path.join(home, 'vm-home'), NO_COLOR: '1'}
+  const boxFile = readdirSync(path.join(root, 'boxes/dist/vmfile'))
+    .filter((file) => file.startsWith('tiny-') && file.endsWith('.box'))
+    .sort()
+    .at(-1)
+  if (boxFile === undefined) throw new Error('build the tiny box first: npm run boxes -- tiny')
+  const boxDir = path.join(env.VM_HOME, 'data/boxes/vmfile-VAGRANTSLASH-tiny/1.0.0/amd64/libvirt')
+  mkdirSync(boxDir, {recursive: true})
+  execFileSync('tar', ['-xf', path.join(root, 'boxes/dist/vmfile', boxFile), '-C', boxDir])
+  mkdirSync(project)
+  return {home, project, env, boxDir}
 }

@@ -4,16 +4,13 @@
 // the same guest in the same run. Interleaved runs, medians; the destination is removed
 // before every run so both do the same work. Goal: at most 1.2x. Under TCG the guest takes
 // ~30 s per 100 MB (SSH decryption), so the big case runs fewer times (BENCH_PROVISION_BIG_RUNS).
-import {execFileSync, spawnSync} from 'node:child_process'
+import {spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {chmodSync, closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync} from 'node:fs'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 
-import {median, saveResult} from './measure.js'
+import {median, root, saveResult, tinyBenchHome} from './measure.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
 const vmBin = path.join(root, 'bin/run.js')
 const runs = {small: Number(process.env.BENCH_PROVISION_RUNS ?? 5), big: Number(process.env.BENCH_PROVISION_BIG_RUNS ?? 3)}
 const modes = [0o644, 0o600, 0o755, 0o640, 0o700]
@@ -51,20 +48,9 @@ function makeBigFile(dir) {
 }
 
 export default async function provision() {
-  const home = mkdtempSync(path.join(tmpdir(), 'vm-bench-provision-'))
-  const project = path.join(home, 'project')
-  const env = {...process.env, VM_HOME: path.join(home, 'vm-home'), NO_COLOR: '1'}
+  const {home, project, env} = tinyBenchHome('provision')
   const samples = {small: [], smallBaseline: [], big: [], bigBaseline: [], vmSshTrue: [], sshTrue: []}
   try {
-    const boxFile = readdirSync(path.join(root, 'boxes/dist/vmfile'))
-      .filter((file) => file.startsWith('tiny-') && file.endsWith('.box'))
-      .sort()
-      .at(-1)
-    if (boxFile === undefined) throw new Error('build the tiny box first: npm run boxes -- tiny')
-    const boxDir = path.join(env.VM_HOME, 'data/boxes/vmfile-VAGRANTSLASH-tiny/1.0.0/amd64/libvirt')
-    mkdirSync(boxDir, {recursive: true})
-    execFileSync('tar', ['-xf', path.join(root, 'boxes/dist/vmfile', boxFile), '-C', boxDir])
-    mkdirSync(project)
     makeSmallFiles(path.join(project, 'small'))
     makeBigFile(path.join(project, 'big'))
     const destination = {small: '/home/vm/bench-small', big: '/home/vm/bench-big'}

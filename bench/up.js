@@ -3,14 +3,11 @@
 // with the same key. Also `vm ssh -c true` against a bare `ssh ... true` to the same guest.
 // Goal: vm's overhead at most 10% (or 1 s).
 import {execFileSync, spawnSync} from 'node:child_process'
-import {chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 
-import {median, saveResult} from './measure.js'
+import {median, root, saveResult, tinyBenchHome} from './measure.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
 const vmBin = path.join(root, 'bin/run.js')
 const runs = Number(process.env.BENCH_UP_RUNS ?? 3)
 
@@ -53,18 +50,7 @@ function baselineBoot(qemuArgs, boxImg, dir, key, port) {
 }
 
 export default async function up() {
-  const home = mkdtempSync(path.join(tmpdir(), 'vm-bench-up-'))
-  const project = path.join(home, 'project')
-  const env = {...process.env, VM_HOME: path.join(home, 'vm-home'), NO_COLOR: '1'}
-  const boxFile = readdirSync(path.join(root, 'boxes/dist/vmfile'))
-    .filter((file) => file.startsWith('tiny-') && file.endsWith('.box'))
-    .sort()
-    .at(-1)
-  if (boxFile === undefined) throw new Error('build the tiny box first: npm run boxes -- tiny')
-  const boxDir = path.join(env.VM_HOME, 'data/boxes/vmfile-VAGRANTSLASH-tiny/1.0.0/amd64/libvirt')
-  mkdirSync(boxDir, {recursive: true})
-  execFileSync('tar', ['-xf', path.join(root, 'boxes/dist/vmfile', boxFile), '-C', boxDir])
-  mkdirSync(project)
+  const {home, project, env, boxDir} = tinyBenchHome('up')
   writeFileSync(path.join(project, 'Vmfile'), 'box: vmfile/tiny\ncpus: 1\nmemory: 512\n')
   const key = path.join(home, 'insecure')
   copyFileSync(path.join(root, 'boxes/keys/vmfile_insecure_key'), key)
