@@ -1,28 +1,25 @@
 import {spawnSync} from 'node:child_process'
-import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {mkdirSync, writeFileSync} from 'node:fs'
+
 import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {builtBox, installBox, vm} from '../helpers/vm-cli.js'
+import {machineFixture, type MachineFixture} from '../helpers/vm-cli.js'
 
 // The tiny box has no Python, so the playbooks use `raw` tasks without fact gathering: they
 // still go through the generated inventory, the machine's SSH settings and become (sudo).
 const hasAnsible = spawnSync('ansible-playbook', ['--version']).status === 0
 
 describe.skipIf(!hasAnsible)('ansible provisioner with the tiny box', () => {
-  let home: string
+  let fixture: MachineFixture
   let project: string
-  let env: NodeJS.ProcessEnv
-  const run = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) => vm(args, {cwd: project, env: {...env, ...extraEnv}})
-  const guest = async (command: string) => (await run(['ssh', '-c', command])).stdout.trim()
+  const run = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) => fixture.run(args, extraEnv)
+  const guest = (command: string) => fixture.guest(command)
 
   beforeAll(() => {
-    home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-ansible-home-'))
-    project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-ansible-'))
-    env = {VM_HOME: home}
-    installBox(builtBox('tiny'), path.join(home, 'data/boxes'), 'vmfile/tiny', '1.0.0')
+    fixture = machineFixture('ansible', 'tiny')
+    project = fixture.project
     mkdirSync(path.join(project, 'playbooks'))
     writeFileSync(
       path.join(project, 'playbooks/site.yml'),
@@ -61,11 +58,7 @@ describe.skipIf(!hasAnsible)('ansible provisioner with the tiny box', () => {
     )
   })
 
-  afterAll(async () => {
-    await run(['destroy', '-f'])
-    rmSync(project, {recursive: true, force: true})
-    rmSync(home, {recursive: true, force: true})
-  })
+  afterAll(() => fixture.cleanup())
 
   it('vm up runs the playbooks over the machine SSH settings, with become and extra vars', async () => {
     const up = await run(['up'])
@@ -84,7 +77,7 @@ describe.skipIf(!hasAnsible)('ansible provisioner with the tiny box', () => {
   })
 
   it('without ansible-playbook on PATH the error says what to install', async () => {
-    const bin = path.join(home, 'empty-bin')
+    const bin = path.join(fixture.home, 'empty-bin')
     mkdirSync(bin, {recursive: true})
     const provision = await run(['provision', '--provision-with', 'plain'], {PATH: bin})
     expect(provision.code).toBe(1)

@@ -1,19 +1,18 @@
 import {createSocket} from 'node:dgram'
-import {chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+
 import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {builtBox, installBox, vm} from '../helpers/vm-cli.js'
+import {machineFixture, type MachineFixture} from '../helpers/vm-cli.js'
 
 /** The Debian box: a real systemd guest with OpenSSH, sudo and rsync, booted from its disk. */
 describe('a Debian 12 machine', () => {
-  let home: string
+  let fixture: MachineFixture
   let project: string
-  let env: NodeJS.ProcessEnv
-  const run = (args: string[]) => vm(args, {cwd: project, env, timeoutMs: 600_000})
-  const guest = async (command: string) => (await run(['ssh', '-c', command])).stdout.trim()
+  const run = (args: string[]) => fixture.run(args)
+  const guest = (command: string) => fixture.guest(command)
 
   let udpPort: number
 
@@ -23,11 +22,8 @@ describe('a Debian 12 machine', () => {
     await new Promise<void>((resolve) => probe.bind(0, '127.0.0.1', resolve))
     udpPort = probe.address().port
     probe.close()
-    home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-deb-home-'))
-    project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-deb-'))
-    chmodSync(project, 0o755)
-    env = {VM_HOME: home}
-    installBox(builtBox('debian-12'), path.join(home, 'data/boxes'), 'vmfile/debian-12', '1.0.0')
+    fixture = machineFixture('deb', 'debian-12', {timeoutMs: 600_000})
+    project = fixture.project
     mkdirSync(path.join(project, 'src/node_modules'), {recursive: true})
     writeFileSync(path.join(project, 'src/app.txt'), 'app\n')
     writeFileSync(path.join(project, 'src/node_modules/skip.txt'), 'excluded\n')
@@ -53,11 +49,7 @@ describe('a Debian 12 machine', () => {
     )
   })
 
-  afterAll(async () => {
-    await run(['destroy', '-f'])
-    rmSync(project, {recursive: true, force: true})
-    rmSync(home, {recursive: true, force: true})
-  })
+  afterAll(() => fixture.cleanup())
 
   it('boots to SSH, provisions, mounts 9p and copies rsync folders with excludes', async () => {
     const start = Date.now()

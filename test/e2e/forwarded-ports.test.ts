@@ -1,34 +1,29 @@
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {writeFileSync} from 'node:fs'
 import {createServer, type Server} from 'node:net'
-import {tmpdir} from 'node:os'
+
 import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {builtBox, installBox, vm} from '../helpers/vm-cli.js'
+import {machineFixture, type MachineFixture} from '../helpers/vm-cli.js'
 
 describe('forwarded ports with the tiny box', () => {
-  let home: string
+  let fixture: MachineFixture
   let project: string
-  let env: NodeJS.ProcessEnv
   let blocker: Server
-  const run = (args: string[]) => vm(args, {cwd: project, env})
+  const run = (args: string[]) => fixture.run(args)
 
   beforeAll(async () => {
-    home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-fwd-home-'))
     // A space in the project path: every path vm hands to QEMU and ssh must survive it.
-    project = mkdtempSync(path.join(tmpdir(), 'vm e2e fwd-'))
-    env = {VM_HOME: home}
-    installBox(builtBox('tiny'), path.join(home, 'data/boxes'), 'vmfile/tiny', '1.0.0')
+    fixture = machineFixture('fwd', 'tiny', {projectPrefix: 'vm e2e fwd-'})
+    project = fixture.project
     blocker = createServer()
     await new Promise<void>((resolve) => blocker.listen(46451, '127.0.0.1', resolve))
   })
 
   afterAll(async () => {
-    await run(['destroy', '-f'])
     blocker.close()
-    rmSync(project, {recursive: true, force: true})
-    rmSync(home, {recursive: true, force: true})
+    await fixture.cleanup()
   })
 
   it('a host port already taken is an error naming the port and the machine; nothing is left running', async () => {

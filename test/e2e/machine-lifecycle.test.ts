@@ -6,7 +6,7 @@ import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {builtBox, installBox, root, vm} from '../helpers/vm-cli.js'
+import {builtBox, installBox, machineFixture, root, vm, type MachineFixture} from '../helpers/vm-cli.js'
 
 interface Status {
   name: string
@@ -16,26 +16,20 @@ interface Status {
 
 /** End-to-end: the built CLI against real QEMU (TCG), qemu-img, OpenSSH and the tiny box. */
 describe('machine lifecycle with the tiny box', () => {
-  let home: string
+  let fixture: MachineFixture
   let project: string
-  let env: NodeJS.ProcessEnv
-  const run = (args: string[]) => vm(args, {cwd: project, env})
+  let home: string
+  const run = (args: string[]) => fixture.run(args)
   const status = async (): Promise<Status[]> => JSON.parse((await run(['status', '--json'])).stdout).result.machines
   const state = async (): Promise<string | undefined> => (await status())[0]?.state
 
   beforeAll(() => {
-    home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-home-'))
-    project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-project-'))
-    env = {VM_HOME: home}
-    installBox(builtBox('tiny'), path.join(home, 'data/boxes'), 'vmfile/tiny', '1.0.0')
+    fixture = machineFixture('lifecycle', 'tiny', {projectPrefix: 'vm-e2e-project-'})
+    ;({project, home} = fixture)
     copyFileSync(path.join(root, 'Vmfile.example'), path.join(project, 'Vmfile'))
   })
 
-  afterAll(async () => {
-    await run(['destroy', '-f'])
-    rmSync(project, {recursive: true, force: true})
-    rmSync(home, {recursive: true, force: true})
-  })
+  afterAll(() => fixture.cleanup())
 
   it('up boots the machine and SSH works with exit codes passed through', async () => {
     expect(await state()).toBe('not_created')
@@ -184,5 +178,37 @@ describe('several machines and failures', () => {
     expect(machines[0]?.state).toBe('poweroff')
     await vm(['destroy', '-f'], {cwd: dir, env})
     rmSync(dir, {recursive: true, force: true})
+  })
+})
+
+describe('the machine key across hard stops', () => {
+  let fixture: MachineFixture
+  const run = (args: string[]) => fixture.run(args)
+
+  beforeAll(() => {
+    fixture = machineFixture('keys', 'tiny')
+    writeFileSync(path.join(fixture.project, 'Vmfile'), 'box: vmfile/tiny\ncpus: 1\nmemory: 256\nsynced_folders: false\n')
+  })
+
+  afterAll(() => fixture.cleanup())
+
+  it('a machine stopped hard right after its first boot still takes its own key', async () => {
+    expect((await run(['up'])).code).toBe(0)
+    expect((await run(['halt', '-f'])).code).toBe(0)
+    const up = await run(['up'])
+    expect(up.code, up.stderr).toBe(0)
+  })
+
+  it('a guest that refuses the key fails soon with a message that says so, not at boot_timeout', async () => {
+    expect((await run(['ssh', '-c', 'rm ~/.ssh/authorized_keys && sync'])).code).toBe(0)
+    expect((await run(['halt', '-f'])).code).toBe(0)
+    const start = Date.now()
+    const up = await run(['up'])
+    expect(up.code).toBe(1)
+    expect(up.stderr).toContain('The machine answers on SSH but refuses its key')
+    expect(up.stderr).toContain('Permission denied (publickey)')
+    expect(Date.now() - start).toBeLessThan(120_000)
+    const status = JSON.parse((await run(['status', '--json'])).stdout).result.machines[0]
+    expect(status.state).toBe('poweroff')
   })
 })

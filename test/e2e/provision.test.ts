@@ -1,24 +1,21 @@
 import {randomBytes} from 'node:crypto'
-import {chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {chmodSync, mkdirSync, writeFileSync} from 'node:fs'
+
 import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {builtBox, installBox, vm} from '../helpers/vm-cli.js'
+import {machineFixture, type MachineFixture} from '../helpers/vm-cli.js'
 
 describe('provisioning over SSH with the tiny box', () => {
-  let home: string
+  let fixture: MachineFixture
   let project: string
-  let env: NodeJS.ProcessEnv
-  const run = (args: string[]) => vm(args, {cwd: project, env})
-  const guest = async (command: string) => (await run(['ssh', '-c', command])).stdout.trim()
+  const run = (args: string[]) => fixture.run(args)
+  const guest = (command: string) => fixture.guest(command)
 
   beforeAll(() => {
-    home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-prov-home-'))
-    project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-prov-'))
-    env = {VM_HOME: home}
-    installBox(builtBox('tiny'), path.join(home, 'data/boxes'), 'vmfile/tiny', '1.0.0')
+    fixture = machineFixture('prov', 'tiny')
+    project = fixture.project
     mkdirSync(path.join(project, 'tree/sub'), {recursive: true})
     writeFileSync(path.join(project, 'tree/readme.txt'), 'tree file\n')
     writeFileSync(path.join(project, 'tree/sub/tool.sh'), '#!/bin/sh\n')
@@ -54,11 +51,7 @@ describe('provisioning over SSH with the tiny box', () => {
     )
   })
 
-  afterAll(async () => {
-    await run(['destroy', '-f'])
-    rmSync(project, {recursive: true, force: true})
-    rmSync(home, {recursive: true, force: true})
-  })
+  afterAll(() => fixture.cleanup())
 
   it('a failing provisioner names itself and its status, stops the rest, and vm exits non-zero', async () => {
     const up = await run(['up'])

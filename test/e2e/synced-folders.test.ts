@@ -1,32 +1,24 @@
-import {chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {existsSync, readFileSync, writeFileSync} from 'node:fs'
+
 import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {builtBox, installBox, vm} from '../helpers/vm-cli.js'
+import {machineFixture, type MachineFixture} from '../helpers/vm-cli.js'
 
 describe('synced folders with the tiny box', () => {
-  let home: string
+  let fixture: MachineFixture
   let project: string
-  let env: NodeJS.ProcessEnv
-  const run = (args: string[]) => vm(args, {cwd: project, env})
+  const run = (args: string[]) => fixture.run(args)
 
   beforeAll(() => {
-    home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-sync-home-'))
-    project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-sync-'))
-    chmodSync(project, 0o755) // as a project directory normally is; mkdtemp makes it 0700
-    env = {VM_HOME: home}
-    installBox(builtBox('tiny'), path.join(home, 'data/boxes'), 'vmfile/tiny', '1.0.0')
+    fixture = machineFixture('sync', 'tiny')
+    project = fixture.project
     writeFileSync(path.join(project, 'Vmfile'), 'box: vmfile/tiny\ncpus: 1\nmemory: 256\n')
     writeFileSync(path.join(project, 'from-host.txt'), 'written on the host\n')
   })
 
-  afterAll(async () => {
-    await run(['destroy', '-f'])
-    rmSync(project, {recursive: true, force: true})
-    rmSync(home, {recursive: true, force: true})
-  })
+  afterAll(() => fixture.cleanup())
 
   it('the project directory appears at /vm over 9p (chosen automatically), written from both sides', async () => {
     const up = await run(['up'])

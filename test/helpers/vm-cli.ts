@@ -1,5 +1,6 @@
 import {spawn, spawnSync} from 'node:child_process'
-import {chmodSync, existsSync, mkdirSync, readdirSync} from 'node:fs'
+import {chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 export const root = path.resolve(import.meta.dirname, '../..')
@@ -69,4 +70,43 @@ export function installBox(boxFile: string, storeDir: string, name: string, vers
   if (untar.status !== 0) throw new Error(`tar -xf ${boxFile} failed: ${untar.stderr}`)
   for (const file of readdirSync(dir)) chmodSync(path.join(dir, file), 0o444)
   return dir
+}
+
+/** A throwaway VM_HOME with one of our boxes installed, and a project directory, for one describe block. */
+export interface MachineFixture {
+  home: string
+  project: string
+  env: NodeJS.ProcessEnv
+  /** Runs vm in the project. */
+  run(args: string[], extraEnv?: NodeJS.ProcessEnv): Promise<CliResult>
+  /** Runs a command in the (primary) machine over vm ssh; its trimmed stdout. */
+  guest(command: string): Promise<string>
+  /** Destroys the project's machines and removes both directories. */
+  cleanup(): Promise<void>
+}
+
+export function machineFixture(
+  label: string,
+  box: 'debian-12' | 'tiny',
+  options: {timeoutMs?: number; projectPrefix?: string} = {},
+): MachineFixture {
+  const home = mkdtempSync(path.join(tmpdir(), `vm-e2e-${label}-home-`))
+  const project = mkdtempSync(path.join(tmpdir(), options.projectPrefix ?? `vm-e2e-${label}-`))
+  chmodSync(project, 0o755) // as a project directory normally is; mkdtemp makes it 0700
+  const env = {VM_HOME: home}
+  installBox(builtBox(box), path.join(home, 'data/boxes'), `vmfile/${box}`, '1.0.0')
+  const run = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
+    vm(args, {cwd: project, env: {...env, ...extraEnv}, timeoutMs: options.timeoutMs})
+  return {
+    home,
+    project,
+    env,
+    run,
+    guest: async (command) => (await run(['ssh', '-c', command])).stdout.trim(),
+    async cleanup() {
+      await run(['destroy', '-f'])
+      rmSync(project, {recursive: true, force: true})
+      rmSync(home, {recursive: true, force: true})
+    },
+  }
 }
