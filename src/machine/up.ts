@@ -26,9 +26,8 @@ import {provisionRecord} from './provision.js'
 import {sharesFor, syncFolders} from '../sync/folders.js'
 import {bridgeHelperError} from '../network/bridge.js'
 import {listIndex} from '../state/global-index.js'
-import {readRecord} from './record.js'
 import {attachNetworks, configureGuestNetworks, detachNetworks, nicMac} from './networks.js'
-import {writeRecord, type MachineRecord} from './record.js'
+import {readRecord, writeRecord, type MachineRecord} from './record.js'
 
 export interface MachineEvents {
   info(text: string): void
@@ -98,7 +97,7 @@ async function createMachine(
     await createOverlay(disk.path, disk.format, paths.overlay(index), index === 0 ? config.disk : undefined)
   }
   const id = machineId(projectDir, config.name)
-  const macs = await assignMacs(id, config)
+  const macs = await macsFor(id, config.networks, [])
   const now = new Date().toISOString()
   const record: MachineRecord = {
     format: 1,
@@ -129,31 +128,22 @@ async function takenMacs(id: string): Promise<Set<string>> {
   return taken
 }
 
-/** One MAC per NIC: the Vmfile's, or a stable one derived from the machine id. */
-async function assignMacs(id: string, config: MachineConfig): Promise<string[]> {
+/**
+ * One MAC per NIC: a MAC the Vmfile sets wins, then the one recorded for the NIC, then a stable
+ * one derived from the machine id that no other machine here has. NICs added to the Vmfile
+ * since the machine was created (vm reload) get theirs; other machines' records are only read
+ * when a MAC has to be made.
+ */
+async function macsFor(id: string, networks: MachineConfig['networks'], recorded: readonly string[]): Promise<string[]> {
+  const settled =
+    recorded.length > networks.length &&
+    networks.every((network, index) => network.mac === undefined || network.mac === recorded[index + 1])
+  if (settled) return [...recorded]
   const taken = await takenMacs(id)
+  for (const mac of recorded) taken.add(mac)
   const macs: string[] = []
-  for (let index = 0; index <= config.networks.length; index++) {
-    const mac = config.networks[index - 1]?.mac ?? machineMac(id, index, taken)
-    macs.push(mac)
-    taken.add(mac)
-  }
-  return macs
-}
-
-/** The MACs for a boot: NICs added to the Vmfile since (vm reload) get theirs, a MAC the Vmfile sets wins. */
-async function macsFor(record: MachineRecord): Promise<string[]> {
-  const networks = record.config.networks
-  if (
-    record.macs.length > networks.length &&
-    networks.every((network, index) => network.mac === undefined || network.mac === record.macs[index + 1])
-  )
-    return record.macs
-  const taken = await takenMacs(record.id)
-  for (const mac of record.macs) taken.add(mac)
-  const macs = [record.macs[0] ?? machineMac(record.id, 0, taken)]
-  for (const [position, network] of networks.entries()) {
-    const mac = network.mac ?? record.macs[position + 1] ?? machineMac(record.id, position + 1, taken)
+  for (let index = 0; index <= networks.length; index++) {
+    const mac = networks[index - 1]?.mac ?? recorded[index] ?? machineMac(id, index, taken)
     macs.push(mac)
     taken.add(mac)
   }
@@ -267,7 +257,7 @@ export async function upMachine(
     // VNC: a display whose port no other machine or program holds, recorded for vm status.
     const vncPort = record.config.vnc ? await leasePort(leases, record.id, VNC_PORT_RANGE) : undefined
     record = {...record, vncDisplay: vncPort === undefined ? undefined : vncPort - 5900}
-    record = {...record, macs: await macsFor(record)}
+    record = {...record, macs: await macsFor(record.id, record.config.networks, record.macs)}
     // Bridges checked, taps made, private switches held: before QEMU, so their errors come first.
     await detachNetworks(record)
     const networks = await attachNetworks(record)

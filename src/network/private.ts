@@ -1,6 +1,6 @@
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {existsSync, mkdirSync, openSync, closeSync} from 'node:fs'
+import {closeSync, mkdirSync, openSync} from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -81,8 +81,4 @@ export async function holdPrivateNetworks(keys: string[], env: NodeJS.ProcessEnv
     throw error
   }
   return release
-}
-
-export function hubRunning(key: string, env: NodeJS.ProcessEnv = process.env): boolean {
-  return existsSync(hubFiles(key, env).socket)
 }
