@@ -68,6 +68,11 @@ export class ExternalError extends VmError {
   }
 }
 
+/** What a failed program said on stderr (its tail), or '' for any other error. */
+export function stderrOf(error: unknown): string {
+  return error instanceof ExternalError ? error.stderrTail : ''
+}
+
 /** A bug in vm itself. */
 export class InternalError extends VmError {
   override readonly kind = 'internal'

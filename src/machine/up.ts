@@ -1,7 +1,7 @@
 import {mkdir, rm} from 'node:fs/promises'
 import path from 'node:path'
 
-import {UserError} from '../cli/errors.js'
+import {stderrOf, UserError} from '../cli/errors.js'
 import {startQemu, stopQemu} from '../driver/qemu/process.js'
 import {createOverlay} from '../driver/qemu/img.js'
 import type {MachineSpec, NicSpec} from '../driver/qemu/spec.js'
@@ -272,7 +272,7 @@ export async function upMachine(
           pid = await startQemu(buildSpec(record, paths, choice.accel, port, networks.nics), host, paths.qemuStderr)
         } catch (error) {
           await releaseLease(leases, port, record.id)
-          const stderr = String((error as {stderrTail?: string}).stderrTail ?? '')
+          const stderr = stderrOf(error)
           const bridges = record.config.networks.flatMap((network) => (network.type === 'bridged' ? [network.bridge] : []))
           const helper = bridgeHelperError(record.name, bridges, stderr)
           if (helper !== undefined) throw helper

@@ -1,7 +1,7 @@
 import {readFile} from 'node:fs/promises'
 import net from 'node:net'
 
-import {UserError} from '../cli/errors.js'
+import {stderrOf, UserError} from '../cli/errors.js'
 import {runProgram, tailLines} from '../process/run.js'
 import {sshArgs, type SshTarget} from './options.js'
 
@@ -97,7 +97,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
       await runProgram('ssh', args, {timeoutMs: 8000})
       return Date.now() - start
     } catch (error) {
-      const said = String((error as {stderrTail?: string}).stderrTail ?? '')
+      const said = stderrOf(error)
       if (HOST_KEY_CHANGED.test(said))
         throw new UserError("The machine's SSH host key is not the one recorded for it", {
           code: 'SSH_HOST_KEY_CHANGED',

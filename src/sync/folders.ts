@@ -1,6 +1,6 @@
 import {existsSync} from 'node:fs'
 
-import {UserError} from '../cli/errors.js'
+import {stderrOf, UserError} from '../cli/errors.js'
 import type {ShareSpec} from '../driver/qemu/spec.js'
 import {runProgram, runStreaming} from '../process/run.js'
 import {sshArgs, type SshTarget} from '../ssh/options.js'
@@ -24,7 +24,7 @@ async function guest(target: SshTarget, command: string): Promise<{code: number;
     const {stdout} = await runProgram('ssh', [...sshArgs(target, {batch: true}), command], {timeoutMs: 60_000})
     return {code: 0, output: stdout}
   } catch (error) {
-    return {code: 1, output: String((error as {stderrTail?: string}).stderrTail ?? '')}
+    return {code: 1, output: stderrOf(error)}
   }
 }
 
