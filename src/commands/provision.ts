@@ -1,6 +1,7 @@
-import {Args, Flags} from '@oclif/core'
+import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {provisionWithFlag} from '../cli/provision-flags.js'
 import {failuresError, provisionProject} from '../machine/project.js'
 
 export default class Provision extends BaseCommand<{machines: Array<{name: string; ran: string[]}>}> {
@@ -11,11 +12,7 @@ export default class Provision extends BaseCommand<{machines: Array<{name: strin
   static override strict = false
   static override args = {names: Args.string({description: 'Machines (default: all).'})}
   static override flags = {
-    'provision-with': Flags.string({
-      summary: 'Run only these provisioners (names or types, comma-separated).',
-      delimiter: ',',
-      multiple: true,
-    }),
+    'provision-with': provisionWithFlag,
   }
 
   async run(): Promise<{machines: Array<{name: string; ran: string[]}>}> {

@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {provisionWithFlag} from '../cli/provision-flags.js'
 import {Spinner} from '../cli/spinner.js'
 import {failuresError, upProject} from '../machine/project.js'
 import type {UpResult} from '../machine/up.js'
@@ -16,11 +17,7 @@ export default class Up extends BaseCommand<{machines: UpResult[]}> {
   static override flags = {
     parallel: Flags.boolean({summary: 'Start several machines at once.', default: true, allowNo: true}),
     provision: Flags.boolean({summary: 'Run the provisioners even if they ran before (--no-provision: never).', allowNo: true}),
-    'provision-with': Flags.string({
-      summary: 'Run only these provisioners (names or types, comma-separated).',
-      delimiter: ',',
-      multiple: true,
-    }),
+    'provision-with': provisionWithFlag,
   }
 
   async run(): Promise<{machines: UpResult[]}> {
