@@ -7,13 +7,14 @@ import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {buildBox, root} from '../helpers/vm-cli.js'
+
 /**
  * End-to-end tests of the boxes made by boxes/build.sh: each box boots under QEMU (TCG) both
  * from the kernel, initramfs and command line shipped in its archive and from its own disk,
  * and accepts the insecure key over SSH with passwordless sudo; the catalogs' checksums match.
  */
 
-const root = path.resolve(import.meta.dirname, '../..')
 const outDir = path.join(process.env.VM_BOXES_OUT ?? path.join(root, 'boxes/dist'), 'vmfile')
 
 interface Provider {
@@ -69,10 +70,7 @@ function ensureBox(name: string): string {
     const file = provider && path.join(outDir, provider.url)
     return file && existsSync(file) ? file : undefined
   }
-  if (find() === undefined) {
-    const build = spawnSync('bash', [path.join(root, 'boxes/build.sh'), name], {stdio: 'inherit', timeout: 1_800_000})
-    if (build.status !== 0) throw new Error(`boxes/build.sh ${name} failed`)
-  }
+  if (find() === undefined) buildBox(name)
   const box = find()
   if (box === undefined) throw new Error(`no ${name} box in ${outDir}`)
   return box

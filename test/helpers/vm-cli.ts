@@ -39,6 +39,12 @@ export function vm(
   })
 }
 
+/** Builds box `name` into boxes/dist with boxes/build.sh (cached by recipe and packages). */
+export function buildBox(name: string): void {
+  const build = spawnSync('bash', [path.join(root, 'boxes/build.sh'), name], {stdio: 'inherit', timeout: 1_800_000})
+  if (build.status !== 0) throw new Error(`boxes/build.sh ${name} failed`)
+}
+
 /** The newest built .box of `name` in boxes/dist, building it (cached) when missing. */
 export function builtBox(name: string): string {
   const dir = path.join(root, 'boxes/dist/vmfile')
@@ -50,10 +56,7 @@ export function builtBox(name: string): string {
           .map((file) => path.join(dir, file))
           .at(-1)
       : undefined
-  if (find() === undefined) {
-    const build = spawnSync('bash', [path.join(root, 'boxes/build.sh'), name], {stdio: 'inherit', timeout: 1_800_000})
-    if (build.status !== 0) throw new Error(`boxes/build.sh ${name} failed`)
-  }
+  if (find() === undefined) buildBox(name)
   const box = find()
   if (box === undefined) throw new Error(`no ${name} box in ${dir}`)
   return box

@@ -7,6 +7,7 @@ import {afterEach, describe, expect, it, vi} from 'vitest'
 import {ansibleArgs, renderInventory, runAnsible} from '../../src/provision/ansible.js'
 import {selectProvisioners} from '../../src/provision/index.js'
 import {remoteShellCommand, shellQuote} from '../../src/provision/shell.js'
+import type {SshTarget} from '../../src/ssh/options.js'
 import type {Provisioner} from '../../src/vmfile/types.js'
 
 const shell = (name: string, run: 'always' | 'never' | 'once'): Provisioner => ({
@@ -53,31 +54,25 @@ describe('shell provisioner command', () => {
   })
 })
 
+const target: SshTarget = {
+  host: '127.0.0.1',
+  port: 2201,
+  user: 'vm',
+  identityFile: '/p/key',
+  knownHostsFile: '/p/known_hosts',
+  hostKeyAlias: 'vm-1',
+  strictHostKeyChecking: 'yes',
+}
+
 describe('ansible inventory', () => {
   it('uses the machine SSH settings', () => {
-    const inventory = renderInventory('web', {
-      host: '127.0.0.1',
-      port: 2201,
-      user: 'vm',
-      identityFile: '/p/key',
-      knownHostsFile: '/p/known_hosts',
-      hostKeyAlias: 'vm-1',
-      strictHostKeyChecking: 'yes',
-    })
+    const inventory = renderInventory('web', target)
     expect(inventory).toContain('web ansible_host=127.0.0.1 ansible_port=2201 ansible_user=vm ansible_ssh_private_key_file=/p/key')
     expect(inventory).toContain('-o UserKnownHostsFile=/p/known_hosts -o HostKeyAlias=vm-1')
   })
 
   it('quotes paths with spaces and quotes twice: for the INI line and for the ssh arguments', () => {
-    const inventory = renderInventory('web', {
-      host: '127.0.0.1',
-      port: 2201,
-      user: 'vm',
-      identityFile: "/my p/it's key",
-      knownHostsFile: '/my p/known_hosts',
-      hostKeyAlias: 'vm-1',
-      strictHostKeyChecking: 'yes',
-    })
+    const inventory = renderInventory('web', {...target, identityFile: "/my p/it's key", knownHostsFile: '/my p/known_hosts'})
     // What `ansible-inventory -i FILE --list` (ansible-core 2.14) reads back from this line:
     // ansible_ssh_private_key_file "/my p/it's key", ansible_ssh_common_args
     // "-o 'UserKnownHostsFile=/my p/known_hosts' -o HostKeyAlias=vm-1 ...".
@@ -117,15 +112,7 @@ describe('ansible provisioner', () => {
   })
 
   const context = (dir: string) => ({
-    target: {
-      host: '127.0.0.1',
-      port: 2201,
-      user: 'vm',
-      identityFile: '/p/key',
-      knownHostsFile: '/p/known_hosts',
-      hostKeyAlias: 'vm-1',
-      strictHostKeyChecking: 'yes' as const,
-    },
+    target,
     projectDir: dir,
     machine: 'default',
     stateDir: dir,
