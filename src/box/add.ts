@@ -10,7 +10,7 @@ import {unpackStream} from './archive.js'
 import {CHECKSUM_TYPES, parseCatalog, selectFromCatalog, toUrl, type Catalog} from './catalog.js'
 import {discardPartial, openSource, RestartDownload, type DownloadProgress, type HttpOptions} from './download.js'
 import {fetchCatalog} from './fetch.js'
-import {acquireBoxLock} from './lock.js'
+import {acquireFileLock} from '../state/file-lock.js'
 import {isShortName, lookupShortName} from './registry.js'
 import {hostArchitecture, installBox, listBoxes, readStoredBox, SOURCE_FILE, type BoxKey, type BoxSource, type StoredBox} from './store.js'
 import {describeBareImage, sealBox, verifyUnpackedBox} from './verify.js'
@@ -175,7 +175,7 @@ async function addFromUrl(plan: Plan, options: AddBoxOptions, http: HttpOptions,
     .digest('hex')
     .slice(0, 32)
   const source = {url: plan.url, cacheDir: paths.downloads, cacheKey}
-  const release = await acquireBoxLock(path.join(paths.downloads, `${cacheKey}.lock`), {
+  const release = await acquireFileLock(path.join(paths.downloads, `${cacheKey}.lock`), {
     signal: options.signal,
     onWait: (pid) => options.onStatus?.(`Waiting for vm process ${pid}, which is adding the same box`),
   })

@@ -3,7 +3,7 @@
 // `vm up` that holds the lock either finds it running or starts a new one.
 import {existsSync, rmSync} from 'node:fs'
 
-import {acquireBoxLock} from '../box/lock.js'
+import {acquireFileLock} from '../state/file-lock.js'
 import {startHub} from './hub.js'
 
 const IDLE_MS = Number(process.env.VM_HUB_IDLE_MS ?? 15_000)
@@ -28,7 +28,7 @@ const timer = setInterval(() => {
     if (Date.now() - idleSince < IDLE_MS) return
     // The runtime directory is gone (its owner removed it): nothing to hand over, just stop.
     if (!existsSync(socketPath)) process.exit(0)
-    const unlock = await acquireBoxLock(lockFile)
+    const unlock = await acquireFileLock(lockFile)
     try {
       if (hub.ports() > 0) return
       clearInterval(timer)

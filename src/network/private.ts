@@ -5,7 +5,7 @@ import net from 'node:net'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {acquireBoxLock} from '../box/lock.js'
+import {acquireFileLock} from '../state/file-lock.js'
 import {InternalError} from '../cli/errors.js'
 import {packageRoot} from '../state/package-root.js'
 import {vmPaths} from '../state/paths.js'
@@ -60,7 +60,7 @@ export async function holdPrivateNetworks(keys: string[], env: NodeJS.ProcessEnv
     for (const key of [...new Set(keys)].sort()) {
       const files = hubFiles(key, env)
       mkdirSync(path.dirname(files.socket), {recursive: true, mode: 0o700})
-      unlocks.push(await acquireBoxLock(files.lock))
+      unlocks.push(await acquireFileLock(files.lock))
       if (await canConnect(files.socket)) continue
       const log = openSync(files.log, 'a')
       try {

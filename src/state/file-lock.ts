@@ -2,17 +2,17 @@ import {mkdir, open, readFile, rm} from 'node:fs/promises'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {processCommandLine} from '../state/process-check.js'
+import {processCommandLine} from './process-check.js'
 
 /** Locks this process holds, so concurrent callers in one process wait for each other too. */
 const heldHere = new Map<string, Promise<void>>()
 
 /**
- * A lock for one box download: a file created with O_EXCL holding the holder's PID. A second
- * `vm box add` of the same box waits for the holder instead of failing, then reuses its work;
- * a lock whose holder has died is taken over.
+ * A waiting lock: a file created with O_EXCL holding the holder's PID. A second caller (say, a
+ * second `vm box add` of the same box, or a `vm up` while a private network's switch decides
+ * to exit) waits for the holder instead of failing; a lock whose holder has died is taken over.
  */
-export async function acquireBoxLock(
+export async function acquireFileLock(
   file: string,
   options: {signal?: AbortSignal | undefined; onWait?: ((pid: number) => void) | undefined; pollMs?: number} = {},
 ): Promise<() => Promise<void>> {
