@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build the vmfile boxes from Debian packages.
 #
-#   boxes/build.sh [tiny|debian-12|all]     (default: all)
+#   boxes/build.sh [BOX...]            build these boxes (tiny, debian-12; default: all)
+#   boxes/build.sh --stale [BOX...]    print the boxes whose output is missing or was
+#                                      built from another recipe (no root, no network)
 #
 # Environment:
 #   VM_BOXES_OUT      output directory    (default: <repo>/boxes/dist)
@@ -22,23 +24,71 @@ VM_BOXES_OUT=${VM_BOXES_OUT:-$BOXES_DIR/dist}
 VM_BOXES_CACHE=${VM_BOXES_CACHE:-/var/cache/vmfile/boxes}
 ALL_BOXES="tiny debian-12"
 
-# shellcheck source=lib/common.sh
-. "$BOXES_DIR/lib/common.sh"
-
 usage() {
-  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  # The comment block at the top of this file.
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
 }
 
+# Hash of everything a box is made of: build.sh, the shared helpers, the
+# public key and the box's own folder.
+recipe_hash() {
+  (
+    cd "$BOXES_DIR"
+    find build.sh lib keys/vmfile_insecure_key.pub "$1" -type f -print0 | sort -z |
+      xargs -0 sha256sum
+  ) | sha256sum | cut -c1-64
+}
+
+# The output of a box records the recipe it was built from, in
+# $VM_BOXES_OUT/vmfile/.<box>.stamp: "<recipe hash> <box file name>".
+stamp_file() { printf '%s/vmfile/.%s.stamp' "$VM_BOXES_OUT" "$1"; }
+
+# Prints each given box whose catalog, archive or stamp is missing in the
+# output directory, or whose stamp names another recipe.
+stale_boxes() {
+  local box hash file
+  for box in "$@"; do
+    if [ -r "$(stamp_file "$box")" ] && read -r hash file <"$(stamp_file "$box")" &&
+      [ "$hash" = "$(recipe_hash "$box")" ] && [ -n "$file" ] &&
+      [ -f "$VM_BOXES_OUT/vmfile/$file" ] && [ -f "$VM_BOXES_OUT/vmfile/$box.json" ]; then
+      continue
+    fi
+    echo "$box"
+  done
+}
+
+# Arguments: box names (each once, in the order given), or all of them.
+known_box() { case " $ALL_BOXES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 ONE=
-case "${1:-all}" in
-  all) TARGETS=$ALL_BOXES ;;
-  tiny | debian-12) TARGETS=$1 ;;
+STALE=
+TARGETS=
+case "${1:-}" in
   # Internal: build one box in this process (started by the main process in
   # a session of its own, so that an interrupt reaches every process of it).
   --one) ONE=${2:?} ;;
+  --stale) STALE=1; shift ;;
   -h | --help) usage; exit 0 ;;
-  *) usage >&2; exit 2 ;;
 esac
+if [ -z "$ONE" ]; then
+  for arg in "$@"; do
+    if [ "$arg" = all ]; then
+      TARGETS=$ALL_BOXES
+      break
+    fi
+    known_box "$arg" || { echo "boxes: unknown box '$arg' (known: $ALL_BOXES)" >&2; usage >&2; exit 2; }
+    case " $TARGETS " in *" $arg "*) ;; *) TARGETS="${TARGETS:+$TARGETS }$arg" ;; esac
+  done
+  TARGETS=${TARGETS:-$ALL_BOXES}
+fi
+
+if [ -n "$STALE" ]; then
+  # shellcheck disable=SC2086
+  stale_boxes $TARGETS
+  exit 0
+fi
+
+# shellcheck source=lib/common.sh
+. "$BOXES_DIR/lib/common.sh"
 
 [ "$(id -u)" = 0 ] || die "must run as root (loop mounts, chroot, file ownership)"
 
@@ -69,16 +119,6 @@ else
   apt_init
 fi
 
-# Hash of everything a box is made of: build.sh, the shared helpers, the
-# public key and the box's own folder.
-recipe_hash() {
-  (
-    cd "$BOXES_DIR"
-    find build.sh lib keys/vmfile_insecure_key.pub "$1" -type f -print0 | sort -z |
-      xargs -0 sha256sum
-  ) | sha256sum | cut -c1-64
-}
-
 # Keep the newest few cache entries of a box.
 cache_prune() {
   local dir=$1 keep=3
@@ -91,8 +131,9 @@ cache_prune() {
 
 build_box() {
   BOX_NAME=$1
-  local t0 key inputs cdir file sha out
+  local t0 key inputs cdir file sha out rhash
   t0=$(now)
+  rhash=$(recipe_hash "$BOX_NAME")
   # shellcheck source=/dev/null
   . "$BOXES_DIR/$BOX_NAME/recipe.sh"
   [ -n "${BOX_VERSION:-}" ] || die "recipe has no BOX_VERSION"
@@ -101,7 +142,7 @@ build_box() {
   inputs=$(box_inputs) || die "cannot resolve the package versions"
   [ -n "$inputs" ] || die "no package versions resolved"
   key=$({
-    echo "recipe $(recipe_hash "$BOX_NAME")"
+    echo "recipe $rhash"
     echo "mirror $VM_BOXES_MIRROR $VM_BOXES_SECURITY_MIRROR"
     echo "qcow2 $VM_BOXES_QCOW2_COMPRESSION"
     printf '%s\n' "$inputs"
@@ -150,6 +191,10 @@ build_box() {
   catalog_write "$out/.$BOX_NAME.json.tmp" "vmfile/$BOX_NAME" "$BOX_DESCRIPTION" \
     "$BOX_VERSION" "$file" "$sha"
   mv -f "$out/.$BOX_NAME.json.tmp" "$out/$BOX_NAME.json"
+  # Last: the stamp saying which recipe the published box comes from.
+  on_exit "rm -f '$out/.$BOX_NAME.stamp.tmp'"
+  printf '%s %s\n' "$rhash" "$file" >"$out/.$BOX_NAME.stamp.tmp"
+  mv -f "$out/.$BOX_NAME.stamp.tmp" "$(stamp_file "$BOX_NAME")"
   msg "$out/$file ($(du -h "$out/$file" | cut -f1), sha256 ${sha:0:16}...) in $(elapsed "$t0") s"
 }
 
