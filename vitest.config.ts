@@ -8,6 +8,8 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
+          // Builds missing boxes in the main process, before any worker starts (see the file).
+          globalSetup: ['test/global-setup-e2e.ts'],
           // Real VMs under TCG on two cores: one file at a time, generous timeouts.
           poolOptions: {forks: {singleFork: true}},
           testTimeout: 600_000,

@@ -7,7 +7,8 @@ import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {buildBox, root} from '../helpers/vm-cli.js'
+import {boxesCatalogDir} from '../helpers/built-boxes.js'
+import {builtBox, root} from '../helpers/vm-cli.js'
 
 /**
  * End-to-end tests of the boxes made by boxes/build.sh: each box boots under QEMU (TCG) both
@@ -15,7 +16,7 @@ import {buildBox, root} from '../helpers/vm-cli.js'
  * and accepts the insecure key over SSH with passwordless sudo; the catalogs' checksums match.
  */
 
-const outDir = path.join(process.env.VM_BOXES_OUT ?? path.join(root, 'boxes/dist'), 'vmfile')
+const outDir = boxesCatalogDir()
 
 interface Provider {
   name: string
@@ -60,20 +61,6 @@ function catalogPath(name: string): string {
 
 function readCatalog(name: string): Catalog {
   return JSON.parse(readFileSync(catalogPath(name), 'utf8')) as Catalog
-}
-
-/** The .box file of the newest version in the catalog, building the box (cached) when missing. */
-function ensureBox(name: string): string {
-  const find = (): string | undefined => {
-    if (!existsSync(catalogPath(name))) return undefined
-    const provider = readCatalog(name).versions.at(-1)?.providers[0]
-    const file = provider && path.join(outDir, provider.url)
-    return file && existsSync(file) ? file : undefined
-  }
-  if (find() === undefined) buildBox(name)
-  const box = find()
-  if (box === undefined) throw new Error(`no ${name} box in ${outDir}`)
-  return box
 }
 
 function sha256(file: string): Promise<string> {
@@ -177,7 +164,7 @@ for (const box of boxes) {
     const machines: ChildProcess[] = []
 
     beforeAll(() => {
-      const file = ensureBox(box.name)
+      const file = builtBox(box.name)
       work = mkdtempSync(path.join(tmpdir(), `vm-e2e-${box.name}-`))
       boxDir = path.join(work, 'box')
       const untar = spawnSync('bash', ['-c', 'mkdir -p "$2" && tar -xzf "$1" -C "$2"', 'untar', file, boxDir])
@@ -274,7 +261,7 @@ for (const box of boxes) {
 describe('box catalogs', () => {
   for (const box of boxes) {
     it(`${box.name}: the catalog's sha256 checksums match the .box archives`, async () => {
-      ensureBox(box.name)
+      builtBox(box.name)
       const catalog = readCatalog(box.name)
       expect(catalog.name).toBe(`vmfile/${box.name}`)
       expect(catalog.versions.length).toBeGreaterThan(0)

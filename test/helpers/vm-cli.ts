@@ -1,7 +1,11 @@
 import {spawn, spawnSync} from 'node:child_process'
-import {chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
+
+import {inject} from 'vitest'
+
+import {BOX_BUILD_FAILURES, boxesCatalogDir, findBuiltBox} from './built-boxes.js'
 
 export const root = path.resolve(import.meta.dirname, '../..')
 const bin = path.join(root, 'bin/run.js')
@@ -39,26 +43,23 @@ export function vm(
   })
 }
 
-/** Builds box `name` into boxes/dist with boxes/build.sh (cached by recipe and packages). */
-export function buildBox(name: string): void {
-  const build = spawnSync('bash', [path.join(root, 'boxes/build.sh'), name], {stdio: 'inherit', timeout: 1_800_000})
-  if (build.status !== 0) throw new Error(`boxes/build.sh ${name} failed`)
-}
-
-/** The newest built .box of `name` in boxes/dist, building it (cached) when missing. */
+/**
+ * The newest built .box of `name` (boxes/dist, or $VM_BOXES_OUT, as boxes/build.sh writes it).
+ * Only looks: the e2e global setup (test/global-setup-e2e.ts) builds missing boxes before any
+ * worker starts. Fails with the build's message when that build failed, and with what to do
+ * when the box is simply not there.
+ */
 export function builtBox(name: string): string {
-  const dir = path.join(root, 'boxes/dist/vmfile')
-  const find = (): string | undefined =>
-    existsSync(dir)
-      ? readdirSync(dir)
-          .filter((file) => file.startsWith(`${name}-`) && file.endsWith('.box'))
-          .sort()
-          .map((file) => path.join(dir, file))
-          .at(-1)
-      : undefined
-  if (find() === undefined) buildBox(name)
-  const box = find()
-  if (box === undefined) throw new Error(`no ${name} box in ${dir}`)
+  const failure = inject(BOX_BUILD_FAILURES)?.[name]
+  if (failure !== undefined) throw new Error(failure)
+  const box = findBuiltBox(name)
+  if (box === undefined) {
+    throw new Error(
+      `no built ${name} box in ${boxesCatalogDir()} (catalog ${name}.json and the archive it names): ` +
+        `the e2e project's global setup builds missing boxes before the tests start; run the tests with ` +
+        `vitest's e2e project (npm test, or npx vitest run --project e2e ...) or build it: sudo npm run boxes -- ${name}`,
+    )
+  }
   return box
 }
 
