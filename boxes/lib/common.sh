@@ -121,10 +121,16 @@ apt_update() {
     msg "offline: using existing package lists"
     return 0
   fi
-  apt_box update -qq >/dev/null 2>"$APT_ROOT/update.log" || {
-    cat "$APT_ROOT/update.log" >&2
-    die "apt-get update failed (is the Debian mirror $VM_BOXES_MIRROR reachable?)"
-  }
+  # --error-on=any: without it apt-get update succeeds when no mirror answers, and the
+  # build fails later with a confusing message.
+  if ! apt_box update -qq --error-on=any >/dev/null 2>"$APT_ROOT/update.log"; then
+    sed 's/^/  /' "$APT_ROOT/update.log" >&2
+    # Lists from an earlier update of the same sources still allow a build from the cache.
+    apt_cache show --no-all-versions apt >/dev/null 2>&1 ||
+      die "cannot download the package lists (see above): is the Debian mirror $VM_BOXES_MIRROR (and $VM_BOXES_SECURITY_MIRROR) reachable? Set VM_BOXES_MIRROR and VM_BOXES_SECURITY_MIRROR to mirrors that are"
+    msg "warning: cannot refresh the package lists (see above); using the ones of an earlier update"
+    return 0
+  fi
   msg "package lists updated in $(elapsed "$t0") s"
 }
 
