@@ -24,7 +24,11 @@ export default async function setup(project: TestProject): Promise<void> {
 
   const stale = await staleBoxes(E2E_BOXES)
   if (stale.length === 0) return
-  const timeoutMs = Number(process.env.VM_BOXES_BUILD_TIMEOUT ?? '1800') * 1000
+  const timeoutSeconds = Number(process.env.VM_BOXES_BUILD_TIMEOUT ?? '1800')
+  if (!(timeoutSeconds > 0)) {
+    throw new Error(`VM_BOXES_BUILD_TIMEOUT must be a number of seconds greater than 0, not '${process.env.VM_BOXES_BUILD_TIMEOUT}'`)
+  }
+  const timeoutMs = timeoutSeconds * 1000
   // An interrupt stops the build cleanly (build.sh unmounts and removes its work) and ends the run.
   const interrupt = new AbortController()
   const onSignal = (signal: NodeJS.Signals) => {
