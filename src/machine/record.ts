@@ -1,10 +1,12 @@
-import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
+import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import type {TapRecord} from '../network/bridge.js'
 import type {ResolvedForward} from '../network/forwards.js'
 import type {NicStatus} from './networks.js'
 import type {MachineConfig} from '../vmfile/types.js'
+import {writeFileAtomic} from '../state/atomic-file.js'
+import {ensureStateDir} from '../state/private-dir.js'
 
 /** The box a machine was created from; the machine stays pinned to it. */
 export interface PinnedBox {
@@ -57,10 +59,12 @@ export async function readRecord(file: string): Promise<MachineRecord | undefine
   }
 }
 
-/** Writes the record atomically (temp file + rename), so a crash never leaves half a file. */
+/**
+ * Writes the record atomically (a fresh O_EXCL|O_NOFOLLOW temp file, then rename), so a crash
+ * never leaves half a file and a link planted in the machine directory is never followed.
+ * The record is private (0600) in a private (0700) machine directory.
+ */
 export async function writeRecord(file: string, record: MachineRecord): Promise<void> {
-  await mkdir(path.dirname(file), {recursive: true})
-  const temp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`
-  await writeFile(temp, `${JSON.stringify({...record, updatedAt: new Date().toISOString()}, null, 2)}\n`)
-  await rename(temp, file)
+  await ensureStateDir(path.dirname(file))
+  await writeFileAtomic(file, `${JSON.stringify({...record, updatedAt: new Date().toISOString()}, null, 2)}\n`, {mode: 0o600})
 }

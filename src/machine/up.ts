@@ -1,12 +1,11 @@
 import {mkdir, rm} from 'node:fs/promises'
-import path from 'node:path'
 
-import {stderrOf, UserError} from '../cli/errors.js'
+import {stderrOf} from '../cli/errors.js'
 import {startQemu, stopQemu} from '../driver/qemu/process.js'
 import {createOverlay} from '../driver/qemu/img.js'
 import type {MachineSpec, NicSpec} from '../driver/qemu/spec.js'
 import {machineMac} from '../network/mac.js'
-import {resolveForwards} from '../network/forwards.js'
+import {releaseForwards, resolveForwards} from '../network/forwards.js'
 import {leasePort, releaseLease, transferLease, VNC_PORT_RANGE} from '../network/ports.js'
 import {runProgram} from '../process/run.js'
 import {generateKeyPair, insecurePrivateKey} from '../ssh/keys.js'
@@ -16,12 +15,13 @@ import {waitForSsh} from '../ssh/wait.js'
 import {addToIndex} from '../state/global-index.js'
 import {machineId, machinePaths, type MachinePaths} from '../state/machine-files.js'
 import {isMachineProcess, readPidfile} from '../state/process-check.js'
-import {vmPaths} from '../state/paths.js'
+import {ensureRuntimeDir} from '../state/private-dir.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import {resolveBox} from './box.js'
 import {hostFacts, selectAccelerator} from './host.js'
 import {inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
+import {startWithLeasedPorts} from './leased-start.js'
 import {provisionRecord} from './provision.js'
 import {sharesFor, syncFolders} from '../sync/folders.js'
 import {bridgeHelperError} from '../network/bridge.js'
@@ -246,16 +246,21 @@ export async function upMachine(
     const host = hostFacts()
     const choice = await selectAccelerator(record.config.accel, host)
     if (choice.warning !== undefined) events.warn(choice.warning)
-    const leases = path.join(vmPaths().runtime, 'ports')
-    let pid: number | undefined
-    let port: number | undefined
-    const tried = new Set<number>()
+    const leases = await ensureRuntimeDir('ports')
     record = {
       ...record,
       forwards: await resolveForwards(record.name, record.config.forwardedPorts, leases, record.id, (text) => events.info(text)),
     }
     // VNC: a display whose port no other machine or program holds, recorded for vm status.
-    const vncPort = record.config.vnc ? await leasePort(leases, record.id, VNC_PORT_RANGE) : undefined
+    let vncPort: number | undefined
+    let pid: number
+    let port: number
+    try {
+      vncPort = record.config.vnc ? await leasePort(leases, record.id, VNC_PORT_RANGE) : undefined
+    } catch (error) {
+      await releaseForwards(leases, record.id, record.forwards ?? [])
+      throw error
+    }
     record = {...record, vncDisplay: vncPort === undefined ? undefined : vncPort - 5900}
     record = {...record, macs: await macsFor(record.id, record.config.networks, record.macs)}
     // Bridges checked, taps made, private switches held: before QEMU, so their errors come first.
@@ -264,25 +269,27 @@ export async function upMachine(
     record = {...record, taps: networks.taps, nics: undefined}
     await writeRecord(paths.record, record)
     try {
-      for (let attempt = 0; attempt < 5 && pid === undefined; attempt++) {
-        port = await leasePort(leases, record.id, undefined, tried)
-        tried.add(port)
-        await rm(paths.serialLog, {force: true})
-        try {
-          pid = await startQemu(buildSpec(record, paths, choice.accel, port, networks.nics), host, paths.qemuStderr)
-        } catch (error) {
-          await releaseLease(leases, port, record.id)
-          const stderr = stderrOf(error)
-          const bridges = record.config.networks.flatMap((network) => (network.type === 'bridged' ? [network.bridge] : []))
-          const helper = bridgeHelperError(record.name, bridges, stderr)
-          if (helper !== undefined) throw helper
-          // Another program bound the port between our check and QEMU's bind: take the next one.
-          if (!/host forwarding rule|Could not set up host forwarding/i.test(stderr)) throw error
-        }
-      }
-      if (pid === undefined || port === undefined)
-        throw new UserError('Could not start QEMU with a free SSH port', {hint: 'Free a port between 2200 and 2299.'})
+      const started = await startWithLeasedPorts({
+        machine: record.name,
+        leaseDir: leases,
+        owner: record.id,
+        forwards: record.forwards ?? [],
+        ports: record.config.forwardedPorts,
+        onCorrected: (text) => events.info(text),
+        start: async (sshPort, forwards) => {
+          await rm(paths.serialLog, {force: true})
+          try {
+            return await startQemu(buildSpec({...record, forwards}, paths, choice.accel, sshPort, networks.nics), host, paths.qemuStderr)
+          } catch (error) {
+            const bridges = record.config.networks.flatMap((network) => (network.type === 'bridged' ? [network.bridge] : []))
+            throw bridgeHelperError(record.name, bridges, stderrOf(error)) ?? error
+          }
+        },
+      })
+      ;({pid, sshPort: port} = started)
+      record = {...record, forwards: started.forwards}
     } catch (error) {
+      if (vncPort !== undefined) await releaseLease(leases, vncPort, record.id).catch(() => undefined)
       await detachNetworks(record).catch(() => undefined)
       await writeRecord(paths.record, {...record, taps: undefined})
       throw error
@@ -292,7 +299,7 @@ export async function upMachine(
     await transferLease(leases, port, record.id, pid)
     if (vncPort !== undefined) await transferLease(leases, vncPort, record.id, pid)
     for (const forward of record.forwards ?? [])
-      if (forward.requested !== undefined) await transferLease(leases, forward.host, record.id, pid)
+      await transferLease(leases, forward.host, record.id, pid, {protocol: forward.protocol, hostIp: forward.hostIp})
     const user = record.config.ssh.user ?? record.box.sshUser ?? 'vm'
     record = {
       ...record,

@@ -1,6 +1,6 @@
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {closeSync, mkdirSync, openSync} from 'node:fs'
+import {closeSync, constants, openSync} from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -9,6 +9,7 @@ import {acquireFileLock} from '../state/file-lock.js'
 import {InternalError} from '../cli/errors.js'
 import {packageRoot} from '../state/package-root.js'
 import {vmPaths} from '../state/paths.js'
+import {ensureRuntimeDir} from '../state/private-dir.js'
 
 /**
  * Private networks: machines that name the same network share one switch (a small hub process
@@ -59,10 +60,11 @@ export async function holdPrivateNetworks(keys: string[], env: NodeJS.ProcessEnv
   try {
     for (const key of [...new Set(keys)].sort()) {
       const files = hubFiles(key, env)
-      mkdirSync(path.dirname(files.socket), {recursive: true, mode: 0o700})
+      // The switch's socket, lock and log live in the private runtime directory.
+      await ensureRuntimeDir('net', env)
       unlocks.push(await acquireFileLock(files.lock))
       if (await canConnect(files.socket)) continue
-      const log = openSync(files.log, 'a')
+      const log = openSync(files.log, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
       try {
         const child = spawn(process.execPath, [hubScript(), files.socket, files.lock], {detached: true, stdio: ['ignore', log, log]})
         child.unref()

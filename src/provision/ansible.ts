@@ -1,9 +1,10 @@
-import {access, writeFile} from 'node:fs/promises'
+import {access} from 'node:fs/promises'
 import path from 'node:path'
 
 import {UserError, VmError} from '../cli/errors.js'
 import {runStreaming} from '../process/run.js'
 import type {SshTarget} from '../ssh/options.js'
+import {writeFileAtomic} from '../state/atomic-file.js'
 import type {Provisioner} from '../vmfile/types.js'
 import {shellQuote, type ProvisionContext} from './shell.js'
 
@@ -59,7 +60,7 @@ export async function runAnsible(provisioner: Ansible, context: ProvisionContext
     })
   }
   const inventory = path.join(context.stateDir, 'ansible-inventory')
-  await writeFile(inventory, renderInventory(context.machine, context.target))
+  await writeFileAtomic(inventory, renderInventory(context.machine, context.target), {mode: 0o600})
   try {
     return await runStreaming('ansible-playbook', ansibleArgs(provisioner, inventory, playbook), {
       cwd: context.projectDir,

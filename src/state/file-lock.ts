@@ -1,22 +1,76 @@
-import {mkdir, open, readFile, rm} from 'node:fs/promises'
+import {readFile, rm} from 'node:fs/promises'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
+import {createExclusive} from './atomic-file.js'
+import {ensureStateDir} from './private-dir.js'
 import {processCommandLine} from './process-check.js'
 
 /** Locks this process holds, so concurrent callers in one process wait for each other too. */
 const heldHere = new Map<string, Promise<void>>()
 
+export type LockAttempt = {held: true; release: () => Promise<void>} | {held: false; holder: number; argv: string[]}
+
+async function readHolder(file: string): Promise<number> {
+  const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim())
+  return Number.isInteger(pid) && pid > 0 ? pid : 0
+}
+
 /**
- * A waiting lock: a file created with O_EXCL holding the holder's PID. A second caller (say, a
- * second `vm box add` of the same box, or a `vm up` while a private network's switch decides
- * to exit) waits for the holder instead of failing; a lock whose holder has died is taken over.
+ * One try at a lock: a file created with O_CREAT|O_EXCL|O_NOFOLLOW holding the holder's PID,
+ * so a link planted at its name is never followed. A lock whose holder is gone (or is this
+ * process, left over) is taken over; a live holder is returned with its command line.
+ * The lock file's directory must exist and be trusted by the caller.
+ */
+export async function tryFileLock(file: string): Promise<LockAttempt> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    if (heldHere.has(file)) return {held: false, holder: process.pid, argv: processCommandLine(process.pid) ?? []}
+    // Reserve the lock in this process in the same tick as the check above.
+    let unlock = () => {}
+    heldHere.set(file, new Promise<void>((resolve) => (unlock = resolve)))
+    let created = false
+    try {
+      created = await createExclusive(file, String(process.pid))
+    } finally {
+      if (!created) {
+        heldHere.delete(file)
+        unlock()
+      }
+    }
+    if (created) {
+      let held = true
+      const release = async (): Promise<void> => {
+        if (!held) return
+        held = false
+        await rm(file, {force: true})
+        heldHere.delete(file)
+        unlock()
+      }
+      return {held: true, release}
+    }
+    let pid = await readHolder(file)
+    // An empty file may be a holder that has not written its PID yet: give it a moment.
+    if (pid === 0) {
+      await sleep(50)
+      pid = await readHolder(file)
+    }
+    const argv = pid > 0 && pid !== process.pid ? processCommandLine(pid) : undefined
+    if (argv !== undefined) return {held: false, holder: pid, argv}
+    await rm(file, {force: true})
+  }
+  return {held: false, holder: 0, argv: []}
+}
+
+/**
+ * A waiting lock. A second caller (say, a second `vm box add` of the same box, or a `vm up`
+ * while a private network's switch decides to exit) waits for the holder instead of failing;
+ * a lock whose holder has died is taken over. The lock's directory is created private (0700).
  */
 export async function acquireFileLock(
   file: string,
   options: {signal?: AbortSignal | undefined; onWait?: ((pid: number) => void) | undefined; pollMs?: number} = {},
 ): Promise<() => Promise<void>> {
-  await mkdir(path.dirname(file), {recursive: true})
+  await ensureStateDir(path.dirname(file))
   let announced = false
   for (;;) {
     const inProcess = heldHere.get(file)
@@ -26,36 +80,10 @@ export async function acquireFileLock(
       await inProcess
       continue
     }
-    // Reserve the lock in this process in the same tick as the check above.
-    let unlock = () => {}
-    heldHere.set(file, new Promise<void>((resolve) => (unlock = resolve)))
-    try {
-      const handle = await open(file, 'wx')
-      await handle.writeFile(String(process.pid))
-      await handle.close()
-      let held = true
-      return async () => {
-        if (!held) return
-        held = false
-        await rm(file, {force: true})
-        heldHere.delete(file)
-        unlock()
-      }
-    } catch (error) {
-      heldHere.delete(file)
-      unlock()
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-    }
-    const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim())
-    const alive = Number.isInteger(pid) && pid > 0 && pid !== process.pid && processCommandLine(pid) !== undefined
-    if (!alive) {
-      // An empty file may be a holder that has not written its PID yet: give it a moment.
-      if (pid === 0) await sleep(50, undefined, {signal: options.signal})
-      else await rm(file, {force: true})
-      if (pid === 0 && (await readFile(file, 'utf8').catch(() => 'gone')) === '') await rm(file, {force: true})
-      continue
-    }
-    if (!announced) options.onWait?.(pid)
+    const attempt = await tryFileLock(file)
+    if (attempt.held) return attempt.release
+    if (attempt.holder === process.pid) continue
+    if (!announced && attempt.holder > 0) options.onWait?.(attempt.holder)
     announced = true
     await sleep(options.pollMs ?? 200, undefined, {signal: options.signal})
   }

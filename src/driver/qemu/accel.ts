@@ -1,10 +1,11 @@
 import {constants} from 'node:fs'
-import {access, mkdir, readFile, writeFile, rm} from 'node:fs/promises'
+import {access, mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {UserError} from '../../cli/errors.js'
 import {runProgram} from '../../process/run.js'
+import {writeFileAtomic} from '../../state/atomic-file.js'
 import type {Accelerator} from './spec.js'
 
 export interface KvmProbe {
@@ -59,11 +60,11 @@ export function probeFirmware(): Buffer {
 
 /** Runs the probe guest under `accel`; resolves with whether it exited as expected in time. */
 export async function runProbeGuest(qemuBinary: string, accel: Accelerator, timeoutMs: number): Promise<{ok: boolean; detail: string}> {
-  const dir = path.join(tmpdir(), `vm-probe-${process.pid}-${Date.now()}`)
-  await mkdir(dir, {recursive: true})
+  // A fresh directory of its own (mkdtemp, mode 0700): a predictable name in /tmp could be taken by another user first.
+  const dir = await mkdtemp(path.join(tmpdir(), 'vm-probe-'))
   const rom = path.join(dir, 'probe.rom')
   try {
-    await writeFile(rom, probeFirmware())
+    await writeFile(rom, probeFirmware(), {flag: 'wx'})
     const args = ['-machine', `pc,accel=${accel}`, '-nodefaults', '-no-user-config', '-display', 'none', '-m', '16']
     args.push('-bios', rom, '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04')
     await runProgram(qemuBinary, args, {timeoutMs, okCodes: [PROBE_EXIT]})
@@ -110,6 +111,6 @@ export async function probeKvm(qemuBinary: string, cacheFile: string, timeoutMs 
     probe = {usable: false, reason, ms: Date.now() - start}
   }
   await mkdir(path.dirname(cacheFile), {recursive: true})
-  await writeFile(cacheFile, JSON.stringify({boot, device, probe}))
+  await writeFileAtomic(cacheFile, JSON.stringify({boot, device, probe}), {mode: 0o644})
   return probe
 }

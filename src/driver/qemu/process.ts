@@ -1,7 +1,6 @@
-import {writeFile} from 'node:fs/promises'
-
 import {ExternalError} from '../../cli/errors.js'
 import {runProgram} from '../../process/run.js'
+import {writeFileAtomic} from '../../state/atomic-file.js'
 import {isMachineProcess, readPidfile} from '../../state/process-check.js'
 import {buildQemuArgs} from './args.js'
 import {QmpClient} from './qmp.js'
@@ -21,9 +20,9 @@ export async function startQemu(spec: MachineSpec, host: HostFacts, stderrFile: 
       timeoutMs: 60_000,
       missingHint: 'Install QEMU (apt-get install qemu-system-x86).',
     })
-    await writeFile(stderrFile, stderr)
+    await writeFileAtomic(stderrFile, stderr)
   } catch (error) {
-    if (error instanceof ExternalError) await writeFile(stderrFile, error.stderrTail)
+    if (error instanceof ExternalError) await writeFileAtomic(stderrFile, error.stderrTail)
     throw error
   }
   const pid = readPidfile(spec.files.pidfile)
