@@ -4,7 +4,7 @@ import path from 'node:path'
 
 import {writeFileAtomic} from './atomic-file.js'
 import {acquireFileLock} from './file-lock.js'
-import {machinePaths} from './machine-files.js'
+import {machineId, machinePaths} from './machine-files.js'
 import {vmPaths} from './paths.js'
 
 /** One machine of some project on this host. */
@@ -26,15 +26,13 @@ function warn(text: string): void {
   process.stderr.write(`Warning: ${text}\n`)
 }
 
-function isEntry(value: unknown): value is IndexEntry {
+/** An entry as stored; one without an id gets the id its project and name give. */
+function toEntry(value: unknown): IndexEntry | undefined {
   const entry = value as Partial<IndexEntry> | null
-  return (
-    typeof entry === 'object' &&
-    entry !== null &&
-    typeof entry.id === 'string' &&
-    typeof entry.name === 'string' &&
-    typeof entry.projectDir === 'string'
-  )
+  if (typeof entry !== 'object' || entry === null || typeof entry.name !== 'string' || typeof entry.projectDir !== 'string')
+    return undefined
+  const id = typeof entry.id === 'string' ? entry.id : machineId(entry.projectDir, entry.name)
+  return {id, name: entry.name, projectDir: entry.projectDir}
 }
 
 type Loaded = {machines: IndexEntry[]; corrupt: false} | {machines: IndexEntry[]; corrupt: true; reason: string}
@@ -57,7 +55,7 @@ async function load(file: string): Promise<Loaded> {
   const machines = (data as {machines?: unknown} | null)?.machines
   if (!Array.isArray(machines)) return {machines: [], corrupt: true, reason: 'it has no "machines" list'}
   // Entries that are not machines are dropped; the others are kept.
-  return {machines: machines.filter((entry) => isEntry(entry)), corrupt: false}
+  return {machines: machines.flatMap((entry) => toEntry(entry) ?? []), corrupt: false}
 }
 
 async function save(file: string, machines: IndexEntry[]): Promise<void> {
