@@ -12,6 +12,7 @@ import {discardPartial, openSource, RestartDownload, type DownloadProgress, type
 import {fetchCatalog} from './fetch.js'
 import {acquireFileLock} from '../state/file-lock.js'
 import {isShortName, lookupShortName} from './registry.js'
+import {replaceStoredBox} from './replace.js'
 import {hostArchitecture, installBox, listBoxes, readStoredBox, SOURCE_FILE, type BoxKey, type BoxSource, type StoredBox} from './store.js'
 import {describeBareImage, sealBox, verifyUnpackedBox} from './verify.js'
 import {isValidVersion} from './version.js'
@@ -256,7 +257,9 @@ async function addFromUrl(plan: Plan, options: AddBoxOptions, http: HttpOptions,
     }
     await writeFile(path.join(temp, SOURCE_FILE), `${JSON.stringify(record, null, 2)}\n`)
     await sealBox(temp, metadata)
-    await installBox(temp, key, options.force === true, paths.boxes)
+    // --force replaces a stored box, but never one under machines' overlays (see replace.ts).
+    if (options.force === true) await replaceStoredBox(temp, key, paths.boxes, env)
+    else await installBox(temp, key, false, paths.boxes)
     temp = undefined
     await discardPartial(source)
     const box = await readStoredBox(key, paths.boxes)

@@ -1,6 +1,7 @@
 import {UsageError, UserError} from '../cli/errors.js'
 import {boxesRoot, listBoxes, removeStoredBox, type BoxKey, type StoredBox} from './store.js'
-import {machinesUsing, type BoxUser} from './usage.js'
+import {deleteAllBoxReferences, deleteBoxReference, withStoreLock} from './references.js'
+import {describeUser, surveyUsage, type BoxUser} from './usage.js'
 import {parseConstraint, satisfies} from './version.js'
 
 export interface RemoveBoxOptions {
@@ -25,7 +26,7 @@ function keyOf(box: StoredBox): BoxKey {
   return {name: box.name, version: box.version, architecture: box.architecture, provider: box.provider}
 }
 
-function describe(key: BoxKey): string {
+export function describe(key: BoxKey): string {
   return `${key.name} ${key.version} (${key.architecture}, ${key.provider})`
 }
 
@@ -62,19 +63,46 @@ export async function removeBox(options: RemoveBoxOptions): Promise<RemoveBoxRes
       hint: 'Pick one with --box-version (and --provider/--architecture), or remove them all with --all.',
     })
   }
-  const orphaned: BoxUser[] = []
-  for (const box of chosen) {
-    const users = await machinesUsing(keyOf(box), env)
-    if (users.length > 0 && options.force !== true) {
-      throw new UserError(`Box ${describe(keyOf(box))} is used by ${users.length === 1 ? 'a machine' : `${users.length} machines`}`, {
-        code: 'BOX_IN_USE',
-        details: users.map((user) => `machine "${user.machine}" in ${user.projectDir}`),
-        hint: 'Destroy those machines first (vm destroy), or pass --force to remove the box anyway (they will not boot again).',
-        data: {users},
-      })
+  // Under the store's lock: no machine can start using a box between the check and the removal.
+  return withStoreLock(root, async () => {
+    const survey = await surveyUsage(env, root)
+    const orphaned: BoxUser[] = []
+    for (const box of chosen) {
+      const users = await survey.usersOf(keyOf(box), {tidy: true})
+      if (users.length > 0 && options.force !== true) throw inUseError(keyOf(box), users)
+      orphaned.push(...users)
     }
-    orphaned.push(...users)
-  }
-  for (const box of chosen) await removeStoredBox(keyOf(box), root)
-  return {removed: chosen.map(keyOf), orphaned}
+    for (const box of chosen) {
+      const key = keyOf(box)
+      await removeStoredBox(key, root)
+      // The references of machines known to be there stay: they name its users if the box is added
+      // again. Those vm was unsure of (a project directory gone) were overridden with --force.
+      const certain = orphaned.filter((user) => sameKey(user.box, key) && user.unsure === undefined)
+      if (certain.length === 0) await deleteAllBoxReferences(key, root)
+      else
+        for (const user of orphaned.filter((other) => sameKey(other.box, key) && other.unsure !== undefined))
+          if (user.id !== undefined) await deleteBoxReference(key, user.id, root)
+    }
+    return {removed: chosen.map(keyOf), orphaned}
+  })
+}
+
+function sameKey(a: BoxKey, b: BoxKey): boolean {
+  return a.name === b.name && a.version === b.version && a.architecture === b.architecture && a.provider === b.provider
+}
+
+/** The refusal: which machines use the box (and why an uncertain one still counts), and what to do. */
+export function inUseError(key: BoxKey, users: BoxUser[], message?: string, hint?: string): UserError {
+  const unsure = users.some((user) => user.unsure !== undefined)
+  const removeHint =
+    'Destroy those machines first ("vm destroy" in their project), or pass --force to remove the box anyway (they will not boot again).' +
+    (unsure
+      ? ' A machine whose project directory is gone may have moved with it; if it was deleted without "vm destroy", only --force frees the box.'
+      : '')
+  return new UserError(message ?? `Box ${describe(key)} is used by ${users.length === 1 ? 'a machine' : `${users.length} machines`}`, {
+    code: 'BOX_IN_USE',
+    details: users.map((user) => describeUser(user)),
+    hint: hint ?? removeHint,
+    data: {users},
+  })
 }

@@ -1,6 +1,7 @@
 import {rm} from 'node:fs/promises'
 import path from 'node:path'
 
+import {forgetBoxUse} from '../box/references.js'
 import {stopQemu, type StopMethod} from '../driver/qemu/process.js'
 import {releaseLease} from '../network/ports.js'
 import {removeFromIndex} from '../state/global-index.js'
@@ -58,6 +59,7 @@ export async function destroyMachine(projectDir: string, name: string): Promise<
     await removeFromIndex(record.id)
     await rm(paths.dir, {recursive: true, force: true})
     await rm(paths.qmpSocket, {force: true})
+    await forgetBoxUse(record.box, record.id)
     removed = true
     return {name, was: status.state, destroyed: true}
   } finally {

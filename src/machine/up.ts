@@ -12,6 +12,7 @@ import {generateKeyPair, insecurePrivateKey} from '../ssh/keys.js'
 import type {SshTarget} from '../ssh/options.js'
 import {sshArgs} from '../ssh/options.js'
 import {waitForSsh} from '../ssh/wait.js'
+import {recordBoxUse} from '../box/references.js'
 import {addToIndex} from '../state/global-index.js'
 import {machineId, machinePaths, type MachinePaths} from '../state/machine-files.js'
 import {isMachineProcess, readPidfile} from '../state/process-check.js'
@@ -93,10 +94,14 @@ async function createMachine(
 ): Promise<MachineRecord> {
   const box = await resolveBox(config, projectDir, events)
   await mkdir(paths.dir, {recursive: true})
-  for (const [index, disk] of box.disks.entries()) {
-    await createOverlay(disk.path, disk.format, paths.overlay(index), index === 0 ? config.disk : undefined)
-  }
   const id = machineId(projectDir, config.name)
+  // The store records the machine as the box's user before the overlays exist (box remove checks it).
+  const overlays = box.disks.map((_, index) => paths.overlay(index))
+  await recordBoxUse(box, {id, name: config.name, projectDir, overlays}, async () => {
+    for (const [index, disk] of box.disks.entries()) {
+      await createOverlay(disk.path, disk.format, paths.overlay(index), index === 0 ? config.disk : undefined)
+    }
+  })
   const macs = await macsFor(id, config.networks, [])
   const now = new Date().toISOString()
   const record: MachineRecord = {

@@ -1,8 +1,10 @@
 import {existsSync} from 'node:fs'
-import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
+import {mkdir, readFile, rename} from 'node:fs/promises'
 import path from 'node:path'
 
-import {machinePaths} from './machine-files.js'
+import {writeFileAtomic} from './atomic-file.js'
+import {acquireFileLock} from './file-lock.js'
+import {machineId, machinePaths} from './machine-files.js'
 import {vmPaths} from './paths.js'
 
 /** One machine of some project on this host. */
@@ -16,22 +18,74 @@ function indexFile(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(vmPaths(env).data, 'machines.json')
 }
 
-async function load(file: string): Promise<IndexEntry[]> {
-  try {
-    const data = JSON.parse(await readFile(file, 'utf8')) as {machines?: IndexEntry[]}
-    return Array.isArray(data.machines) ? data.machines : []
-  } catch {
-    return []
-  }
+/**
+ * Where warnings about the index go. The index is read by many commands below the CLI layer,
+ * none of which may lose the warning, so it goes straight to stderr in the CLI's format.
+ */
+function warn(text: string): void {
+  process.stderr.write(`Warning: ${text}\n`)
 }
 
-let saves = 0
+/** An entry as stored; one without an id gets the id its project and name give. */
+function toEntry(value: unknown): IndexEntry | undefined {
+  const entry = value as Partial<IndexEntry> | null
+  if (typeof entry !== 'object' || entry === null || typeof entry.name !== 'string' || typeof entry.projectDir !== 'string')
+    return undefined
+  const id = typeof entry.id === 'string' ? entry.id : machineId(entry.projectDir, entry.name)
+  return {id, name: entry.name, projectDir: entry.projectDir}
+}
+
+type Loaded = {machines: IndexEntry[]; corrupt: false} | {machines: IndexEntry[]; corrupt: true; reason: string}
+
+/** The index as stored: absent is empty; unreadable or of the wrong shape is corrupt, never empty in silence. */
+async function load(file: string): Promise<Loaded> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {machines: [], corrupt: false}
+    return {machines: [], corrupt: true, reason: (error as Error).message}
+  }
+  let data: unknown
+  try {
+    data = JSON.parse(text)
+  } catch (error) {
+    return {machines: [], corrupt: true, reason: `not valid JSON (${(error as Error).message})`}
+  }
+  const machines = (data as {machines?: unknown} | null)?.machines
+  if (!Array.isArray(machines)) return {machines: [], corrupt: true, reason: 'it has no "machines" list'}
+  // Entries that are not machines are dropped; the others are kept.
+  return {machines: machines.flatMap((entry) => toEntry(entry) ?? []), corrupt: false}
+}
 
 async function save(file: string, machines: IndexEntry[]): Promise<void> {
-  await mkdir(path.dirname(file), {recursive: true})
-  const temp = `${file}.${process.pid}.${++saves}.tmp`
-  await writeFile(temp, `${JSON.stringify({machines}, null, 2)}\n`)
-  await rename(temp, file)
+  await mkdir(path.dirname(file), {recursive: true, mode: 0o700})
+  await writeFileAtomic(file, `${JSON.stringify({machines}, null, 2)}\n`)
+}
+
+/**
+ * One update of the index at a time across every vm process on this host (a waiting lock
+ * beside the file), each reading the index afresh under the lock. A corrupt index is moved
+ * aside (machines.json.corrupt-TIMESTAMP), with a warning naming it, before a new one is written.
+ */
+async function update(env: NodeJS.ProcessEnv, change: (machines: IndexEntry[]) => IndexEntry[] | undefined): Promise<void> {
+  const file = indexFile(env)
+  const release = await acquireFileLock(`${file}.lock`)
+  try {
+    const loaded = await load(file)
+    if (loaded.corrupt) {
+      const aside = `${file}.corrupt-${new Date().toISOString().replaceAll(':', '-')}`
+      await rename(file, aside)
+      warn(
+        `the machine index ${file} was unreadable (${loaded.reason}); it was kept as ${aside} and a new index started. ` +
+          'Machines it listed reappear in "vm global-status" after their next "vm up".',
+      )
+    }
+    const changed = change(loaded.machines)
+    if (changed !== undefined || loaded.corrupt) await save(file, changed ?? loaded.machines)
+  } finally {
+    await release()
+  }
 }
 
 /** Whether the entry's project still has the machine's record. */
@@ -39,33 +93,27 @@ export function entryExists(entry: IndexEntry, env: NodeJS.ProcessEnv = process.
   return existsSync(machinePaths(entry.projectDir, entry.name, env).record)
 }
 
-/** Index updates of this process, one at a time: machines started in parallel update it too. */
-let queue: Promise<unknown> = Promise.resolve()
-
-function serialized<T>(update: () => Promise<T>): Promise<T> {
-  const next = queue.then(update, update)
-  queue = next.catch(() => undefined)
-  return next
-}
-
 export function addToIndex(entry: IndexEntry, env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  return serialized(async () => {
-    const file = indexFile(env)
-    const machines = (await load(file)).filter((other) => other.id !== entry.id)
-    await save(file, [...machines, entry])
-  })
+  return update(env, (machines) => [...machines.filter((other) => other.id !== entry.id), entry])
 }
 
 export function removeFromIndex(id: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  return serialized(async () => {
-    const file = indexFile(env)
-    const machines = await load(file)
-    if (machines.some((entry) => entry.id === id))
-      await save(
-        file,
-        machines.filter((entry) => entry.id !== id),
-      )
-  })
+  return update(env, (machines) => (machines.some((entry) => entry.id === id) ? machines.filter((entry) => entry.id !== id) : undefined))
+}
+
+/**
+ * The entries of the index as they are now, without the liveness check. `corrupt` says the
+ * index could not be read (a warning was printed): callers that decide something from it
+ * must not take the empty list for "no machines".
+ */
+export async function readIndex(env: NodeJS.ProcessEnv = process.env): Promise<{machines: IndexEntry[]; corrupt: boolean}> {
+  const file = indexFile(env)
+  const loaded = await load(file)
+  if (loaded.corrupt)
+    warn(
+      `the machine index ${file} is unreadable (${loaded.reason}); machines listed only there are not seen. It is kept aside at the next "vm up".`,
+    )
+  return {machines: loaded.machines, corrupt: loaded.corrupt}
 }
 
 /**
@@ -76,10 +124,13 @@ export async function listIndex(
   options: {prune?: boolean} = {},
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<{live: IndexEntry[]; gone: IndexEntry[]}> {
-  const file = indexFile(env)
-  const machines = await load(file)
+  const {machines} = await readIndex(env)
   const live = machines.filter((entry) => entryExists(entry, env))
   const gone = machines.filter((entry) => !live.includes(entry))
-  if (options.prune === true && gone.length > 0) await save(file, live)
+  if (options.prune === true && gone.length > 0) {
+    const goneIds = new Set(gone.map((entry) => entry.id))
+    // Under the lock, from the index as it is then: a machine added meanwhile stays.
+    await update(env, (current) => current.filter((entry) => !goneIds.has(entry.id) || entryExists(entry, env)))
+  }
   return {live, gone}
 }

@@ -19,7 +19,7 @@ export default class BoxPrune extends BaseCommand<PruneResult> {
     const verb = result.dryRun ? 'Would remove' : 'Removed'
     for (const key of result.removed) this.say(`${verb} ${key.name} ${key.version} (${key.architecture}, ${key.provider})`)
     for (const key of result.kept.filter((entry) => entry.reason === 'in use'))
-      this.say(`Kept ${key.name} ${key.version}: a machine uses it`)
+      this.say(`Kept ${key.name} ${key.version} (${key.architecture}, ${key.provider}): used by ${(key.users ?? []).join('; ')}`)
     if (result.removed.length === 0) this.say('Nothing to prune.')
     return result
   }

@@ -2,10 +2,12 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {removeBox, type RemoveBoxResult} from '../../box/remove.js'
+import {describeUser} from '../../box/usage.js'
 
 export default class BoxRemove extends BaseCommand<RemoveBoxResult> {
   static override summary = 'Remove a box from the local store.'
-  static override description = 'Refuses while a machine uses the box (and names the machine) unless --force.'
+  static override description =
+    'Refuses while a machine uses the box, and names the machine, unless --force. The box store records each machine that uses a box when the machine is created (and forgets it on destroy); a machine whose project directory is gone still counts, since the project may have moved.'
   static override examples = [
     '<%= config.bin %> box remove vmfile/tiny --box-version 1.0.0',
     '<%= config.bin %> box remove vmfile/tiny --all',
@@ -34,7 +36,7 @@ export default class BoxRemove extends BaseCommand<RemoveBoxResult> {
       architecture: flags.architecture,
       force: flags.force,
     })
-    for (const user of result.orphaned) this.warn(`machine "${user.machine}" in ${user.projectDir} used the removed box`)
+    for (const user of result.orphaned) this.warn(`${describeUser(user)}: it used the removed box and will not boot again`)
     for (const key of result.removed) this.say(`Removed box ${key.name} ${key.version} (${key.architecture}, ${key.provider})`)
     return result
   }
