@@ -18,7 +18,8 @@ export default class Validate extends BaseCommand<ValidateResult> {
     const {args, flags} = await this.parse(Validate)
     const result = validateProject(this.cwd(flags), args.file)
     this.say(
-      `${this.out.green('Vmfile is valid')} (${result.machines.length === 1 ? 'machine' : 'machines'}: ${result.machines.join(', ')})`,
+      this.out.green('Vmfile is valid'),
+      ` (${result.machines.length === 1 ? 'machine' : 'machines'}: ${result.machines.join(', ')})`,
     )
     return result
   }

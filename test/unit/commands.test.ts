@@ -4,6 +4,7 @@ import path from 'node:path'
 import {describe, expect, it} from 'vitest'
 
 import Init from '../../src/commands/init.js'
+import Status from '../../src/commands/status.js'
 import Validate from '../../src/commands/validate.js'
 import {ExitCode} from '../../src/cli/exit-codes.js'
 import {runCommand, tempProject} from '../helpers/run-command.js'
@@ -112,5 +113,50 @@ describe('--json output', () => {
     const result = await runCommand(Init, ['--json', '--nope'])
     expect(result.exitCode).toBe(2)
     expect(JSON.parse(result.stdout)).toMatchObject({status: 2, error: {kind: 'usage'}})
+  })
+})
+
+describe('hostile values in messages', () => {
+  it('a Vmfile value with ESC and BEL prints escaped in the error, never raw', async () => {
+    const dir = tempProject()
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\nmemory: "lots\\e]0;owned\\a\\e[2J"\n')
+    const result = await runCommand(Validate, ['--cwd', dir])
+    expect(result.exitCode).toBe(1)
+    expect(result.stderr).toContain('not "lots\\x1b]0;owned\\x07\\x1b[2J"')
+    expect(result.stderr).not.toContain('\u001B')
+    expect(result.stderr).not.toContain('\u0007')
+  })
+
+  it('a machine name is escaped in human output too', async () => {
+    const dir = tempProject()
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\nmachines:\n  web: {}\n')
+    const result = await runCommand(Status, ['--cwd', dir, 'web\u001B[2J'])
+    expect(result.stderr + result.stdout).not.toContain('\u001B')
+  })
+})
+
+describe('--json mode prints nothing else', () => {
+  it('validate --json: the JSON on stdout and nothing on stderr', async () => {
+    const dir = tempProject()
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\n')
+    const result = await runCommand(Validate, ['--cwd', dir, '--json'])
+    expect(JSON.parse(result.stdout).status).toBe(0)
+    expect(result.stderr).toBe('')
+  })
+
+  it('status --json: no human table on stderr', async () => {
+    const dir = tempProject()
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\nmachines:\n  web: {}\n  db: {}\n')
+    const result = await runCommand(Status, ['--cwd', dir, '--json'])
+    expect(JSON.parse(result.stdout).result.machines.map((m: {name: string}) => m.name)).toEqual(['web', 'db'])
+    expect(result.stderr).toBe('')
+  })
+
+  it('an error names its class (UserError), not what a minifier made of it', async () => {
+    const dir = tempProject()
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\ncpus: 0\n')
+    const result = await runCommand(Validate, ['--cwd', dir, '--json'])
+    expect(JSON.parse(result.stdout).error.name).toBe('UserError')
+    expect(result.stderr).toBe('')
   })
 })
