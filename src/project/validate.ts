@@ -1,7 +1,6 @@
 import path from 'node:path'
 
-import {checkVmfile, invalidVmfileError, type Problem} from '../vmfile/index.js'
-import {applyDefaults} from '../vmfile/defaults.js'
+import {resolveParsedVmfile} from '../vmfile/index.js'
 import {locateVmfile, readVmfile} from '../vmfile/load.js'
 
 export interface ValidateResult {
@@ -23,9 +22,6 @@ export function displayName(file: string, cwd: string): string {
  */
 export function validateProject(cwd: string, file?: string): ValidateResult {
   const parsed = file === undefined ? locateVmfile(cwd) : readVmfile(path.resolve(cwd, file))
-  const problems: Problem[] = checkVmfile(parsed)
-  const name = displayName(parsed.file, cwd)
-  if (problems.length > 0) throw invalidVmfileError(problems, name)
-  const config = applyDefaults(parsed.doc.toJS({maxAliasCount: 100}), parsed.file)
+  const config = resolveParsedVmfile(parsed, displayName(parsed.file, cwd))
   return {valid: true, file: parsed.file, machines: config.machines.map((machine) => machine.name), primary: config.primary}
 }

@@ -25,16 +25,23 @@ export function invalidVmfileError(problems: Problem[], fileName: string): UserE
   })
 }
 
-/** Loads, validates and resolves a Vmfile from text (throws a located error when invalid). */
-export function resolveVmfileText(text: string, file: string, displayName = 'Vmfile'): ProjectConfig {
-  const parsed = parseVmfile(text, file)
+/**
+ * The one way from a parsed Vmfile to a project: every check (syntax, alias expansion, schema,
+ * project rules), then defaults. vm validate and every command that reads the Vmfile use it.
+ */
+export function resolveParsedVmfile(parsed: ParsedVmfile, displayName = 'Vmfile'): ProjectConfig {
   const problems = checkVmfile(parsed)
   if (problems.length > 0) throw invalidVmfileError(problems, displayName)
-  return applyDefaults(parsed.doc.toJS({maxAliasCount: 100}), file)
+  // Alias expansion is bounded by checkVmfile (aliases.ts), so toJS needs no count of its own.
+  return applyDefaults(parsed.doc.toJS({maxAliasCount: -1}), parsed.file)
+}
+
+/** Loads, validates and resolves a Vmfile from text (throws a located error when invalid). */
+export function resolveVmfileText(text: string, file: string, displayName = 'Vmfile'): ProjectConfig {
+  return resolveParsedVmfile(parseVmfile(text, file), displayName)
 }
 
 /** Finds the project's Vmfile from `cwd`, validates it and fills defaults. */
 export function loadProject(cwd: string): ProjectConfig {
-  const parsed = locateVmfile(cwd)
-  return resolveVmfileText(parsed.text, parsed.file)
+  return resolveParsedVmfile(locateVmfile(cwd))
 }

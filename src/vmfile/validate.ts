@@ -1,4 +1,6 @@
-import {isAlias, isMap, isPair, isScalar, isSeq, type Document, type LineCounter, type Node, type YAMLMap} from 'yaml'
+import {isAlias, isMap, isPair, isScalar, isSeq, type Alias, type Document, type LineCounter, type Node, type YAMLMap} from 'yaml'
+
+import {aliasTargets} from './aliases.js'
 
 import type {ObjectNode, SchemaNode} from './schema-types.js'
 import {vmfileSchema} from './schema.js'
@@ -24,15 +26,19 @@ type Located = Node | null | undefined
 
 class Walker {
   readonly problems: Problem[] = []
+  /** Alias targets, found once (yaml's own Alias.resolve scans the whole document each time). */
+  private readonly targets: Map<Alias, Node>
 
   constructor(
-    private readonly doc: Document,
+    doc: Document,
     private readonly lines: LineCounter,
-  ) {}
+  ) {
+    this.targets = aliasTargets(doc)
+  }
 
   private resolve(node: unknown): Located {
     let current = node
-    for (let i = 0; i < 20 && isAlias(current); i++) current = current.resolve(this.doc)
+    for (let i = 0; i < 20 && isAlias(current); i++) current = this.targets.get(current)
     return (current ?? null) as Located
   }
 
@@ -46,19 +52,34 @@ class Walker {
     this.problems.push({...this.position(node), path, message})
   }
 
-  /** Key/value pairs of a mapping, with YAML merge keys (<<) flattened in. */
+  /**
+   * Key/value pairs of a mapping, with YAML merge keys (<<) flattened in: a merged key is
+   * dropped when the mapping sets it itself (before or after the <<) or an earlier merge did.
+   */
   private pairs(map: YAMLMap): Array<{key: string; keyNode: Located; value: Located}> {
+    const keyOf = (keyNode: Located): string => {
+      const raw = isScalar(keyNode) ? keyNode.value : keyNode
+      return typeof raw === 'symbol' ? (raw.description ?? '') : String(raw)
+    }
+    const own = new Set<string>()
+    for (const pair of map.items) if (isPair(pair)) own.add(keyOf(pair.key as Located))
     const result: Array<{key: string; keyNode: Located; value: Located}> = []
+    const merged = new Set<string>()
     for (const pair of map.items) {
       if (!isPair(pair)) continue
       const keyNode = pair.key as Located
-      const raw = isScalar(keyNode) ? keyNode.value : keyNode
-      const key = typeof raw === 'symbol' ? (raw.description ?? '') : String(raw)
+      const key = keyOf(keyNode)
       const value = this.resolve(pair.value)
       if (key === '<<') {
         const sources = isSeq(value) ? value.items.map((item) => this.resolve(item)) : [value]
-        for (const source of sources)
-          if (isMap(source)) for (const inner of this.pairs(source)) if (!result.some((r) => r.key === inner.key)) result.push(inner)
+        for (const source of sources) {
+          if (!isMap(source)) continue
+          for (const inner of this.pairs(source)) {
+            if (own.has(inner.key) || merged.has(inner.key)) continue
+            merged.add(inner.key)
+            result.push(inner)
+          }
+        }
         continue
       }
       result.push({key, keyNode, value})
