@@ -1,3 +1,5 @@
+import path from 'node:path'
+
 import {UserError} from '../cli/errors.js'
 import {applyDefaults} from './defaults.js'
 import {locateVmfile, parseVmfile, type ParsedVmfile} from './load.js'
@@ -12,7 +14,7 @@ export type * from './types.js'
 /** Every problem of a parsed Vmfile: syntax first; schema checks only on valid YAML. */
 export function checkVmfile(parsed: ParsedVmfile): Problem[] {
   if (parsed.syntaxProblems.length > 0) return parsed.syntaxProblems
-  return validateDocument(parsed.doc, parsed.lines)
+  return validateDocument(parsed.doc, parsed.lines, undefined, {dir: path.dirname(path.resolve(parsed.file))})
 }
 
 /** The error raised when a command needs a valid Vmfile and this one is not. */

@@ -1,4 +1,5 @@
-import {readFileSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {describe, expect, it} from 'vitest'
@@ -6,7 +7,9 @@ import {describe, expect, it} from 'vitest'
 import Init from '../../src/commands/init.js'
 import Status from '../../src/commands/status.js'
 import Validate from '../../src/commands/validate.js'
+import {UserError} from '../../src/cli/errors.js'
 import {ExitCode} from '../../src/cli/exit-codes.js'
+import {loadProject} from '../../src/vmfile/index.js'
 import {runCommand, tempProject} from '../helpers/run-command.js'
 
 describe('vm init and vm validate', () => {
@@ -158,5 +161,48 @@ describe('--json mode prints nothing else', () => {
     const result = await runCommand(Validate, ['--cwd', dir, '--json'])
     expect(JSON.parse(result.stdout).error.name).toBe('UserError')
     expect(result.stderr).toBe('')
+  })
+})
+
+describe('vm validate checks what the host can give', () => {
+  it('warns when a machine asks for more memory than the host has, and still succeeds', async () => {
+    const dir = tempProject()
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\nmemory: 1024T\n')
+    const result = await runCommand(Validate, ['--cwd', dir, '--json'])
+    expect(result.exitCode).toBe(0)
+    const json = JSON.parse(result.stdout)
+    expect(json.warnings).toEqual([expect.stringMatching(/^machine default asks for 1024T of memory, more than this host has \(/)])
+  })
+
+  it('checks synced folders relative to the Vmfile, not to where vm runs', async () => {
+    const dir = tempProject()
+    mkdirSync(path.join(dir, 'shared'))
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\nsynced_folders: [{host: shared, guest: /s}, {host: gone, guest: /g}]\n')
+    const result = await runCommand(Validate, ['--cwd', tmpdir(), path.join(dir, 'Vmfile')])
+    expect(result.exitCode).toBe(1)
+    expect(result.stderr).toContain('synced_folders[1].host: the folder "gone" does not exist')
+    expect(result.stderr).not.toContain('"shared"')
+  })
+})
+
+describe('the commands that start machines check the same things', () => {
+  it('loadProject (vm up, reload, provision ...) refuses what vm validate refuses', () => {
+    const dir = tempProject()
+    writeFileSync(
+      path.join(dir, 'Vmfile'),
+      'box: vmfile/tiny\nmemory: 0.4\nsynced_folders: [{host: gone, guest: /g}]\nforwarded_ports: [{guest: 1, host: 9000}, {guest: 2, host: 9000}]\n',
+    )
+    let error: unknown
+    try {
+      loadProject(dir)
+    } catch (caught) {
+      error = caught
+    }
+    expect(error).toBeInstanceOf(UserError)
+    expect((error as UserError).details).toEqual([
+      'Vmfile:2:9 memory: must be at least 32M, not 0.4',
+      'Vmfile:3:25 synced_folders[0].host: the folder "gone" does not exist (relative paths start at the Vmfile\'s directory)',
+      'Vmfile:4:43 forwarded_ports[1]: host port 9000/tcp on 127.0.0.1 is taken twice: forwarded_ports[0] forwards it already; use another host port, or auto_correct: true',
+    ])
   })
 })
