@@ -81,10 +81,11 @@ export abstract class BaseCommand<T = unknown> extends Command {
     process.stderr.write(`${terminalLine([text])}\n`)
   }
 
-  /** A warning: always on stderr (escaped), and collected into the JSON result. */
+  /** A warning: collected into the JSON result; on stderr (escaped) unless in --json mode. */
   public override warn(input: string | Error): string | Error {
     const text = typeof input === 'string' ? input : input.message
     this.warnings.push(text)
+    if (this.jsonEnabled()) return input
     const style = createStyle(colorsEnabled(process.stderr))
     process.stderr.write(`${style.yellow('Warning:')} ${terminalLine([text])}\n`)
     return input

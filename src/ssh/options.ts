@@ -93,14 +93,19 @@ export function sshArgs(target: SshTarget, extra: {batch?: boolean; connectTimeo
   return args
 }
 
+/** Throws unless `alias` can be written after `Host` as one literal name (no pattern, no space). */
+export function checkHostAlias(alias: string): void {
+  if (hasControl(alias) || !ALIAS.test(alias)) {
+    refuse('Host alias', alias, 'an alias may contain only letters, digits, ".", "_" and "-" (no spaces or patterns)')
+  }
+}
+
 /**
  * An OpenSSH Host block, for `ssh -F` and editors' remote-SSH extensions. Throws a UserError
  * rather than write a value ssh would read differently (see encode).
  */
 export function renderSshConfig(alias: string, target: SshTarget): string {
-  if (hasControl(alias) || !ALIAS.test(alias)) {
-    refuse('Host alias', alias, 'an alias may contain only letters, digits, ".", "_" and "-" (no spaces or patterns)')
-  }
+  checkHostAlias(alias)
   const lines = [`Host ${alias}`]
   for (const [key, value] of options(target)) lines.push(`  ${key} ${value}`)
   return `${lines.join('\n')}\n`

@@ -5,6 +5,7 @@ import path from 'node:path'
 import {describe, expect, it} from 'vitest'
 
 import Init from '../../src/commands/init.js'
+import SshConfig from '../../src/commands/ssh-config.js'
 import Status from '../../src/commands/status.js'
 import Validate from '../../src/commands/validate.js'
 import {UserError} from '../../src/cli/errors.js'
@@ -172,6 +173,9 @@ describe('vm validate checks what the host can give', () => {
     expect(result.exitCode).toBe(0)
     const json = JSON.parse(result.stdout)
     expect(json.warnings).toEqual([expect.stringMatching(/^machine default asks for 1024T of memory, more than this host has \(/)])
+    expect(result.stderr).toBe('')
+    const human = await runCommand(Validate, ['--cwd', dir])
+    expect(human.stderr).toMatch(/^Warning: machine default asks for 1024T of memory/)
   })
 
   it('checks synced folders relative to the Vmfile, not to where vm runs', async () => {
@@ -204,5 +208,16 @@ describe('the commands that start machines check the same things', () => {
       'Vmfile:3:25 synced_folders[0].host: the folder "gone" does not exist (relative paths start at the Vmfile\'s directory)',
       'Vmfile:4:43 forwarded_ports[1]: host port 9000/tcp on 127.0.0.1 is taken twice: forwarded_ports[0] forwards it already; use another host port, or auto_correct: true',
     ])
+  })
+})
+
+describe('vm ssh-config', () => {
+  it('refuses a --host alias that would add a directive, before looking at any machine', async () => {
+    const dir = tempProject()
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\n')
+    const result = await runCommand(SshConfig, ['--cwd', dir, '--host', 'web\n  ProxyCommand touch /tmp/x'])
+    expect(result.exitCode).toBe(1)
+    expect(result.stdout).toBe('')
+    expect(result.stderr).toContain('Cannot write the SSH Host alias "web\\n  ProxyCommand touch /tmp/x"')
   })
 })
