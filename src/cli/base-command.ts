@@ -1,7 +1,8 @@
 import {Command, Flags, type Interfaces} from '@oclif/core'
 
 import {errorToJson, renderError, classifyError} from './render-error.js'
-import {colorsEnabled, createStyle, type Style} from './style.js'
+import {colorsEnabled, createPaint, createStyle, type Paint} from './style.js'
+import {terminalLine, type Printable} from './terminal-text.js'
 
 /** The JSON shape of a successful command (stdout in --json mode). */
 export interface SuccessJson<T> {
@@ -54,22 +55,39 @@ export abstract class BaseCommand<T = unknown> extends Command {
     this.debugEnabled = enabled || this.argv.includes('--debug')
   }
 
-  protected get out(): Style {
-    return createStyle(!this.jsonEnabled() && colorsEnabled(process.stdout))
+  /** Colours for pieces of a line passed to say(); off in --json mode and when stdout is no TTY. */
+  protected get out(): Paint {
+    return createPaint(createStyle(!this.jsonEnabled() && colorsEnabled(process.stdout)))
   }
 
-  /** Human output: stdout normally, stderr in --json mode so stdout stays pure JSON. */
-  protected say(text: string): void {
-    if (this.jsonEnabled()) process.stderr.write(`${text}\n`)
-    else process.stdout.write(`${text}\n`)
+  /**
+   * One line of human output on stdout, built from its pieces: values are escaped (a control
+   * character in a name or path prints as \x1b, never acts), pieces from this.out keep their
+   * colour. Nothing in --json mode: the result object carries the same facts.
+   */
+  protected say(...parts: Printable[]): void {
+    if (this.jsonEnabled()) return
+    process.stdout.write(`${terminalLine(parts)}\n`)
   }
 
-  /** A warning: always on stderr, and collected into the JSON result. */
+  /** Several lines (a table): each is escaped on its own, the line breaks are ours. */
+  protected sayLines(lines: readonly string[]): void {
+    for (const line of lines) this.say(line)
+  }
+
+  /** Progress and status for humans on stderr (downloads, steps); nothing in --json mode. */
+  protected status(text: string): void {
+    if (this.jsonEnabled()) return
+    process.stderr.write(`${terminalLine([text])}\n`)
+  }
+
+  /** A warning: collected into the JSON result; on stderr (escaped) unless in --json mode. */
   public override warn(input: string | Error): string | Error {
     const text = typeof input === 'string' ? input : input.message
     this.warnings.push(text)
+    if (this.jsonEnabled()) return input
     const style = createStyle(colorsEnabled(process.stderr))
-    process.stderr.write(`${style.yellow('Warning:')} ${text}\n`)
+    process.stderr.write(`${style.yellow('Warning:')} ${terminalLine([text])}\n`)
     return input
   }
 
@@ -81,15 +99,18 @@ export abstract class BaseCommand<T = unknown> extends Command {
     return {
       info: (text) => {
         beforeOutput()
-        this.say(`[${name}] ${text}`)
+        this.say(`[${name}] `, text)
       },
       warn: (text) => {
         this.warn(`[${name}] ${text}`)
       },
+      // What the guest prints (provisioners): escaped like everything else, tabs kept. In
+      // --json mode it goes to stderr, so stdout stays pure JSON.
       output: (stream, line) => {
         beforeOutput()
-        if (stream === 'stderr') process.stderr.write(`[${name}] ${line}\n`)
-        else this.say(`[${name}] ${line}`)
+        const text = `${terminalLine([`[${name}] `, line], {keepTabs: true})}\n`
+        if (stream === 'stderr' || this.jsonEnabled()) process.stderr.write(text)
+        else process.stdout.write(text)
       },
     }
   }

@@ -16,8 +16,13 @@ export interface VmErrorOptions {
   data?: unknown
 }
 
-/** Base of every error vm raises on purpose. */
+/**
+ * Base of every error vm raises on purpose. Each class names itself (`name`) instead of
+ * relying on constructor.name, which the minified bundle renames ("$"): the name is part of
+ * the --json output.
+ */
 export class VmError extends Error {
+  override name = 'VmError'
   readonly kind: ErrorKind = 'user'
   readonly hint: string | undefined
   readonly code: string
@@ -27,7 +32,6 @@ export class VmError extends Error {
 
   constructor(message: string, options: VmErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : {cause: options.cause})
-    this.name = new.target.name
     this.hint = options.hint
     this.code = options.code ?? 'FAILED'
     this.details = options.details ?? []
@@ -42,11 +46,13 @@ export class VmError extends Error {
 
 /** The user must fix something: a file, a flag, the environment. */
 export class UserError extends VmError {
+  override name = 'UserError'
   override readonly kind = 'user'
 }
 
 /** The command line is wrong. */
 export class UsageError extends VmError {
+  override name = 'UsageError'
   override readonly kind = 'usage'
   constructor(message: string, options: VmErrorOptions = {}) {
     super(message, {code: 'USAGE', ...options, exit: 'usage'})
@@ -55,6 +61,7 @@ export class UsageError extends VmError {
 
 /** Another program (qemu, ssh, qemu-img ...) failed; carries what it said. */
 export class ExternalError extends VmError {
+  override name = 'ExternalError'
   override readonly kind = 'external'
   readonly program: string
   readonly args: readonly string[]
@@ -75,6 +82,7 @@ export function stderrOf(error: unknown): string {
 
 /** A bug in vm itself. */
 export class InternalError extends VmError {
+  override name = 'InternalError'
   override readonly kind = 'internal'
   constructor(message: string, options: VmErrorOptions = {}) {
     super(message, {
@@ -89,10 +97,12 @@ export class InternalError extends VmError {
 /** The chain of causes below an error, outermost first, without the error itself. */
 export function causeChain(error: unknown): unknown[] {
   const chain: unknown[] = []
-  let current = error instanceof Error ? error.cause : undefined
-  while (current !== undefined && chain.length < 10) {
+  const causeOf = (value: unknown): unknown =>
+    typeof value === 'object' && value !== null && 'cause' in value ? (value as {cause?: unknown}).cause : undefined
+  let current = causeOf(error)
+  while (current !== undefined && current !== null && chain.length < 10) {
     chain.push(current)
-    current = current instanceof Error ? current.cause : undefined
+    current = causeOf(current)
   }
   return chain
 }

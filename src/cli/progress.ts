@@ -1,3 +1,5 @@
+import {escapeControl} from './terminal-text.js'
+
 /**
  * Download progress for humans: a bar redrawn in place on a TTY (bytes, rate, time left), and
  * occasional plain lines otherwise (logs, CI). Services report numbers; this draws them.
@@ -44,7 +46,7 @@ export class ProgressReporter {
     if (this.tty) {
       if (now - this.lastDraw < 100 && !done) return
       this.lastDraw = now
-      this.stream.write(`\r${this.line(sample, now)}\u001B[K`)
+      this.stream.write(`\r${escapeControl(this.line(sample, now))}\u001B[K`)
       this.drawn = true
       return
     }
@@ -53,7 +55,7 @@ export class ProgressReporter {
     if (!due && !(done && this.lastPercent !== 100)) return
     this.lastDraw = now
     this.lastPercent = done ? 100 : percent
-    this.stream.write(`${this.line(sample, now)}\n`)
+    this.stream.write(`${escapeControl(this.line(sample, now))}\n`)
   }
 
   /** Ends the bar's line, if one was drawn. */

@@ -1,6 +1,7 @@
 import {causeChain, VmError} from './errors.js'
 import {ExitCode} from './exit-codes.js'
 import type {Style} from './style.js'
+import {escapeControl} from './terminal-text.js'
 
 /** The JSON shape of a failed command (stdout in --json mode). */
 export interface ErrorJson {
@@ -48,9 +49,9 @@ export function classifyError(error: unknown): {
   const message = error instanceof Error ? error.message : String(error)
   if (
     oclif?.exit === 2 ||
-    (error instanceof Error &&
-      /Flag|Arg|Missing \d+ required|Unexpected argument|Nonexistent/i.test(error.constructor.name + message) &&
-      oclif !== undefined)
+    // oclif's parse errors carry `parse`; class names are not used (the bundle minifies them).
+    (oclif !== undefined && typeof error === 'object' && error !== null && 'parse' in error) ||
+    (oclif !== undefined && /Flag|Arg|Missing \d+ required|Unexpected argument|Nonexistent/i.test(message))
   ) {
     return {
       name: 'UsageError',
@@ -84,22 +85,44 @@ export function classifyError(error: unknown): {
   }
 }
 
-function describeCause(cause: unknown): string {
-  if (cause instanceof Error) {
-    const code = (cause as NodeJS.ErrnoException).code
-    return code !== undefined && !cause.message.includes(code) ? `${cause.message} (${code})` : cause.message
+/**
+ * One cause as text: its message and, when it has one, its code ("ENOSPC"). Causes are not
+ * always Errors (a QMP reply, a plain object from a library): those show their message, desc
+ * or code, never "[object Object]".
+ */
+export function describeCause(cause: unknown): string {
+  if (cause instanceof Error || (typeof cause === 'object' && cause !== null)) {
+    const record = cause as {message?: unknown; desc?: unknown; code?: unknown; name?: unknown}
+    const text = [record.message, record.desc].find((value) => typeof value === 'string' && value !== '') as string | undefined
+    const code = typeof record.code === 'string' || typeof record.code === 'number' ? String(record.code) : undefined
+    const name = typeof record.name === 'string' && record.name !== 'Error' ? record.name : undefined
+    if (text !== undefined) return code !== undefined && !text.includes(code) ? `${text} (${code})` : text
+    if (code !== undefined) return name === undefined ? code : `${name} (${code})`
+    if (name !== undefined) return name
+    if (cause instanceof Error) return 'Error'
+    try {
+      return JSON.stringify(cause) ?? String(cause)
+    } catch {
+      return Object.prototype.toString.call(cause)
+    }
   }
   return String(cause)
 }
 
-/** The human rendering: message, details, cause chain, what to do next; stack with debug. */
+/**
+ * The human rendering: message, details, cause chain, what to do next; stack with debug.
+ * Every piece is escaped before it is styled and joined: a control character in a message
+ * (a Vmfile value, an archive entry name) prints as \x1b or \n and never acts on the terminal.
+ */
 export function renderError(error: unknown, style: Style, debug = false): string {
   const info = classifyError(error)
-  const lines = [`${style.red(style.bold('Error:'))} ${info.message}`]
-  for (const detail of info.details) lines.push(`  ${detail}`)
-  for (const cause of causeChain(error)) lines.push(`  ${style.dim('caused by:')} ${describeCause(cause)}`)
-  if (info.hint !== undefined) lines.push(`${style.cyan('Next:')} ${info.hint}`)
-  if (debug && error instanceof Error && error.stack !== undefined) lines.push(style.dim(error.stack))
+  const lines = [`${style.red(style.bold('Error:'))} ${escapeControl(info.message)}`]
+  for (const detail of info.details) lines.push(`  ${escapeControl(detail)}`)
+  for (const cause of causeChain(error)) lines.push(`  ${style.dim('caused by:')} ${escapeControl(describeCause(cause))}`)
+  if (info.hint !== undefined) lines.push(`${style.cyan('Next:')} ${escapeControl(info.hint)}`)
+  if (debug && error instanceof Error && error.stack !== undefined) {
+    for (const line of error.stack.split('\n')) lines.push(style.dim(escapeControl(line)))
+  }
   return lines.join('\n')
 }
 

@@ -1,3 +1,5 @@
+import {escapeControl} from './terminal-text.js'
+
 /**
  * A one-line spinner for a terminal: `update(text)` redraws the line, `stop()` clears it.
  * Does nothing when stderr is not a TTY.
@@ -25,8 +27,8 @@ export class Spinner {
     const frames = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏'
     this.frame = (this.frame + 1) % frames.length
     const width = (process.stderr.columns ?? 80) - this.prefix.length - 4
-    const line = this.text.replace(/\s+/g, ' ').slice(0, Math.max(0, width))
-    process.stderr.write(`\r\u001B[2K${frames[this.frame]} ${this.prefix} ${line}`)
+    const line = escapeControl(this.text.replace(/[ \t\r\n]+/g, ' ')).slice(0, Math.max(0, width))
+    process.stderr.write(`\r\u001B[2K${frames[this.frame]} ${escapeControl(this.prefix)} ${line}`)
   }
 
   stop(): void {

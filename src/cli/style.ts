@@ -1,3 +1,5 @@
+import {escapeControl, TerminalText} from './terminal-text.js'
+
 /**
  * Terminal styling. Colours are on only when the stream is a TTY and NO_COLOR is unset
  * (https://no-color.org); FORCE_COLOR turns them on regardless.
@@ -32,5 +34,20 @@ export function createStyle(enabled: boolean): Style {
     yellow: sgr(33, 39),
     green: sgr(32, 39),
     cyan: sgr(36, 39),
+  }
+}
+
+/** Styling for printed lines: the text is escaped first, then coloured (see terminal-text.ts). */
+export type Paint = {[K in keyof Style]: (text: string) => TerminalText}
+
+export function createPaint(style: Style): Paint {
+  const paint = (apply: (text: string) => string) => (text: string) => new TerminalText(apply(escapeControl(text)))
+  return {
+    bold: paint(style.bold),
+    dim: paint(style.dim),
+    red: paint(style.red),
+    yellow: paint(style.yellow),
+    green: paint(style.green),
+    cyan: paint(style.cyan),
   }
 }

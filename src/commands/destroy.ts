@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {UsageError} from '../cli/errors.js'
+import {escapeControl} from '../cli/terminal-text.js'
 import type {DestroyResult} from '../machine/halt.js'
 import {destroyProject, failuresError} from '../machine/project.js'
 
@@ -24,7 +25,7 @@ export default class Destroy extends BaseCommand<{machines: DestroyResult[]}> {
       const {createInterface} = await import('node:readline/promises')
       const prompt = createInterface({input: process.stdin, output: process.stderr})
       const answer = await prompt.question(
-        `Destroy ${names.length === 0 ? 'all machines of this project' : names.join(', ')} and their disks? [y/N] `,
+        `Destroy ${names.length === 0 ? 'all machines of this project' : escapeControl(names.join(', '))} and their disks? [y/N] `,
       )
       prompt.close()
       if (!/^y(es)?$/i.test(answer.trim())) {

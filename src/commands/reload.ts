@@ -25,7 +25,8 @@ export default class Reload extends BaseCommand<{machines: UpResult[]}> {
       (name) => this.machineEvents(name),
       {provision: flags.provision},
     )
-    for (const result of results) this.say(`[${result.name}] ${this.out.green('running')}: SSH on ${result.ssh?.host}:${result.ssh?.port}`)
+    for (const result of results)
+      this.say(`[${result.name}] `, this.out.green('running'), `: SSH on ${result.ssh?.host}:${result.ssh?.port}`)
     const error = failuresError('vm reload', failures)
     if (error !== undefined) throw error
     return {machines: results}

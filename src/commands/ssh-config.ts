@@ -3,6 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {pickMachine} from '../machine/project.js'
 import {machineSshConfig} from '../machine/ssh.js'
+import {checkHostAlias} from '../ssh/options.js'
 
 export default class SshConfig extends BaseCommand<{machine: string; config: string}> {
   static override summary = 'Print an OpenSSH Host block for a machine (for ssh -F and editors).'
@@ -14,6 +15,7 @@ export default class SshConfig extends BaseCommand<{machine: string; config: str
 
   async run(): Promise<{machine: string; config: string}> {
     const {args, flags} = await this.parse(SshConfig)
+    if (flags.host !== undefined) checkHostAlias(flags.host)
     const {project, name} = pickMachine(this.cwd(flags), args.name)
     const config = await machineSshConfig(project.dir, name, flags.host)
     if (!this.jsonEnabled()) process.stdout.write(config)

@@ -1,6 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {renderTable} from '../cli/table.js'
 import type {MachineStatus} from '../machine/inspect.js'
 import {statusProject} from '../machine/project.js'
 
@@ -34,15 +35,7 @@ export default class Status extends BaseCommand<{machines: MachineStatus[]}> {
       m.vnc ?? '-',
       addresses(m),
     ])
-    const header = ['NAME', 'STATE', 'SSH', 'BOX', 'ACCEL', 'VNC', 'ADDRESSES']
-    const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)))
-    const line = (cells: string[]): string =>
-      cells
-        .map((cell, column) => cell.padEnd(widths[column]!))
-        .join('  ')
-        .trimEnd()
-    this.say(line(header))
-    for (const row of rows) this.say(line(row))
+    this.sayLines(renderTable(['NAME', 'STATE', 'SSH', 'BOX', 'ACCEL', 'VNC', 'ADDRESSES'], rows))
     return {machines}
   }
 }

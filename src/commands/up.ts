@@ -54,7 +54,9 @@ export default class Up extends BaseCommand<{machines: UpResult[]}> {
       if (result.alreadyRunning) continue
       const seconds = result.bootMs === undefined ? '' : ` in ${(result.bootMs / 1000).toFixed(1)} s`
       this.say(
-        `[${result.name}] ${this.out.green('running')}: SSH on ${result.ssh?.host}:${result.ssh?.port}${seconds} (${result.accel}, box ${result.box.name} ${result.box.version})`,
+        `[${result.name}] `,
+        this.out.green('running'),
+        `: SSH on ${result.ssh?.host}:${result.ssh?.port}${seconds} (${result.accel}, box ${result.box.name} ${result.box.version})`,
       )
     }
     const error = failuresError('vm up', failures)

@@ -16,9 +16,10 @@ export default class Validate extends BaseCommand<ValidateResult> {
 
   async run(): Promise<ValidateResult> {
     const {args, flags} = await this.parse(Validate)
-    const result = validateProject(this.cwd(flags), args.file)
+    const result = validateProject(this.cwd(flags), args.file, (text) => this.warn(text))
     this.say(
-      `${this.out.green('Vmfile is valid')} (${result.machines.length === 1 ? 'machine' : 'machines'}: ${result.machines.join(', ')})`,
+      this.out.green('Vmfile is valid'),
+      ` (${result.machines.length === 1 ? 'machine' : 'machines'}: ${result.machines.join(', ')})`,
     )
     return result
   }

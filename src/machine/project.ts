@@ -1,4 +1,5 @@
 import {UserError} from '../cli/errors.js'
+import {hostWarnings} from '../project/validate.js'
 import {loadProject} from '../vmfile/index.js'
 import type {ProjectConfig} from '../vmfile/types.js'
 import {destroyMachine, haltMachine, type DestroyResult, type HaltResult} from './halt.js'
@@ -56,6 +57,7 @@ export async function upProject(
 ): Promise<ProjectRun<UpResult>> {
   const project = loadProject(cwd)
   const machines = selectMachines(project, names, 'autostart')
+  for (const machine of machines) for (const warning of hostWarnings({...project, machines: [machine]})) events(machine.name).warn(warning)
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     parallel,

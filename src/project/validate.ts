@@ -1,7 +1,8 @@
+import {totalmem} from 'node:os'
 import path from 'node:path'
 
-import {checkVmfile, invalidVmfileError, type Problem} from '../vmfile/index.js'
-import {applyDefaults} from '../vmfile/defaults.js'
+import {formatSizeMiB} from '../vmfile/units.js'
+import {resolveParsedVmfile, type ProjectConfig} from '../vmfile/index.js'
 import {locateVmfile, readVmfile} from '../vmfile/load.js'
 
 export interface ValidateResult {
@@ -21,11 +22,22 @@ export function displayName(file: string, cwd: string): string {
  * Validates the Vmfile at `file`, or the project's (found from `cwd`). Throws a located,
  * every-problem-at-once error when it is invalid.
  */
-export function validateProject(cwd: string, file?: string): ValidateResult {
+export function validateProject(cwd: string, file?: string, warn: (text: string) => void = () => {}): ValidateResult {
   const parsed = file === undefined ? locateVmfile(cwd) : readVmfile(path.resolve(cwd, file))
-  const problems: Problem[] = checkVmfile(parsed)
-  const name = displayName(parsed.file, cwd)
-  if (problems.length > 0) throw invalidVmfileError(problems, name)
-  const config = applyDefaults(parsed.doc.toJS({maxAliasCount: 100}), parsed.file)
+  const config = resolveParsedVmfile(parsed, displayName(parsed.file, cwd))
+  for (const warning of hostWarnings(config)) warn(warning)
   return {valid: true, file: parsed.file, machines: config.machines.map((machine) => machine.name), primary: config.primary}
+}
+
+/**
+ * What this host cannot give the project, as warnings (the Vmfile may be meant for another
+ * host): a machine with more memory than the host has would swap or be killed.
+ */
+export function hostWarnings(config: ProjectConfig, hostMiB = Math.floor(totalmem() / 1024 / 1024)): string[] {
+  return config.machines
+    .filter((machine) => machine.memory > hostMiB)
+    .map(
+      (machine) =>
+        `machine ${machine.name} asks for ${formatSizeMiB(machine.memory)} of memory, more than this host has (${formatSizeMiB(hostMiB)}); it may fail to start or be killed`,
+    )
 }

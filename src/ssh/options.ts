@@ -1,3 +1,6 @@
+import {UserError} from '../cli/errors.js'
+import {escapeControl, hasControl} from '../cli/terminal-text.js'
+
 /** How to reach a machine over SSH; rendered both as ssh argv and as an ssh_config block. */
 export interface SshTarget {
   host: string
@@ -12,27 +15,67 @@ export interface SshTarget {
   forwardAgent?: boolean
 }
 
-/** ssh expands %-tokens in file names: a literal % is written %%. */
-const literalPath = (file: string): string => file.replaceAll('%', '%%')
+/**
+ * How ssh reads one value. Every value is written on one line of ssh_config (or one -o), so
+ * a value must never carry a line break or other control character: that is what lets a
+ * value add a directive such as ProxyCommand. Names (user, host, alias) must match a strict
+ * pattern; paths may hold anything printable and are quoted, with `\` and `"` escaped as
+ * OpenSSH's argument splitter reads them and `%` doubled where ssh expands %-tokens.
+ */
+type ValueKind = 'name' | 'host' | 'path' | 'word'
+
+/** Login names as useradd allows them (a trailing $ for machine accounts aside). */
+const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/
+/** A host name, IPv4 address or bracketless IPv6 address; never starting with "-" (an option). */
+const HOST = /^[A-Za-z0-9:][A-Za-z0-9.:-]{0,252}$/
+/** A Host alias: one pattern-free word, so it cannot match other hosts or add patterns. */
+const ALIAS = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/
+
+function refuse(what: string, value: string, why: string): never {
+  throw new UserError(`Cannot write the SSH ${what} "${escapeControl(value)}": ${why}`, {
+    code: 'SSH_VALUE_UNSAFE',
+    hint: 'ssh would read it as something else (another option, a token, a second value). Use a plain value: a box that declares such an ssh_user, or a project path with such characters, cannot be used over SSH.',
+  })
+}
+
+/** The text ssh reads back as exactly `value`, for the option `key`. */
+function encode(key: string, value: string, kind: ValueKind): string {
+  if (hasControl(value)) refuse(key, value, 'it contains a control character (a newline would start a new option)')
+  switch (kind) {
+    case 'name':
+      if (!USER.test(value)) refuse(key, value, 'a user name may contain only letters, digits, ".", "_" and "-"')
+      return value
+    case 'host':
+      if (!HOST.test(value)) refuse(key, value, 'a host may contain only letters, digits, ".", ":" and "-"')
+      return value.replaceAll('%', '%%')
+    case 'word':
+      return value
+    case 'path': {
+      if (!value.startsWith('/')) refuse(key, value, 'it must be an absolute path')
+      // ${NAME} is expanded from the environment in file options and has no escape.
+      if (value.includes('${')) refuse(key, value, 'ssh would expand "${" from the environment')
+      const tokens = value.replaceAll('%', '%%')
+      return /[\s"'\\#]/.test(tokens) ? `"${tokens.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"` : tokens
+    }
+  }
+}
 
 function options(target: SshTarget): Array<[string, string]> {
+  const port = target.port
+  if (!Number.isInteger(port) || port < 1 || port > 65535) refuse('Port', String(port), 'it is not a TCP port')
   return [
-    ['HostName', target.host],
-    ['Port', String(target.port)],
-    ['User', target.user],
-    ['IdentityFile', literalPath(target.identityFile)],
+    ['HostName', encode('HostName', target.host, 'host')],
+    ['Port', String(port)],
+    ['User', encode('User', target.user, 'name')],
+    ['IdentityFile', encode('IdentityFile', target.identityFile, 'path')],
     ['IdentitiesOnly', 'yes'],
-    ['UserKnownHostsFile', literalPath(target.knownHostsFile)],
-    ['HostKeyAlias', target.hostKeyAlias],
-    ['StrictHostKeyChecking', target.strictHostKeyChecking],
+    ['UserKnownHostsFile', encode('UserKnownHostsFile', target.knownHostsFile, 'path')],
+    ['HostKeyAlias', encode('HostKeyAlias', target.hostKeyAlias, 'host')],
+    ['StrictHostKeyChecking', encode('StrictHostKeyChecking', target.strictHostKeyChecking, 'word')],
     ['PasswordAuthentication', 'no'],
     ['LogLevel', 'ERROR'],
     ['ForwardAgent', target.forwardAgent === true ? 'yes' : 'no'],
   ]
-}
-
-function quote(value: string): string {
-  return /[\s"]/.test(value) ? `"${value.replaceAll('"', '\\"')}"` : value
 }
 
 /** ssh arguments up to (not including) the command: `ssh ARGS host [command]`. */
@@ -40,8 +83,8 @@ export function sshArgs(target: SshTarget, extra: {batch?: boolean; connectTimeo
   const args: string[] = []
   for (const [key, value] of options(target)) {
     if (key === 'HostName') continue
-    // ssh parses -o like a config line: a path with spaces must be quoted there too.
-    args.push('-o', `${key}=${quote(value)}`)
+    // ssh parses -o like a config line: the same encoding applies.
+    args.push('-o', `${key}=${value}`)
   }
   if (extra.batch === true) args.push('-o', 'BatchMode=yes')
   if (extra.connectTimeout !== undefined) args.push('-o', `ConnectTimeout=${extra.connectTimeout}`)
@@ -50,9 +93,20 @@ export function sshArgs(target: SshTarget, extra: {batch?: boolean; connectTimeo
   return args
 }
 
-/** An OpenSSH Host block, for `ssh -F` and editors' remote-SSH extensions. */
+/** Throws unless `alias` can be written after `Host` as one literal name (no pattern, no space). */
+export function checkHostAlias(alias: string): void {
+  if (hasControl(alias) || !ALIAS.test(alias)) {
+    refuse('Host alias', alias, 'an alias may contain only letters, digits, ".", "_" and "-" (no spaces or patterns)')
+  }
+}
+
+/**
+ * An OpenSSH Host block, for `ssh -F` and editors' remote-SSH extensions. Throws a UserError
+ * rather than write a value ssh would read differently (see encode).
+ */
 export function renderSshConfig(alias: string, target: SshTarget): string {
+  checkHostAlias(alias)
   const lines = [`Host ${alias}`]
-  for (const [key, value] of options(target)) lines.push(`  ${key} ${quote(value)}`)
+  for (const [key, value] of options(target)) lines.push(`  ${key} ${value}`)
   return `${lines.join('\n')}\n`
 }

@@ -1,3 +1,5 @@
+import path from 'node:path'
+
 import {UserError} from '../cli/errors.js'
 import {applyDefaults} from './defaults.js'
 import {locateVmfile, parseVmfile, type ParsedVmfile} from './load.js'
@@ -12,7 +14,7 @@ export type * from './types.js'
 /** Every problem of a parsed Vmfile: syntax first; schema checks only on valid YAML. */
 export function checkVmfile(parsed: ParsedVmfile): Problem[] {
   if (parsed.syntaxProblems.length > 0) return parsed.syntaxProblems
-  return validateDocument(parsed.doc, parsed.lines)
+  return validateDocument(parsed.doc, parsed.lines, undefined, {dir: path.dirname(path.resolve(parsed.file))})
 }
 
 /** The error raised when a command needs a valid Vmfile and this one is not. */
@@ -25,16 +27,23 @@ export function invalidVmfileError(problems: Problem[], fileName: string): UserE
   })
 }
 
-/** Loads, validates and resolves a Vmfile from text (throws a located error when invalid). */
-export function resolveVmfileText(text: string, file: string, displayName = 'Vmfile'): ProjectConfig {
-  const parsed = parseVmfile(text, file)
+/**
+ * The one way from a parsed Vmfile to a project: every check (syntax, alias expansion, schema,
+ * project rules), then defaults. vm validate and every command that reads the Vmfile use it.
+ */
+export function resolveParsedVmfile(parsed: ParsedVmfile, displayName = 'Vmfile'): ProjectConfig {
   const problems = checkVmfile(parsed)
   if (problems.length > 0) throw invalidVmfileError(problems, displayName)
-  return applyDefaults(parsed.doc.toJS({maxAliasCount: 100}), file)
+  // Alias expansion is bounded by checkVmfile (aliases.ts), so toJS needs no count of its own.
+  return applyDefaults(parsed.doc.toJS({maxAliasCount: -1}), parsed.file)
+}
+
+/** Loads, validates and resolves a Vmfile from text (throws a located error when invalid). */
+export function resolveVmfileText(text: string, file: string, displayName = 'Vmfile'): ProjectConfig {
+  return resolveParsedVmfile(parseVmfile(text, file), displayName)
 }
 
 /** Finds the project's Vmfile from `cwd`, validates it and fills defaults. */
 export function loadProject(cwd: string): ProjectConfig {
-  const parsed = locateVmfile(cwd)
-  return resolveVmfileText(parsed.text, parsed.file)
+  return resolveParsedVmfile(locateVmfile(cwd))
 }

@@ -36,7 +36,7 @@ export function toJsonSchema(node: SchemaNode): Json {
     case 'size':
       return withCommon(node, {
         anyOf: [
-          {type: 'integer', minimum: 1},
+          {type: 'integer', minimum: node.min ?? 1},
           {type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*[KkMmGgTt]?(i?[Bb])?\\s*$'},
         ],
       })

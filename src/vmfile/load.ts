@@ -1,9 +1,10 @@
 import {existsSync, readFileSync} from 'node:fs'
 import path from 'node:path'
 
-import {LineCounter, parseDocument, type Document} from 'yaml'
+import {LineCounter, parseDocument, visit, type Document} from 'yaml'
 
 import {UserError} from '../cli/errors.js'
+import {aliasExpansionProblems} from './aliases.js'
 import type {Problem} from './validate.js'
 
 export const VMFILE_NAME = 'Vmfile'
@@ -29,17 +30,57 @@ export interface ParsedVmfile {
   syntaxProblems: Problem[]
 }
 
-/** Parses Vmfile text; syntax errors come back as located problems, never thrown. */
+/**
+ * Parses Vmfile text; syntax errors come back as located problems, never thrown. A document
+ * whose aliases expand beyond MAX_EXPANDED_VALUES is a syntax problem too, found before
+ * anything expands it (validation, toJS).
+ */
 export function parseVmfile(text: string, file = VMFILE_NAME): ParsedVmfile {
   const lines = new LineCounter()
   const doc = parseDocument(text, {lineCounter: lines, merge: true, prettyErrors: false, uniqueKeys: false})
-  const syntaxProblems = doc.errors.map((error) => {
-    const offset = error.pos[0]
-    const {line, col} = lines.linePos(offset)
-    const message = error.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? error.message
-    return {line, col, path: '', message: `invalid YAML: ${message}`}
-  })
+  const syntaxProblems = locateErrors(doc, lines)
+  if (syntaxProblems.length === 0) syntaxProblems.push(...aliasExpansionProblems(doc, lines))
   return {file, text, doc, lines, syntaxProblems}
+}
+
+/**
+ * The parser's errors as problems. The parser notices an unclosed quote only where the file
+ * ends; the problem is placed where the quote opened instead, and errors that merely follow
+ * from it (at the same place) are dropped.
+ */
+function locateErrors(doc: Document, lines: LineCounter): Problem[] {
+  const problems: Problem[] = []
+  const unclosedAt = new Set<number>()
+  for (const error of doc.errors) {
+    let offset = error.pos[0]
+    if (unclosedAt.has(offset)) continue
+    let message = error.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? error.message
+    if (error.code === 'MISSING_CHAR' && /quote/i.test(message)) {
+      const opening = openingQuote(doc, offset)
+      if (opening !== undefined) {
+        unclosedAt.add(offset)
+        offset = opening
+        message = `${message}: the quote opened here is never closed`
+      }
+    }
+    const {line, col} = lines.linePos(offset)
+    problems.push({line, col, path: '', message: `invalid YAML: ${message}`})
+  }
+  return problems
+}
+
+/** Where the quoted scalar that runs to `end` (the unclosed one) starts. */
+function openingQuote(doc: Document, end: number): number | undefined {
+  let start: number | undefined
+  visit(doc, {
+    Scalar: (_key, node) => {
+      const range = node.range ?? undefined
+      if ((node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE') && range !== undefined && range[0] < end && range[1] >= end) {
+        start = range[0]
+      }
+    },
+  })
+  return start
 }
 
 /** Reads and parses the Vmfile at `file`. */

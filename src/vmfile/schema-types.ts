@@ -39,6 +39,8 @@ export interface BooleanNode extends Common {
 export interface SizeNode extends Common {
   kind: 'size'
   default?: string | number
+  /** Smallest allowed size in MiB (1 when absent). */
+  min?: number
 }
 
 /** A string, number or boolean (environment values). */

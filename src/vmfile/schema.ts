@@ -29,6 +29,9 @@ const checkCidr: Check = (value) => {
 const checkAbsoluteGuestPath: Check = (value) =>
   typeof value === 'string' && !value.startsWith('/') ? `must be an absolute path in the guest, not "${value}"` : undefined
 
+/** Below this no Linux guest boots; a smaller value is a typo (0.4, 1K). */
+export const MIN_MEMORY_MIB = 32
+
 const port = (description: string): SchemaNode => ({kind: 'integer', min: 1, max: 65535, description})
 const stringOrList = (description: string): SchemaNode => ({
   kind: 'anyOf',
@@ -116,6 +119,16 @@ const forwardedPort: ObjectNode = {
 
 const macAddress = {regex: '^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$', hint: 'a MAC address such as 52:54:00:12:34:56'}
 
+/** A NIC needs a unicast address: the lowest bit of the first byte marks multicast (and broadcast). */
+const checkUnicastMac: Check = (value) => {
+  if (typeof value !== 'string' || !new RegExp(macAddress.regex).test(value)) return undefined
+  if (/^(ff:){5}ff$/i.test(value)) return `must be a unicast address, not the broadcast address "${value}"`
+  if ((Number.parseInt(value.slice(0, 2), 16) & 1) === 1)
+    return `must be a unicast address, not the multicast address "${value}" (the first byte must be even, e.g. 52:54:00:...)`
+  if (/^(00:){5}00$/.test(value)) return `must not be all zeros ("${value}")`
+  return undefined
+}
+
 const network: SchemaNode = {
   kind: 'tagged',
   description: 'An extra network interface.',
@@ -126,7 +139,7 @@ const network: SchemaNode = {
       fields: {
         type: {kind: 'string', enum: ['bridged']},
         bridge: {kind: 'string', description: 'Name of the host bridge, e.g. br0.'},
-        mac: {kind: 'string', pattern: macAddress},
+        mac: {kind: 'string', pattern: macAddress, check: checkUnicastMac},
         ip: {kind: 'string', check: checkCidr, description: 'Static address; DHCP when absent.'},
       },
       required: ['bridge'],
@@ -141,7 +154,7 @@ const network: SchemaNode = {
           kind: 'string',
           description: "Network name; machines naming the same one share it, across projects too. Default: the project's own network.",
         },
-        mac: {kind: 'string', pattern: macAddress},
+        mac: {kind: 'string', pattern: macAddress, check: checkUnicastMac},
       },
       required: ['ip'],
     },
@@ -172,7 +185,7 @@ export const machineFields: Record<string, SchemaNode> = {
   box_version: {kind: 'string', check: checkConstraint, description: 'Version constraint, e.g. ">= 1.2, < 2".'},
   box_url: {kind: 'string', description: 'Where to get the box when it is not in the store: a URL, path or catalog.'},
   cpus: {kind: 'integer', min: 1, max: 256, default: 2, description: 'Virtual CPUs.'},
-  memory: {kind: 'size', default: 1024, description: 'Memory: MiB, or a size such as 1G.'},
+  memory: {kind: 'size', default: 1024, min: MIN_MEMORY_MIB, description: 'Memory: MiB, or a size such as 1G (at least 32M).'},
   disk: {kind: 'size', description: "Disk size of the machine's overlay (e.g. 20G); the box's size when absent."},
   accel: {kind: 'string', enum: ['auto', 'kvm', 'tcg'], default: 'auto', description: 'auto uses KVM when it works, else TCG.'},
   boot_timeout: {kind: 'integer', min: 1, default: 300, description: 'Seconds to wait for SSH after boot.'},

@@ -1,9 +1,12 @@
-import {isAlias, isMap, isPair, isScalar, isSeq, type Document, type LineCounter, type Node, type YAMLMap} from 'yaml'
+import {isAlias, isMap, isPair, isScalar, isSeq, type Alias, type Document, type LineCounter, type Node, type YAMLMap} from 'yaml'
+
+import {aliasTargets} from './aliases.js'
+import {checkProjectRules} from './project-rules.js'
 
 import type {ObjectNode, SchemaNode} from './schema-types.js'
 import {vmfileSchema} from './schema.js'
 import {suggest} from './suggest.js'
-import {parseSizeMiB} from './units.js'
+import {formatSizeMiB, MAX_SIZE_MIB, sizeAmountMiB} from './units.js'
 
 /** One thing wrong with a Vmfile, located in the file. */
 export interface Problem {
@@ -24,15 +27,19 @@ type Located = Node | null | undefined
 
 class Walker {
   readonly problems: Problem[] = []
+  /** Alias targets, found once (yaml's own Alias.resolve scans the whole document each time). */
+  private readonly targets: Map<Alias, Node>
 
   constructor(
-    private readonly doc: Document,
+    doc: Document,
     private readonly lines: LineCounter,
-  ) {}
+  ) {
+    this.targets = aliasTargets(doc)
+  }
 
-  private resolve(node: unknown): Located {
+  resolve(node: unknown): Located {
     let current = node
-    for (let i = 0; i < 20 && isAlias(current); i++) current = current.resolve(this.doc)
+    for (let i = 0; i < 20 && isAlias(current); i++) current = this.targets.get(current)
     return (current ?? null) as Located
   }
 
@@ -46,19 +53,34 @@ class Walker {
     this.problems.push({...this.position(node), path, message})
   }
 
-  /** Key/value pairs of a mapping, with YAML merge keys (<<) flattened in. */
-  private pairs(map: YAMLMap): Array<{key: string; keyNode: Located; value: Located}> {
+  /**
+   * Key/value pairs of a mapping, with YAML merge keys (<<) flattened in: a merged key is
+   * dropped when the mapping sets it itself (before or after the <<) or an earlier merge did.
+   */
+  pairs(map: YAMLMap): Array<{key: string; keyNode: Located; value: Located}> {
+    const keyOf = (keyNode: Located): string => {
+      const raw = isScalar(keyNode) ? keyNode.value : keyNode
+      return typeof raw === 'symbol' ? (raw.description ?? '') : String(raw)
+    }
+    const own = new Set<string>()
+    for (const pair of map.items) if (isPair(pair)) own.add(keyOf(pair.key as Located))
     const result: Array<{key: string; keyNode: Located; value: Located}> = []
+    const merged = new Set<string>()
     for (const pair of map.items) {
       if (!isPair(pair)) continue
       const keyNode = pair.key as Located
-      const raw = isScalar(keyNode) ? keyNode.value : keyNode
-      const key = typeof raw === 'symbol' ? (raw.description ?? '') : String(raw)
+      const key = keyOf(keyNode)
       const value = this.resolve(pair.value)
       if (key === '<<') {
         const sources = isSeq(value) ? value.items.map((item) => this.resolve(item)) : [value]
-        for (const source of sources)
-          if (isMap(source)) for (const inner of this.pairs(source)) if (!result.some((r) => r.key === inner.key)) result.push(inner)
+        for (const source of sources) {
+          if (!isMap(source)) continue
+          for (const inner of this.pairs(source)) {
+            if (own.has(inner.key) || merged.has(inner.key)) continue
+            merged.add(inner.key)
+            result.push(inner)
+          }
+        }
         continue
       }
       result.push({key, keyNode, value})
@@ -93,8 +115,11 @@ class Walker {
 
   check(schema: SchemaNode, node: Located, path: string): void {
     const value = this.plain(node)
+    // No string may hold a NUL: it cannot pass through a command line, a file name or C.
+    if (typeof value === 'string' && value.includes('\0')) return this.report(node, path, NUL_MESSAGE)
     switch (schema.kind) {
       case 'any':
+        if (containsNul(value)) this.report(node, path, NUL_MESSAGE)
         return
       case 'string': {
         if (typeof value !== 'string') return this.report(node, path, `must be a string, not ${describe(value)}`)
@@ -128,10 +153,15 @@ class Walker {
         if (!['string', 'number', 'boolean'].includes(typeof value))
           return this.report(node, path, `must be a string, number or boolean, not ${describe(value)}`)
         break
-      case 'size':
-        if (parseSizeMiB(value) === undefined)
+      case 'size': {
+        const amount = sizeAmountMiB(value)
+        if (amount === undefined)
           return this.report(node, path, `must be a size in MiB (2048) or with a unit (2G, 512M), not ${describe(value)}`)
+        const min = schema.min ?? 1
+        if (amount < min) return this.report(node, path, `must be at least ${formatSizeMiB(min)}, not ${describe(value)}`)
+        if (amount > MAX_SIZE_MIB) return this.report(node, path, `must be at most ${formatSizeMiB(MAX_SIZE_MIB)}, not ${describe(value)}`)
         break
+      }
       case 'array': {
         if (!isSeq(node)) return this.report(node, path, `must be a list, not ${describe(value)}`)
         node.items.forEach((item, index) => this.check(schema.items, this.resolve(item), `${path}[${index}]`))
@@ -139,8 +169,20 @@ class Walker {
       }
       case 'map': {
         if (!isMap(node)) return this.report(node, path, `must be a mapping, not ${describe(value)}`)
+        const names = new Map<string, string>()
         for (const {key, keyNode, value: child} of this.pairs(node)) {
           const childPath = join(path, key)
+          if (key.includes('\0')) {
+            this.report(keyNode, childPath, NUL_MESSAGE)
+            continue
+          }
+          // Names become directories and messages: web and Web are the same name.
+          const same = names.get(key.toLowerCase())
+          if (same !== undefined) {
+            this.report(keyNode, childPath, same === key ? 'is set twice' : `is the same name as "${same}" (names differ only in case)`)
+            continue
+          }
+          names.set(key.toLowerCase(), key)
           if (schema.key !== undefined && !new RegExp(schema.key.regex).test(key)) {
             this.report(keyNode, childPath, `name may contain only ${schema.key.hint}`)
             continue
@@ -187,6 +229,10 @@ class Walker {
     for (const {key, keyNode, value} of this.pairs(node)) {
       const field = schema.fields[key]
       const childPath = join(path, key)
+      if (key.includes('\0')) {
+        this.report(keyNode, childPath, NUL_MESSAGE)
+        continue
+      }
       if (seen.has(key)) this.report(keyNode, childPath, 'is set twice')
       seen.add(key)
       if (field === undefined) {
@@ -207,6 +253,16 @@ class Walker {
       }
     }
   }
+}
+
+const NUL_MESSAGE = 'must not contain a NUL character (\\0)'
+
+function containsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\0')
+  if (Array.isArray(value)) return value.some(containsNul)
+  if (value !== null && typeof value === 'object')
+    return Object.entries(value).some(([key, item]) => key.includes('\0') || containsNul(item))
+  return false
 }
 
 function join(path: string, key: string): string {
@@ -240,16 +296,23 @@ export function describe(value: unknown): string {
 }
 
 /**
- * Checks a parsed Vmfile against the schema and returns every problem at once, sorted by
- * position. An empty document is one problem.
+ * Checks a parsed Vmfile against the schema and the project rules and returns every problem
+ * at once, sorted by position. An empty document is one problem. With `dir` (the Vmfile's
+ * directory), synced folders are checked on disk too.
  */
-export function validateDocument(doc: Document, lines: LineCounter, schema: ObjectNode = vmfileSchema): Problem[] {
+export function validateDocument(
+  doc: Document,
+  lines: LineCounter,
+  schema: ObjectNode = vmfileSchema,
+  options: {dir?: string} = {},
+): Problem[] {
   const walker = new Walker(doc, lines)
   const root = doc.contents as Located
   if (root === null || root === undefined || (isScalar(root) && root.value === null)) {
     walker.report(root, '', 'the Vmfile is empty: it needs at least a "box" (run vm init to write one)')
   } else {
     walker.check(schema, root, '')
+    if (schema === vmfileSchema) checkProjectRules(walker, root, options.dir)
   }
   return walker.problems.sort((a, b) => a.line - b.line || a.col - b.col)
 }

@@ -47,4 +47,28 @@ describe('ssh options', () => {
       ].join('\n'),
     )
   })
+
+  it('refuses a user name that would inject a directive, and writes no ProxyCommand line', () => {
+    const hostile = {...target, user: 'vm\n  ProxyCommand touch /tmp/x'}
+    let config = ''
+    expect(() => (config = renderSshConfig('web', hostile))).toThrow(/Cannot write the SSH User "vm\\n {2}ProxyCommand touch \/tmp\/x"/)
+    expect(config.split('\n').some((line) => /^\s*ProxyCommand/i.test(line))).toBe(false)
+    expect(() => sshArgs(hostile)).toThrow(/control character/)
+  })
+
+  it('refuses users, hosts and aliases ssh would read as something else', () => {
+    for (const user of ['vm ProxyCommand=x', 'vm"x', '-oProxyCommand=x', '#vm', 'a%h', '']) {
+      expect(() => renderSshConfig('web', {...target, user}), user).toThrow(/Cannot write the SSH User/)
+    }
+    expect(() => renderSshConfig('web', {...target, host: '-oProxyCommand=x'})).toThrow(/SSH HostName/)
+    expect(() => renderSshConfig('web\n  ProxyCommand x', target)).toThrow(/SSH Host alias/)
+    expect(() => renderSshConfig('web *', target)).toThrow(/SSH Host alias/)
+    expect(() => renderSshConfig('web', {...target, identityFile: '/p/${HOME}/key'})).toThrow(/expand/)
+    expect(() => renderSshConfig('web', {...target, identityFile: '/p/\u001B[2J/key'})).toThrow(/control character/)
+  })
+
+  it('quotes paths with quotes, backslashes, # and %, as OpenSSH splits arguments', () => {
+    const config = renderSshConfig('web', {...target, identityFile: `/a "b" c\\d/#e/it's/100%/key`})
+    expect(config).toContain(`  IdentityFile "/a \\"b\\" c\\\\d/#e/it's/100%%/key"`)
+  })
 })

@@ -36,7 +36,7 @@ describe('defaults', () => {
     const text = `
 box: vmfile/debian-12
 memory: 2G
-forwarded_ports: [{guest: 22000, host: 22000}]
+forwarded_ports: [{guest: 22000, host: 22000, auto_correct: true}]
 provision:
   - {type: shell, inline: echo top}
 machines:
@@ -66,7 +66,7 @@ machines:
     expect(db?.autostart).toBe(false)
     expect(db?.syncedFolders).toEqual([])
     expect(db?.ssh.user).toBe('root')
-    expect(db?.forwardedPorts).toEqual([{guest: 22000, host: 22000, hostIp: '127.0.0.1', protocol: 'tcp', autoCorrect: false}])
+    expect(db?.forwardedPorts).toEqual([{guest: 22000, host: 22000, hostIp: '127.0.0.1', protocol: 'tcp', autoCorrect: true}])
   })
 
   it('private networks without a name belong to the project (keyed by its directory, not its name)', () => {

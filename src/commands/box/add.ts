@@ -50,7 +50,7 @@ Interrupted downloads resume on the next run; VM_BOX_TOKEN is sent as a bearer t
   async run(): Promise<BoxAddResult> {
     const {args, flags} = await this.parse(BoxAdd)
     this.setDebug(flags.debug)
-    const showProgress = !this.jsonEnabled() || process.stderr.isTTY === true
+    const showProgress = !this.jsonEnabled()
     let reporter: ProgressReporter | undefined
     const result = await withInterrupt((signal) =>
       addBox({
@@ -69,7 +69,7 @@ Interrupted downloads resume on the next run; VM_BOX_TOKEN is sent as a bearer t
         signal,
         onStatus: (message) => {
           reporter?.finish()
-          process.stderr.write(`${message}\n`)
+          this.status(message)
         },
         onProgress: (progress) => {
           if (!showProgress) return
@@ -81,7 +81,7 @@ Interrupted downloads resume on the next run; VM_BOX_TOKEN is sent as a bearer t
     const box = result.box
     const label = `${box.name} ${box.version} (${box.architecture}, ${box.provider})`
     if (result.alreadyPresent) this.say(`Box ${label} is already in the store; use --force to add it again.`)
-    else this.say(`${this.out.green('Added box')} ${label}, ${formatBytes(box.size)}`)
+    else this.say(this.out.green('Added box'), ` ${label}, ${formatBytes(box.size)}`)
     return {
       name: box.name,
       version: box.version,

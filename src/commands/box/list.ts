@@ -31,7 +31,7 @@ export default class BoxList extends BaseCommand<{boxes: BoxListEntry[]}> {
     }))
     if (boxes.length === 0) this.say('There are no boxes in the store. Add one with "vm box add NAME".')
     else {
-      this.say(
+      this.sayLines(
         renderTable(
           ['NAME', 'VERSION', 'ARCH', 'PROVIDER', 'SIZE'],
           boxes.map((box) => [box.name, box.version, box.architecture, box.provider, formatBytes(box.size)]),

@@ -32,7 +32,7 @@ export default class BoxOutdated extends BaseCommand<{boxes: OutdatedEntry[]}> {
       if (box.problem !== undefined) this.warn(`${where}: cannot check: ${box.problem}`)
       else if (box.installed === undefined)
         this.say(`${where}: not in the store; ${box.latest ?? 'no version'} is available (vm box update adds it)`)
-      else if (box.outdated) this.say(`${this.out.yellow(where)}: ${box.installed} is outdated; ${box.latest} is available (vm box update)`)
+      else if (box.outdated) this.say(this.out.yellow(where), `: ${box.installed} is outdated; ${box.latest} is available (vm box update)`)
       else this.say(`${where}: ${box.installed} is the newest${box.constraint === undefined ? '' : ' allowed'}`)
     }
     return {boxes}

@@ -30,9 +30,12 @@ export default class BoxUpdate extends BaseCommand<{updated: UpdateResult[]}> {
         signal,
         add: {
           cacert: flags.cacert,
-          onStatus: (message) => process.stderr.write(`${message}\n`),
+          onStatus: (message) => {
+            reporter?.finish()
+            this.status(message)
+          },
           onProgress: (progress) => {
-            if (this.jsonEnabled() && process.stderr.isTTY !== true) return
+            if (this.jsonEnabled()) return
             reporter ??= new ProgressReporter(process.stderr, 'Downloading')
             reporter.update(progress)
           },
