@@ -14,7 +14,7 @@ import {acquireFileLock} from '../state/file-lock.js'
 import {isShortName, lookupShortName} from './registry.js'
 import {hostArchitecture, installBox, listBoxes, readStoredBox, SOURCE_FILE, type BoxKey, type BoxSource, type StoredBox} from './store.js'
 import {describeBareImage, sealBox, verifyUnpackedBox} from './verify.js'
-import {isValidVersion} from './version.js'
+import {BOX_NAME_RULE, FIELD_RULES, fieldProblem, isValidBoxName, isValidToken, quoteValue} from './fields.js'
 
 export interface AddBoxOptions {
   /** A path, URL, catalog URL/path, or short name (org/box) looked up in the registries. */
@@ -54,18 +54,27 @@ export interface AddBoxResult {
   bytes: number
 }
 
-const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)?$/
-const TOKEN = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/
-
+/** Every part of a store key must pass its pattern: they name directories in the store. */
 function checkKey(key: BoxKey): void {
-  if (!NAME.test(key.name))
-    throw new UserError(`"${key.name}" is not a usable box name`, {
-      code: 'BOX_NAME',
-      hint: 'Box names look like org/box or box (letters, digits, . _ -).',
+  const problems = (['name', 'version', 'architecture', 'provider'] as const)
+    .map((field) => fieldProblem(field, key[field], FIELD_RULES[field]))
+    .filter((problem) => problem !== undefined)
+  if (problems.length === 0) return
+  throw new UserError(`Cannot store the box as ${quoteValue(key.name)} ${quoteValue(key.version)}: ${problems[0]}`, {
+    code: problems[0]!.startsWith('"name"') ? 'BOX_NAME' : 'BOX_INVALID',
+    details: problems.slice(1),
+    hint: 'Box names look like org/box or box (letters, digits, . _ -); versions like 1.2.3. Pass --name to choose another name.',
+  })
+}
+
+/** Checks the names given on the command line before anything is downloaded. */
+function checkOptions(options: AddBoxOptions): void {
+  if (options.name !== undefined && !isValidBoxName(options.name))
+    throw new UsageError(`--name ${quoteValue(options.name)} is not a usable box name`, {hint: `Use ${BOX_NAME_RULE}.`})
+  if (options.architecture !== undefined && !isValidToken(options.architecture))
+    throw new UsageError(`--architecture ${quoteValue(options.architecture)} is not an architecture name`, {
+      hint: 'Use a name such as amd64 or arm64.',
     })
-  if (!isValidVersion(key.version)) throw new UserError(`"${key.version}" is not a box version such as 1.2.3`, {code: 'BOX_INVALID'})
-  if (!TOKEN.test(key.architecture) || !TOKEN.test(key.provider))
-    throw new UserError(`Box ${key.name} names an unusable architecture or provider`, {code: 'BOX_INVALID'})
 }
 
 /** Removes `.tmp-<pid>-*` directories left in the store by vm processes that died. */
@@ -90,6 +99,7 @@ interface Plan {
 export async function addBox(options: AddBoxOptions): Promise<AddBoxResult> {
   const env = options.env ?? process.env
   const cwd = options.cwd ?? process.cwd()
+  checkOptions(options)
   const http: HttpOptions = {
     insecure: options.insecure,
     cacert: options.cacert === undefined ? undefined : await readFile(path.resolve(cwd, options.cacert), 'utf8'),
