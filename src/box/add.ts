@@ -14,6 +14,8 @@ import {acquireFileLock} from '../state/file-lock.js'
 import {isShortName, lookupShortName} from './registry.js'
 import {hostArchitecture, installBox, listBoxes, readStoredBox, SOURCE_FILE, type BoxKey, type BoxSource, type StoredBox} from './store.js'
 import {describeBareImage, sealBox, verifyUnpackedBox} from './verify.js'
+import {fsUserError, isFsError, onUserData} from './fs-errors.js'
+import {parseByteSize, type UnpackLimits} from './unpack-budget.js'
 import {BOX_NAME_RULE, FIELD_RULES, fieldProblem, isValidBoxName, isValidToken, quoteValue} from './fields.js'
 
 export interface AddBoxOptions {
@@ -43,6 +45,8 @@ export interface AddBoxOptions {
   retryDelayMs?: number | undefined
   /** Retries per download after a transient failure (default 5). */
   retries?: number | undefined
+  /** Bounds on unpacking; the ceiling defaults to VM_BOX_MAX_UNPACKED or 256 GiB. */
+  limits?: UnpackLimits | undefined
 }
 
 export interface AddBoxResult {
@@ -53,6 +57,9 @@ export interface AddBoxResult {
   catalogUrl: string | undefined
   bytes: number
 }
+
+/** Failures that say the bytes themselves are bad (rather than the network or the disk). */
+const CONTENT_ERRORS = new Set(['BOX_INVALID', 'BOX_UNSAFE', 'BOX_TOO_BIG', 'BOX_CORRUPT'])
 
 /** Every part of a store key must pass its pattern: they name directories in the store. */
 function checkKey(key: BoxKey): void {
@@ -100,9 +107,10 @@ export async function addBox(options: AddBoxOptions): Promise<AddBoxResult> {
   const env = options.env ?? process.env
   const cwd = options.cwd ?? process.cwd()
   checkOptions(options)
+  const cacert = options.cacert === undefined ? undefined : path.resolve(cwd, options.cacert)
   const http: HttpOptions = {
     insecure: options.insecure,
-    cacert: options.cacert === undefined ? undefined : await readFile(path.resolve(cwd, options.cacert), 'utf8'),
+    cacert: cacert === undefined ? undefined : await onUserData('read the CA bundle', cacert, () => readFile(cacert, 'utf8')),
     token: options.token ?? env.VM_BOX_TOKEN,
     signal: options.signal,
   }
@@ -138,6 +146,8 @@ export async function addBox(options: AddBoxOptions): Promise<AddBoxResult> {
         cause: error,
       })
     }
+    // Whatever filesystem step failed, the user gets the path and what it means.
+    if (isFsError(error)) throw fsUserError(error, 'use')
     throw error
   }
 }
@@ -197,6 +207,7 @@ async function addFromUrl(plan: Plan, options: AddBoxOptions, http: HttpOptions,
     if (options.clean === true) await discardPartial(source)
     await removeStaleTemps(paths.boxes)
     const checksumType = plan.checksumType ?? 'sha256'
+    const limits: UnpackLimits = {maxBytes: parseByteSize(env.VM_BOX_MAX_UNPACKED), ...options.limits}
     let result
     for (let attempt = 0; ; attempt++) {
       temp = await mkdtemp(path.join(paths.boxes, `.tmp-${process.pid}-`))
@@ -208,9 +219,11 @@ async function addFromUrl(plan: Plan, options: AddBoxOptions, http: HttpOptions,
           retryDelayMs: options.retryDelayMs,
           retries: options.retries,
         })
-        result = await unpackStream(bytes, {dir: temp, checksumType, where: plan.url, signal: options.signal})
+        result = await unpackStream(bytes, {dir: temp, checksumType, where: plan.url, signal: options.signal, limits})
         break
       } catch (error) {
+        // Bytes that are not a usable box are not worth resuming.
+        if (error instanceof UserError && CONTENT_ERRORS.has(error.code)) await discardPartial(source).catch(() => undefined)
         if (!(error instanceof RestartDownload) || attempt >= 2) throw error
         options.onStatus?.(`${error.message}; starting the download over`)
         await discardPartial(source)

@@ -31,7 +31,14 @@ export async function acquireFileLock(
     heldHere.set(file, new Promise<void>((resolve) => (unlock = resolve)))
     try {
       const handle = await open(file, 'wx')
-      await handle.writeFile(String(process.pid))
+      try {
+        await handle.writeFile(String(process.pid))
+      } catch (error) {
+        // A lock that cannot hold its PID (a full disk) is not left behind.
+        await handle.close().catch(() => undefined)
+        await rm(file, {force: true})
+        throw error
+      }
       await handle.close()
       let held = true
       return async () => {
