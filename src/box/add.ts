@@ -127,6 +127,10 @@ export async function addBox(options: AddBoxOptions): Promise<AddBoxResult> {
       catalog = await lookupShortName(options.source, {...http, env})
     } else {
       const url = toUrl(options.source, cwd)
+      if (!/^(https?|file):/i.test(url))
+        throw new UsageError(`Cannot add ${quoteValue(options.source)}: vm reads boxes from http(s) URLs and files`, {
+          hint: 'Give an http(s) URL, a path, or a box name such as org/box.',
+        })
       if (/\.json$/i.test(new URL(url).pathname)) catalog = await fetchCatalog(url, {...http, env})
       else
         return await addFromUrl(

@@ -73,7 +73,7 @@ export async function decompressor(compression: Compression): Promise<Duplex | u
     case 'xz':
       return spawnFilter('xz', ['-dc', '-q'], 'Install xz-utils to add xz-compressed boxes.')
     case 'bzip2':
-      return spawnFilter('bzip2', ['-dc', '-q'], 'Install bzip2 to add bzip2-compressed boxes.')
+      return spawnFilter('bzip2', ['-dc'], 'Install bzip2 to add bzip2-compressed boxes.')
     case 'none':
       return undefined
   }
@@ -214,8 +214,11 @@ function describeFailure(error: unknown, where: string, compression: Compression
   if (error instanceof UserError || (error as Error).name === 'AbortError') return error
   // The decompressor rejected its input: the same failure as a bad gzip stream, whatever it said.
   if (error instanceof ExternalError && error.program === compression && error.code !== 'PROGRAM_MISSING') {
-    const said = error.stderrTail.trim().split('\n').at(-1)?.trim()
-    return corrupt(where, compression, said === undefined || said === '' ? error.message : said, error)
+    const said = error.stderrTail
+      .split('\n')
+      .map((line) => line.replace(new RegExp(`^${compression}: `), '').trim())
+      .find((line) => line !== '')
+    return corrupt(where, compression, said === undefined || said === '' ? 'the data ends early or is damaged' : said, error)
   }
   if (isFsError(error)) return fsUserError(error, `unpack ${where} into`)
   const code = (error as NodeJS.ErrnoException).code
