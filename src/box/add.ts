@@ -15,7 +15,9 @@ import {isShortName, lookupShortName} from './registry.js'
 import {replaceStoredBox} from './replace.js'
 import {hostArchitecture, installBox, listBoxes, readStoredBox, SOURCE_FILE, type BoxKey, type BoxSource, type StoredBox} from './store.js'
 import {describeBareImage, sealBox, verifyUnpackedBox} from './verify.js'
-import {isValidVersion} from './version.js'
+import {fsUserError, isFsError, onUserData} from './fs-errors.js'
+import {parseByteSize, type UnpackLimits} from './unpack-budget.js'
+import {BOX_NAME_RULE, FIELD_RULES, fieldProblem, isValidBoxName, isValidToken, quoteValue} from './fields.js'
 
 export interface AddBoxOptions {
   /** A path, URL, catalog URL/path, or short name (org/box) looked up in the registries. */
@@ -44,6 +46,8 @@ export interface AddBoxOptions {
   retryDelayMs?: number | undefined
   /** Retries per download after a transient failure (default 5). */
   retries?: number | undefined
+  /** Bounds on unpacking; the ceiling defaults to VM_BOX_MAX_UNPACKED or 256 GiB. */
+  limits?: UnpackLimits | undefined
 }
 
 export interface AddBoxResult {
@@ -55,18 +59,30 @@ export interface AddBoxResult {
   bytes: number
 }
 
-const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)?$/
-const TOKEN = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/
+/** Failures that say the bytes themselves are bad (rather than the network or the disk). */
+const CONTENT_ERRORS = new Set(['BOX_INVALID', 'BOX_UNSAFE', 'BOX_TOO_BIG', 'BOX_CORRUPT'])
 
+/** Every part of a store key must pass its pattern: they name directories in the store. */
 function checkKey(key: BoxKey): void {
-  if (!NAME.test(key.name))
-    throw new UserError(`"${key.name}" is not a usable box name`, {
-      code: 'BOX_NAME',
-      hint: 'Box names look like org/box or box (letters, digits, . _ -).',
+  const problems = (['name', 'version', 'architecture', 'provider'] as const)
+    .map((field) => fieldProblem(field, key[field], FIELD_RULES[field]))
+    .filter((problem) => problem !== undefined)
+  if (problems.length === 0) return
+  throw new UserError(`Cannot store the box as ${quoteValue(key.name)} ${quoteValue(key.version)}: ${problems[0]}`, {
+    code: problems[0]!.startsWith('"name"') ? 'BOX_NAME' : 'BOX_INVALID',
+    details: problems.slice(1),
+    hint: 'Box names look like org/box or box (letters, digits, . _ -); versions like 1.2.3. Pass --name to choose another name.',
+  })
+}
+
+/** Checks the names given on the command line before anything is downloaded. */
+function checkOptions(options: AddBoxOptions): void {
+  if (options.name !== undefined && !isValidBoxName(options.name))
+    throw new UsageError(`--name ${quoteValue(options.name)} is not a usable box name`, {hint: `Use ${BOX_NAME_RULE}.`})
+  if (options.architecture !== undefined && !isValidToken(options.architecture))
+    throw new UsageError(`--architecture ${quoteValue(options.architecture)} is not an architecture name`, {
+      hint: 'Use a name such as amd64 or arm64.',
     })
-  if (!isValidVersion(key.version)) throw new UserError(`"${key.version}" is not a box version such as 1.2.3`, {code: 'BOX_INVALID'})
-  if (!TOKEN.test(key.architecture) || !TOKEN.test(key.provider))
-    throw new UserError(`Box ${key.name} names an unusable architecture or provider`, {code: 'BOX_INVALID'})
 }
 
 /** Removes `.tmp-<pid>-*` directories left in the store by vm processes that died. */
@@ -91,9 +107,11 @@ interface Plan {
 export async function addBox(options: AddBoxOptions): Promise<AddBoxResult> {
   const env = options.env ?? process.env
   const cwd = options.cwd ?? process.cwd()
+  checkOptions(options)
+  const cacert = options.cacert === undefined ? undefined : path.resolve(cwd, options.cacert)
   const http: HttpOptions = {
     insecure: options.insecure,
-    cacert: options.cacert === undefined ? undefined : await readFile(path.resolve(cwd, options.cacert), 'utf8'),
+    cacert: cacert === undefined ? undefined : await onUserData('read the CA bundle', cacert, () => readFile(cacert, 'utf8')),
     token: options.token ?? env.VM_BOX_TOKEN,
     signal: options.signal,
   }
@@ -110,6 +128,10 @@ export async function addBox(options: AddBoxOptions): Promise<AddBoxResult> {
       catalog = await lookupShortName(options.source, {...http, env})
     } else {
       const url = toUrl(options.source, cwd)
+      if (!/^(https?|file):/i.test(url))
+        throw new UsageError(`Cannot add ${quoteValue(options.source)}: vm reads boxes from http(s) URLs and files`, {
+          hint: 'Give an http(s) URL, a path, or a box name such as org/box.',
+        })
       if (/\.json$/i.test(new URL(url).pathname)) catalog = await fetchCatalog(url, {...http, env})
       else
         return await addFromUrl(
@@ -129,6 +151,8 @@ export async function addBox(options: AddBoxOptions): Promise<AddBoxResult> {
         cause: error,
       })
     }
+    // Whatever filesystem step failed, the user gets the path and what it means.
+    if (isFsError(error)) throw fsUserError(error, 'use')
     throw error
   }
 }
@@ -188,6 +212,7 @@ async function addFromUrl(plan: Plan, options: AddBoxOptions, http: HttpOptions,
     if (options.clean === true) await discardPartial(source)
     await removeStaleTemps(paths.boxes)
     const checksumType = plan.checksumType ?? 'sha256'
+    const limits: UnpackLimits = {maxBytes: parseByteSize(env.VM_BOX_MAX_UNPACKED), ...options.limits}
     let result
     for (let attempt = 0; ; attempt++) {
       temp = await mkdtemp(path.join(paths.boxes, `.tmp-${process.pid}-`))
@@ -199,9 +224,11 @@ async function addFromUrl(plan: Plan, options: AddBoxOptions, http: HttpOptions,
           retryDelayMs: options.retryDelayMs,
           retries: options.retries,
         })
-        result = await unpackStream(bytes, {dir: temp, checksumType, where: plan.url, signal: options.signal})
+        result = await unpackStream(bytes, {dir: temp, checksumType, where: plan.url, signal: options.signal, limits})
         break
       } catch (error) {
+        // Bytes that are not a usable box are not worth resuming.
+        if (error instanceof UserError && CONTENT_ERRORS.has(error.code)) await discardPartial(source).catch(() => undefined)
         if (!(error instanceof RestartDownload) || attempt >= 2) throw error
         options.onStatus?.(`${error.message}; starting the download over`)
         await discardPartial(source)

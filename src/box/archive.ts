@@ -1,20 +1,24 @@
 import {createHash, type Hash} from 'node:crypto'
-import {createWriteStream} from 'node:fs'
-import {mkdir} from 'node:fs/promises'
+import {constants} from 'node:fs'
+import {mkdir, open} from 'node:fs/promises'
 import path from 'node:path'
 import {Readable, type Duplex} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {createGunzip} from 'node:zlib'
 
-import {UserError} from '../cli/errors.js'
+import {ExternalError, UserError} from '../cli/errors.js'
 import {spawnFilter} from '../process/pipe.js'
-import {isSafeRelativePath} from './metadata.js'
+import {identifyImage, IDENTIFY_BYTES, rawSizeProblem} from './disk-signature.js'
+import {fsUserError, isFsError, onUserData, writeAll} from './fs-errors.js'
+import {extractTar} from './tar-extract.js'
+import {qcow2Limit, UnpackBudget, type UnpackLimits} from './unpack-budget.js'
 
 /**
  * One pass over a box's bytes: hash them as they stream in, detect and undo compression
- * (by magic bytes), and unpack the tar into a directory, or keep a bare disk image, or collect
- * a catalog. Only regular files and directories with safe relative paths are written; any
- * other entry rejects the whole archive.
+ * (by magic bytes), and unpack the tar into a directory, or keep a bare disk image (only one
+ * that is recognizably a disk), or collect a catalog. Only regular files and directories with
+ * safe relative paths are written; any other entry rejects the whole archive. What is written
+ * is bounded (UnpackBudget), and every failure is a UserError.
  */
 export type Compression = 'bzip2' | 'gzip' | 'none' | 'xz' | 'zstd'
 export type ContentKind = 'catalog' | 'image' | 'tar'
@@ -37,6 +41,8 @@ export interface UnpackOptions {
   /** What to call the source in messages. */
   where: string
   signal?: AbortSignal | undefined
+  /** Bounds on what unpacking may write (see unpack-budget.ts). */
+  limits?: UnpackLimits | undefined
 }
 
 export const IMAGE_FILE = 'box.img'
@@ -67,7 +73,7 @@ export async function decompressor(compression: Compression): Promise<Duplex | u
     case 'xz':
       return spawnFilter('xz', ['-dc', '-q'], 'Install xz-utils to add xz-compressed boxes.')
     case 'bzip2':
-      return spawnFilter('bzip2', ['-dc', '-q'], 'Install bzip2 to add bzip2-compressed boxes.')
+      return spawnFilter('bzip2', ['-dc'], 'Install bzip2 to add bzip2-compressed boxes.')
     case 'none':
       return undefined
   }
@@ -109,11 +115,36 @@ async function peek(source: AsyncIterable<Buffer>, need: number): Promise<{head:
   return {head: Buffer.concat(taken), all: all()}
 }
 
-function unsafe(where: string, problem: string): UserError {
-  return new UserError(`Refusing the box from ${where}: ${problem}`, {
-    code: 'BOX_UNSAFE',
-    hint: 'A box archive may only hold regular files and directories with relative paths; ask its publisher for a clean box.',
+function notADisk(where: string, what: string): UserError {
+  return new UserError(`${where} is not a box, a box catalog or a disk image: it looks like ${what}`, {
+    code: 'BOX_INVALID',
+    hint: 'Give a .box file (a tar with metadata.json), a qcow2 or raw disk image, or a catalog; check the URL if a web page came back.',
+    data: {looksLike: what},
   })
+}
+
+/** Writes a bare disk image to `file`, within the budget and the bound its qcow2 header sets. */
+async function writeImage(content: AsyncIterable<Buffer>, file: string, options: UnpackOptions, budget: UnpackBudget): Promise<void> {
+  const inner = await peek(content, IDENTIFY_BYTES)
+  const identity = identifyImage(inner.head)
+  if (!identity.disk) throw notADisk(options.where, identity.what)
+  const limit = identity.virtualSize === undefined ? undefined : qcow2Limit(identity.virtualSize)
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
+  const handle = await onUserData('write the disk image', file, () => open(file, flags, 0o644))
+  let written = 0
+  try {
+    for await (const chunk of inner.all) {
+      if (limit !== undefined && written + chunk.length > limit)
+        throw UnpackBudget.fileLimitError(options.where, IMAGE_FILE, limit, identity.virtualSize ?? 0)
+      await budget.take(chunk.length)
+      await onUserData('write the disk image', file, () => writeAll(handle, chunk))
+      written += chunk.length
+    }
+  } finally {
+    await handle.close()
+  }
+  const problem = identity.format === 'raw' ? rawSizeProblem(written) : undefined
+  if (problem !== undefined) throw notADisk(options.where, `${identity.what}, but ${problem}`)
 }
 
 /** Streams `source` into `options.dir`; see the module comment. */
@@ -142,15 +173,14 @@ export async function unpackStream(source: AsyncIterable<Buffer>, options: Unpac
       return
     }
     if (kind === 'catalog') kind = 'image'
-    await mkdir(options.dir, {recursive: true})
+    await onUserData('create the directory', options.dir, () => mkdir(options.dir, {recursive: true}))
+    const budget = await UnpackBudget.start(options.dir, options.where, options.limits)
     if (kind === 'image') {
-      await pipeline(Readable.from(inner.all), createWriteStream(path.join(options.dir, IMAGE_FILE), {mode: 0o644}), {
-        signal: options.signal,
-      })
+      await writeImage(inner.all, path.join(options.dir, IMAGE_FILE), options, budget)
       files.push(IMAGE_FILE)
       return
     }
-    await extractTar(inner.all, options, files)
+    await extractTar(inner.all, {dir: options.dir, where: options.where, budget, files})
   }
   // pipeline() may reject before its last stage has settled; the caller deletes the directory
   // next, so wait for the sink too, or a late write could recreate it.
@@ -172,100 +202,32 @@ export async function unpackStream(source: AsyncIterable<Buffer>, options: Unpac
   return {kind, compression, digest: hash.digest('hex'), bytes: counter.bytes, text, files}
 }
 
+function corrupt(where: string, format: string, detail: string, cause: unknown): UserError {
+  return new UserError(`The archive from ${where} is truncated or corrupt (${format}: ${detail})`, {
+    code: 'BOX_CORRUPT',
+    hint: 'Download it again (add --clean to discard a partial download), or ask its publisher for a fresh copy.',
+    cause,
+  })
+}
+
 function describeFailure(error: unknown, where: string, compression: Compression): unknown {
   if (error instanceof UserError || (error as Error).name === 'AbortError') return error
-  const code = (error as NodeJS.ErrnoException).code
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new UserError(`No space left on the disk while unpacking ${where}`, {
-      code: 'DISK_FULL',
-      hint: 'Free some space (vm box prune removes unused boxes) and try again.',
-      cause: error,
-    })
+  // The decompressor rejected its input: the same failure as a bad gzip stream, whatever it said.
+  if (error instanceof ExternalError && error.program === compression && error.code !== 'PROGRAM_MISSING') {
+    const said = error.stderrTail
+      .split('\n')
+      .map((line) => line.replace(new RegExp(`^${compression}: `), '').trim())
+      .find((line) => line !== '')
+    return corrupt(where, compression, said === undefined || said === '' ? 'the data ends early or is damaged' : said, error)
   }
+  if (isFsError(error)) return fsUserError(error, `unpack ${where} into`)
+  const code = (error as NodeJS.ErrnoException).code
   if (
     code === 'Z_BUF_ERROR' ||
     code === 'Z_DATA_ERROR' ||
     /TAR_BAD_ARCHIVE|TAR_ENTRY_ERROR|Truncated|unexpected end/i.test(`${code} ${(error as Error).message}`)
   ) {
-    return new UserError(
-      `The archive from ${where} is truncated or corrupt (${compression === 'none' ? 'tar' : compression}: ${(error as Error).message})`,
-      {
-        code: 'BOX_CORRUPT',
-        hint: 'Download it again (add --clean to discard a partial download), or ask its publisher for a fresh copy.',
-        cause: error,
-      },
-    )
+    return corrupt(where, compression === 'none' ? 'tar' : compression, (error as Error).message, error)
   }
   return error
-}
-
-/** Unpacks a tar stream with node-tar's parser, writing only safe regular files and directories. */
-async function extractTar(content: AsyncIterable<Buffer>, options: UnpackOptions, files: string[]): Promise<void> {
-  const {Parser} = await import('tar')
-  let failure: unknown
-  let stopped = false
-  const writes: Array<Promise<void>> = []
-  const outs = new Set<ReturnType<typeof createWriteStream>>()
-  const parser = new Parser({
-    strict: true,
-    onReadEntry: (entry) => {
-      const name = entry.path.replace(/^(\.\/)+/, '')
-      if (failure !== undefined || stopped) return entry.resume()
-      if (entry.type === 'Directory' && (name === '' || name === '.' || name === './')) return entry.resume()
-      if (!isSafeRelativePath(name)) failure = unsafe(options.where, `the entry "${entry.path}" points outside the box`)
-      else if (entry.type === 'SymbolicLink' || entry.type === 'Link')
-        failure = unsafe(options.where, `the entry "${entry.path}" is a link (to "${entry.linkpath}")`)
-      else if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'ContiguousFile' && entry.type !== 'Directory') {
-        failure = unsafe(options.where, `the entry "${entry.path}" is a ${entry.type}, not a regular file`)
-      }
-      if (failure !== undefined || stopped) return entry.resume()
-      const target = path.join(options.dir, name)
-      if (entry.type === 'Directory') {
-        writes.push(mkdir(target, {recursive: true}).then(() => undefined))
-        return entry.resume()
-      }
-      files.push(name)
-      writes.push(
-        mkdir(path.dirname(target), {recursive: true}).then(
-          () =>
-            new Promise<void>((resolve, reject) => {
-              if (stopped) return resolve()
-              const out = createWriteStream(target, {mode: 0o644})
-              outs.add(out)
-              out.on('error', (error) => {
-                failure ??= error
-                entry.resume()
-                reject(error)
-              })
-              out.on('close', () => resolve())
-              entry.pipe(out)
-            }),
-        ),
-      )
-    },
-  })
-  parser.on('error', (error: unknown) => (failure ??= error))
-  parser.on('warn', (code: string, message: string | Error) => {
-    if (code === 'TAR_ENTRY_INVALID' || code === 'TAR_BAD_ARCHIVE' || code === 'TAR_ENTRY_ERROR')
-      failure ??= Object.assign(new Error(String(message)), {code})
-  })
-  const ended = new Promise<void>((resolve) => {
-    for (const event of ['end', 'close', 'abort', 'error']) parser.once(event, () => resolve())
-  })
-  try {
-    for await (const chunk of content) {
-      if (failure !== undefined) throw failure
-      if (!parser.write(chunk)) await Promise.race([new Promise((resolve) => parser.once('drain', resolve)), ended])
-    }
-    parser.end()
-    await ended
-    await Promise.allSettled(writes)
-  } catch (error) {
-    // Stop every write before the caller removes the directory, so none recreates it.
-    stopped = true
-    for (const out of outs) out.destroy()
-    await Promise.allSettled(writes)
-    throw error
-  }
-  if (failure !== undefined) throw failure
 }

@@ -3,7 +3,8 @@ import {pathToFileURL} from 'node:url'
 
 import {UserError} from '../cli/errors.js'
 import {providerRank} from './store.js'
-import {compareVersions, isValidVersion, parseConstraint, satisfies} from './version.js'
+import {FIELD_RULES, fieldProblem, isValidChecksum, quoteValue, type FieldRule} from './fields.js'
+import {compareVersions, parseConstraint, satisfies} from './version.js'
 
 /**
  * Vagrant box metadata (a "catalog"): a box name and its versions, each with one entry per
@@ -43,7 +44,33 @@ function text(value: unknown): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined
 }
 
-/** Parses catalog JSON read from `url`; relative provider URLs become absolute. */
+/** Display-only text (a description): control characters become spaces. */
+function plainText(value: unknown): string | undefined {
+  const found = text(value)
+  // eslint-disable-next-line no-control-regex -- removing control characters is the point
+  return found?.replace(/[\u0000-\u001f\u007f-\u009f\u2028-\u202e\u2066-\u2069]+/g, ' ')
+}
+
+/**
+ * Where a catalog entry's box may be fetched from: http(s), or a file when the catalog itself
+ * is a local file. A catalog served over the network may not make vm read local files.
+ */
+function boxUrl(link: string, catalogUrl: string): string | undefined {
+  let resolved: URL
+  try {
+    resolved = new URL(link, catalogUrl)
+  } catch {
+    return undefined
+  }
+  if (resolved.protocol === 'http:' || resolved.protocol === 'https:') return resolved.href
+  if (resolved.protocol === 'file:' && new URL(catalogUrl).protocol === 'file:') return resolved.href
+  return undefined
+}
+
+/**
+ * Parses catalog JSON read from `url`; relative provider URLs become absolute. Every field vm
+ * uses is checked against a strict pattern; the error lists every bad one, escaped.
+ */
 export function parseCatalog(json: string, url: string): Catalog {
   let data: Record<string, unknown>
   try {
@@ -59,28 +86,67 @@ export function parseCatalog(json: string, url: string): Catalog {
       hint: 'A catalog looks like {"name": "org/box", "versions": [{"version": "1.0.0", "providers": [{"name": "libvirt", "url": ...}]}]}.',
     })
   }
+  const problems: string[] = []
+  const check = (label: string, value: unknown, rule: FieldRule): string | undefined => {
+    const problem = fieldProblem(label, value, rule)
+    if (problem !== undefined) problems.push(problem)
+    return problem === undefined ? (value as string) : undefined
+  }
+  check(tag === name ? 'tag' : 'name', name, FIELD_RULES.name)
   const versions: CatalogVersion[] = []
-  for (const entry of data.versions as Array<Record<string, unknown>>) {
-    const version = text(entry?.version)
-    if (version === undefined || !isValidVersion(version) || !Array.isArray(entry.providers)) continue
+  for (const [index, entry] of (data.versions as Array<Record<string, unknown>>).entries()) {
+    const at = `versions[${index}]`
+    if (typeof entry !== 'object' || entry === null) {
+      problems.push(`"${at}" must be an object with "version" and "providers"`)
+      continue
+    }
+    const version = check(`${at}.version`, entry.version, FIELD_RULES.version)
+    if (!Array.isArray(entry.providers)) {
+      problems.push(`"${at}.providers" must be a list`)
+      continue
+    }
     const providers: CatalogProvider[] = []
-    for (const provider of entry.providers as Array<Record<string, unknown>>) {
-      const providerName = text(provider?.name)
-      const link = text(provider?.url) ?? text(provider?.download_url)
-      if (providerName === undefined || link === undefined) continue
+    for (const [place, provider] of (entry.providers as Array<Record<string, unknown>>).entries()) {
+      const where = `${at}.providers[${place}]`
+      if (typeof provider !== 'object' || provider === null) {
+        problems.push(`"${where}" must be an object with "name" and "url"`)
+        continue
+      }
+      const providerName = check(`${where}.name`, provider.name, FIELD_RULES.provider)
+      const link = text(provider.url) ?? text(provider.download_url)
+      const resolved = link === undefined ? undefined : boxUrl(link, url)
+      if (link === undefined) problems.push(`"${where}" has no "url"`)
+      else if (resolved === undefined)
+        problems.push(`"${where}.url" is ${quoteValue(link)}; it must be an http(s) URL${url.startsWith('file:') ? ' or a file path' : ''}`)
+      const architecture =
+        provider.architecture === undefined ? undefined : check(`${where}.architecture`, provider.architecture, FIELD_RULES.architecture)
+      const checksumType = text(provider.checksum_type)?.toLowerCase()
+      const checksum = text(provider.checksum)?.toLowerCase()
+      if (checksumType !== undefined && !CHECKSUM_TYPES.includes(checksumType as never))
+        problems.push(`"${where}.checksum_type" is ${quoteValue(provider.checksum_type)}; it must be one of ${CHECKSUM_TYPES.join(', ')}`)
+      else if (checksum !== undefined && (checksumType === undefined || !isValidChecksum(checksumType, checksum)))
+        problems.push(`"${where}.checksum" is ${quoteValue(provider.checksum)}; it must be the hex digest named by "checksum_type"`)
+      if (providerName === undefined || resolved === undefined) continue
       providers.push({
         name: providerName,
-        url: new URL(link, url).href,
-        checksumType: text(provider.checksum_type)?.toLowerCase(),
-        checksum: text(provider.checksum)?.toLowerCase(),
-        architecture: text(provider.architecture),
+        url: resolved,
+        checksumType,
+        checksum,
+        architecture,
         defaultArchitecture: provider.default_architecture === true,
       })
     }
-    versions.push({version, providers})
+    if (version !== undefined) versions.push({version, providers})
+  }
+  if (problems.length > 0) {
+    throw new UserError(`The box catalog ${url} is not usable`, {
+      code: 'CATALOG_INVALID',
+      details: problems,
+      hint: 'Ask its publisher to fix the catalog, or add the box from its URL with --name.',
+    })
   }
   versions.sort((a, b) => compareVersions(b.version, a.version))
-  return {name, description: text(data.description) ?? text(data.short_description), versions, url}
+  return {name, description: plainText(data.description) ?? plainText(data.short_description), versions, url}
 }
 
 export interface SelectOptions {

@@ -1,10 +1,11 @@
-import {createReadStream, createWriteStream, type WriteStream} from 'node:fs'
-import {mkdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import {createReadStream} from 'node:fs'
+import {mkdir, open, readFile, rm, stat, writeFile, type FileHandle} from 'node:fs/promises'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 
 import {UserError} from '../cli/errors.js'
+import {fsUserError, isFsError, onUserData, writeAll} from './fs-errors.js'
 
 /**
  * Byte sources for box archives: local files, or HTTP(S) downloads that survive dropped
@@ -69,8 +70,18 @@ async function* fileChunks(options: SourceOptions): AsyncIterable<Buffer> {
   const file = options.url.startsWith('file:') ? fileURLToPath(options.url) : options.url
   let total: number
   try {
-    total = (await stat(file)).size
+    const stats = await stat(file)
+    if (stats.isDirectory()) {
+      throw new UserError(`${file} is a directory, not a box`, {
+        code: 'BOX_INVALID',
+        hint: 'Give a .box file, a disk image or a catalog. To add an unpacked box, pack it first: tar -czf my.box -C DIRECTORY .',
+      })
+    }
+    if (!stats.isFile())
+      throw new UserError(`${file} is not a regular file`, {code: 'BOX_INVALID', hint: 'Give a .box file, a disk image or a catalog.'})
+    total = stats.size
   } catch (error) {
+    if (error instanceof UserError) throw error
     throw new UserError(
       `Cannot read ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`,
       {
@@ -80,11 +91,28 @@ async function* fileChunks(options: SourceOptions): AsyncIterable<Buffer> {
     )
   }
   let received = 0
-  for await (const chunk of createReadStream(file, {highWaterMark: 1 << 20, signal: options.signal})) {
-    received += (chunk as Buffer).length
-    options.onProgress?.({url: options.url, received, total, resumedFrom: 0})
-    yield chunk as Buffer
+  try {
+    for await (const chunk of createReadStream(file, {highWaterMark: 1 << 20, signal: options.signal})) {
+      received += (chunk as Buffer).length
+      options.onProgress?.({url: options.url, received, total, resumedFrom: 0})
+      yield chunk as Buffer
+    }
+  } catch (error) {
+    if (isFsError(error)) throw fsUserError(error, 'read', file)
+    throw error
   }
+}
+
+/** A failed write to the partial download: what was received so far stays there to resume. */
+function cacheWriteError(error: NodeJS.ErrnoException, file: string, offset: number): UserError {
+  const failure = fsUserError(error, 'write the download cache', file)
+  if (offset === 0) return failure
+  return new UserError(failure.message, {
+    code: failure.code,
+    hint: `${failure.hint ?? 'Fix that, then run the command again.'} The ${(offset / 1048576).toFixed(1)} MiB received are kept to resume from; --clean discards them.`,
+    cause: error,
+    data: failure.data,
+  })
 }
 
 interface PartialInfo {
@@ -140,7 +168,7 @@ async function* httpChunks(options: SourceOptions): AsyncIterable<Buffer> {
   const {default: got} = await import('got')
   const file = partialFile(options)
   const infoFile = `${file}.json`
-  await mkdir(options.cacheDir, {recursive: true})
+  await onUserData('create the download cache', options.cacheDir, () => mkdir(options.cacheDir, {recursive: true}))
   const shown = redact(options.url)
   let info = await readFile(infoFile, 'utf8')
     .then((t) => JSON.parse(t) as PartialInfo)
@@ -154,13 +182,18 @@ async function* httpChunks(options: SourceOptions): AsyncIterable<Buffer> {
   let received = 0
   const report = () => options.onProgress?.({url: shown, received, total: info?.total, resumedFrom})
   if (offset > 0) {
-    for await (const chunk of createReadStream(file, {end: offset - 1, highWaterMark: 1 << 20, signal: options.signal})) {
-      received += (chunk as Buffer).length
-      report()
-      yield chunk as Buffer
+    try {
+      for await (const chunk of createReadStream(file, {end: offset - 1, highWaterMark: 1 << 20, signal: options.signal})) {
+        received += (chunk as Buffer).length
+        report()
+        yield chunk as Buffer
+      }
+    } catch (error) {
+      if (isFsError(error)) throw fsUserError(error, 'read the partial download', file)
+      throw error
     }
   } else {
-    await discardPartial(options)
+    await onUserData('clear the download cache', file, () => discardPartial(options))
   }
   const retries = options.retries ?? 5
   const baseDelay = options.retryDelayMs ?? 500
@@ -175,7 +208,7 @@ async function* httpChunks(options: SourceOptions): AsyncIterable<Buffer> {
     }
     const base = gotOptions(options.url, options)
     const request = got.stream(options.url, {...base, headers: {...base.headers, ...headers}})
-    let out: WriteStream | undefined
+    let out: FileHandle | undefined
     try {
       const response = await new Promise<{
         statusCode: number
@@ -210,11 +243,16 @@ async function* httpChunks(options: SourceOptions): AsyncIterable<Buffer> {
         lastModified: response.headers['last-modified'] as string | undefined,
         total: Number.isFinite(length) && response.headers['content-length'] !== undefined ? offset + length : undefined,
       }
-      await writeFile(infoFile, JSON.stringify(info))
-      out = createWriteStream(file, {flags: offset === 0 ? 'w' : 'a'})
+      const record = JSON.stringify(info)
+      await onUserData('write the download cache', infoFile, () => writeFile(infoFile, record))
+      const partial = await onUserData('write the download cache', file, () => open(file, offset === 0 ? 'w' : 'a'))
+      out = partial
       for await (const chunk of request) {
         const buffer = chunk as Buffer
-        if (!out.write(buffer)) await new Promise<void>((resolve) => out?.once('drain', () => resolve()))
+        // Every write is awaited: a full disk is an error here, never an unhandled event.
+        await writeAll(partial, buffer).catch((error: unknown) => {
+          throw isFsError(error) ? cacheWriteError(error, file, offset) : error
+        })
         offset += buffer.length
         received += buffer.length
         failures = 0
@@ -222,10 +260,13 @@ async function* httpChunks(options: SourceOptions): AsyncIterable<Buffer> {
         yield buffer
       }
       if (info.total !== undefined && offset < info.total) throw Object.assign(new Error('the connection closed early'), {transient: true})
-      await new Promise<void>((resolve) => out?.end(() => resolve()))
+      await out.close()
+      out = undefined
       return
     } catch (error) {
-      if (out !== undefined) await new Promise<void>((resolve) => out?.end(() => resolve()))
+      request.destroy()
+      await out?.close().catch(() => undefined)
+      out = undefined
       if (error instanceof RestartDownload || error instanceof UserError || options.signal?.aborted) throw error
       const code = (error as NodeJS.ErrnoException).code
       if (code === 'ERR_GOT_REQUEST_ERROR' && /certificate|self.signed|unable to verify/i.test((error as Error).message)) {
@@ -249,6 +290,12 @@ async function* httpChunks(options: SourceOptions): AsyncIterable<Buffer> {
         })
       }
       await sleep(Math.min(baseDelay * 2 ** (failures - 1), 15_000), undefined, {signal: options.signal})
+    } finally {
+      // Also when the reader stops early (the generator returns at a yield).
+      if (out !== undefined) {
+        request.destroy()
+        await out.close().catch(() => undefined)
+      }
     }
   }
 }

@@ -1,11 +1,12 @@
 import {createHash} from 'node:crypto'
-import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
+import {mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {UserError} from '../cli/errors.js'
 import {vmPaths} from '../state/paths.js'
 import {parseCatalog, type Catalog} from './catalog.js'
+import {fsUserError, isFsError} from './fs-errors.js'
 import {gotOptions, httpStatusError, isHttpUrl, type HttpOptions} from './download.js'
 
 /** Small documents (catalogs) from http(s) or file URLs. */
@@ -20,7 +21,7 @@ export async function fetchText(url: string, options: HttpOptions = {}): Promise
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
       if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR') throw new NotFound(`${file}: no such file`)
-      throw error
+      throw isFsError(error) ? fsUserError(error, 'read', file) : error
     }
   }
   const {default: got} = await import('got')
@@ -77,9 +78,15 @@ export async function fetchCatalog(url: string, options: FetchCatalogOptions = {
     throw error
   }
   const catalog = parseCatalog(fetched.text, fetched.url)
-  await mkdir(path.dirname(file), {recursive: true})
   const entry: CachedCatalog = {url, fetchedAt: Date.now(), text: fetched.text, finalUrl: fetched.url}
-  await writeFile(`${file}.${process.pid}.tmp`, JSON.stringify(entry))
-  await rename(`${file}.${process.pid}.tmp`, file)
+  // The cache only saves a later fetch: failing to write it (a full disk) is not an error.
+  const temp = `${file}.${process.pid}.tmp`
+  try {
+    await mkdir(path.dirname(file), {recursive: true})
+    await writeFile(temp, JSON.stringify(entry))
+    await rename(temp, file)
+  } catch {
+    await rm(temp, {force: true}).catch(() => undefined)
+  }
   return catalog
 }

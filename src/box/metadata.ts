@@ -1,4 +1,5 @@
 import {UserError} from '../cli/errors.js'
+import {FIELD_RULES, fieldProblem, quoteValue, type FieldRule} from './fields.js'
 
 /** Providers whose boxes vm runs unchanged: both ship a qcow2 disk QEMU boots directly. */
 export const SUPPORTED_PROVIDERS = ['qemu', 'libvirt'] as const
@@ -40,28 +41,37 @@ export function isSafeRelativePath(file: string): boolean {
   return parts.length > 0 && !parts.includes('..')
 }
 
-function optionalString(data: Record<string, unknown>, key: string, problems: string[]): string | undefined {
+function optionalString(data: Record<string, unknown>, key: string, problems: string[], label = key): string | undefined {
   const value = data[key]
   if (value === undefined || value === null) return undefined
   if (typeof value !== 'string') {
-    problems.push(`"${key}" must be a string`)
+    problems.push(`"${label}" is ${quoteValue(value)}; it must be a string`)
     return undefined
   }
   return value
 }
 
-function boxFile(data: Record<string, unknown>, key: string, problems: string[]): string | undefined {
-  const value = optionalString(data, key, problems)
-  if (value !== undefined && !isSafeRelativePath(value)) problems.push(`"${key}" (${value}) must be a relative path inside the box`)
-  return value === '' ? undefined : value
+/** An optional string field that must match `rule` ("" counts as absent); `label` names it in messages. */
+function checked(data: Record<string, unknown>, key: string, rule: FieldRule, problems: string[], label = key): string | undefined {
+  const value = optionalString(data, key, problems, label)
+  if (value === undefined || value === '') return undefined
+  const problem = fieldProblem(label, value, rule)
+  if (problem !== undefined) {
+    problems.push(problem)
+    return undefined
+  }
+  return value
 }
 
 function parseFormat(value: unknown, where: string, problems: string[]): DiskFormat {
   if (value === undefined || value === null) return 'qcow2'
   if (value === 'qcow2' || value === 'raw') return value
-  problems.push(`${where} is ${JSON.stringify(value)}; vm runs qcow2 and raw disks`)
+  problems.push(`"${where}" is ${quoteValue(value)}; vm runs qcow2 and raw disks`)
   return 'qcow2'
 }
+
+/** The largest virtual_size accepted (GB): 1 PiB. */
+const MAX_VIRTUAL_SIZE = 1 << 20
 
 /**
  * Reads metadata.json text. Every problem is collected into one UserError so the box author
@@ -81,21 +91,22 @@ export function parseBoxMetadata(text: string, where: string): BoxMetadata {
   const problems: string[] = []
   const provider = record.provider
   if (!SUPPORTED_PROVIDERS.includes(provider as BoxProvider)) {
-    problems.push(`provider is ${JSON.stringify(provider)}; vm runs boxes for the ${SUPPORTED_PROVIDERS.join(' and ')} providers`)
+    problems.push(`"provider" is ${quoteValue(provider)}; vm runs boxes for the ${SUPPORTED_PROVIDERS.join(' and ')} providers`)
   }
   const format = parseFormat(record.format, 'format', problems)
   const size = record.virtual_size
-  if (size !== undefined && (typeof size !== 'number' || !(size > 0))) problems.push('"virtual_size" must be a positive number (GB)')
+  if (size !== undefined && (typeof size !== 'number' || !(size > 0) || size > MAX_VIRTUAL_SIZE))
+    problems.push(`"virtual_size" is ${quoteValue(size)}; it must be a positive number of GB, at most ${MAX_VIRTUAL_SIZE}`)
   let disks: BoxDisk[] = [{path: 'box.img', name: undefined, format}]
   if (record.disks !== undefined) {
     if (!Array.isArray(record.disks) || record.disks.length === 0) {
-      problems.push('"disks" must be a non-empty list of {path, name?}')
+      problems.push('"disks" must be a non-empty list of {path, name?, format?}')
     } else {
       disks = record.disks.map((disk: unknown, index) => {
         const entry = (typeof disk === 'object' && disk !== null ? disk : {}) as Record<string, unknown>
-        const file = boxFile(entry, 'path', problems)
-        if (file === undefined) problems.push(`disks[${index}] has no "path"`)
-        const name = optionalString(entry, 'name', problems)
+        const file = checked(entry, 'path', FIELD_RULES.file, problems, `disks[${index}].path`)
+        if (entry.path === undefined || entry.path === null || entry.path === '') problems.push(`disks[${index}] has no "path"`)
+        const name = checked(entry, 'name', FIELD_RULES.disk_name, problems, `disks[${index}].name`)
         return {path: file ?? `disk${index}`, name, format: parseFormat(entry.format ?? format, `disks[${index}].format`, problems)}
       })
     }
@@ -105,14 +116,14 @@ export function parseBoxMetadata(text: string, where: string): BoxMetadata {
     format,
     virtualSize: typeof size === 'number' ? size : undefined,
     disks,
-    kernel: boxFile(record, 'kernel', problems),
-    initrd: boxFile(record, 'initrd', problems),
-    cmdline: optionalString(record, 'cmdline', problems),
-    firmware: optionalString(record, 'firmware', problems),
-    sshUser: optionalString(record, 'ssh_user', problems),
-    architecture: optionalString(record, 'architecture', problems),
-    name: optionalString(record, 'name', problems),
-    version: optionalString(record, 'version', problems),
+    kernel: checked(record, 'kernel', FIELD_RULES.file, problems),
+    initrd: checked(record, 'initrd', FIELD_RULES.file, problems),
+    cmdline: checked(record, 'cmdline', FIELD_RULES.cmdline, problems),
+    firmware: checked(record, 'firmware', FIELD_RULES.firmware, problems),
+    sshUser: checked(record, 'ssh_user', FIELD_RULES.ssh_user, problems),
+    architecture: checked(record, 'architecture', FIELD_RULES.architecture, problems),
+    name: checked(record, 'name', FIELD_RULES.name, problems),
+    version: checked(record, 'version', FIELD_RULES.version, problems),
   }
   if (problems.length > 0) {
     throw new UserError(`The metadata.json of ${where} is not usable`, {

@@ -2,7 +2,9 @@ import {existsSync} from 'node:fs'
 import {mkdir, readdir, readFile, rename, rm, rmdir, stat} from 'node:fs/promises'
 import path from 'node:path'
 
+import {UserError} from '../cli/errors.js'
 import {vmPaths} from '../state/paths.js'
+import {BOX_NAME_RULE, isValidBoxName, isValidBoxVersion, isValidToken, NAME_SLASH, quoteValue} from './fields.js'
 import {parseBoxMetadata, type BoxMetadata, type DiskFormat} from './metadata.js'
 import {compareVersions, newestSatisfying} from './version.js'
 
@@ -14,7 +16,6 @@ import {compareVersions, newestSatisfying} from './version.js'
 export const METADATA_FILE = 'metadata.json'
 /** Where a stored box came from (for outdated and update). */
 export const SOURCE_FILE = 'source.json'
-const SLASH = '-VAGRANTSLASH-'
 
 export interface BoxSource {
   /** The URL or path the archive was read from. */
@@ -48,12 +49,25 @@ export interface StoredBox extends BoxKey {
   size: number
 }
 
+/**
+ * The store directory of a box name. Injective: names that could collide with the escape are
+ * refused (see NAME_SLASH), so "a/b" and "a-VAGRANTSLASH-b" never share a directory.
+ */
 export function escapeBoxName(name: string): string {
-  return name.replaceAll('/', SLASH)
+  if (!isValidBoxName(name))
+    throw new UserError(`${quoteValue(name)} is not a usable box name`, {code: 'BOX_NAME', hint: `Use ${BOX_NAME_RULE}.`})
+  return name.replaceAll('/', NAME_SLASH)
 }
 
-export function unescapeBoxName(dirName: string): string {
-  return dirName.replaceAll(SLASH, '/')
+/** The box name a store directory holds, or undefined when the directory cannot be one. */
+export function unescapeBoxName(dirName: string): string | undefined {
+  const name = dirName.replaceAll(NAME_SLASH, '/')
+  return isValidBoxName(name) && escapeBoxName(name) === dirName ? name : undefined
+}
+
+/** Whether a store key names a box vm could have stored (every part passes its pattern). */
+function isStorableKey(key: BoxKey): boolean {
+  return isValidBoxName(key.name) && isValidBoxVersion(key.version) && isValidToken(key.architecture) && isValidToken(key.provider)
 }
 
 /** The host's architecture in Vagrant's words (amd64, arm64 ...). */
@@ -89,6 +103,7 @@ async function directorySize(dir: string): Promise<number> {
 
 /** Reads one stored box; undefined when the directory holds no readable box. */
 export async function readStoredBox(key: BoxKey, root = boxesRoot()): Promise<StoredBox | undefined> {
+  if (!isStorableKey(key)) return undefined
   const dir = boxDir(key, root)
   let metadata: BoxMetadata
   try {
@@ -120,6 +135,7 @@ export async function listBoxes(root = boxesRoot()): Promise<StoredBox[]> {
   const boxes: StoredBox[] = []
   for (const escaped of await subdirs(root)) {
     const name = unescapeBoxName(escaped)
+    if (name === undefined) continue
     for (const version of await subdirs(path.join(root, escaped))) {
       for (const architecture of await subdirs(path.join(root, escaped, version))) {
         for (const provider of await subdirs(path.join(root, escaped, version, architecture))) {

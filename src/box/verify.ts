@@ -1,8 +1,9 @@
-import {chmod, lstat, readFile, writeFile} from 'node:fs/promises'
+import {chmod, lstat, open, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import {UserError} from '../cli/errors.js'
 import {runProgram} from '../process/run.js'
+import {identifyImage, IDENTIFY_BYTES, rawSizeProblem} from './disk-signature.js'
 import {parseBoxMetadata, referencedFiles, type BoxMetadata, type DiskFormat} from './metadata.js'
 import {METADATA_FILE} from './store.js'
 
@@ -63,7 +64,30 @@ export async function checkDisk(file: string, declared: DiskFormat | undefined, 
   if (declared !== undefined && facts.format !== declared) {
     throw rejected(where, `${name} is not a ${declared} image (qemu-img sees ${facts.format})`)
   }
+  // qemu-img calls anything it does not recognize raw: a raw disk must look like one.
+  if (facts.format === 'raw') {
+    const {head, size} = await readHead(file)
+    const identity = identifyImage(head)
+    const problem = identity.disk ? rawSizeProblem(size) : `it looks like ${identity.what}`
+    if (problem !== undefined)
+      throw rejected(
+        where,
+        `${name} is not a disk image: ${problem}`,
+        'A raw disk needs a partition table or a filesystem; is this the right file?',
+      )
+  }
   return facts
+}
+
+async function readHead(file: string): Promise<{head: Buffer; size: number}> {
+  const handle = await open(file, 'r')
+  try {
+    const buffer = Buffer.alloc(IDENTIFY_BYTES)
+    const {bytesRead} = await handle.read(buffer, 0, IDENTIFY_BYTES, 0)
+    return {head: buffer.subarray(0, bytesRead), size: (await handle.stat()).size}
+  } finally {
+    await handle.close()
+  }
 }
 
 /**

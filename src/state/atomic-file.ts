@@ -42,8 +42,12 @@ export async function createExclusive(file: string, data: string, mode = 0o600):
   }
   try {
     await handle.writeFile(data)
-  } finally {
-    await handle.close()
+  } catch (error) {
+    // A file that cannot hold its content (a full disk) is not left behind as a stale lock.
+    await handle.close().catch(() => undefined)
+    await rm(file, {force: true})
+    throw error
   }
+  await handle.close()
   return true
 }

@@ -8,7 +8,7 @@ const provider = (name: string, architecture?: string, url = `${name}-${architec
   url,
   architecture,
   checksum_type: 'SHA256',
-  checksum: 'AB',
+  checksum: 'AB'.repeat(32),
 })
 
 function catalog(

@@ -47,8 +47,8 @@ describe('box metadata and archive checks', () => {
       details = (error as {details: string[]}).details
     }
     expect(details).toHaveLength(4)
-    expect(details.join('\n')).toContain('provider is "virtualbox"')
-    expect(details.join('\n')).toContain('"kernel" (../vmlinuz) must be a relative path inside the box')
+    expect(details.join('\n')).toContain('"provider" is "virtualbox"')
+    expect(details.join('\n')).toContain('"kernel" is "../vmlinuz"; it must be a relative path inside the box')
   })
 
   it('detects compression and content by magic bytes', () => {
