@@ -1,6 +1,6 @@
 import {randomBytes} from 'node:crypto'
 import {constants} from 'node:fs'
-import {open, rename, rm} from 'node:fs/promises'
+import {link, open, readFile, rename, rm} from 'node:fs/promises'
 import path from 'node:path'
 
 /**
@@ -10,44 +10,68 @@ import path from 'node:path'
  * then replaces the name with rename(2). rename replaces a symlink itself, not its target.
  */
 export async function writeFileAtomic(file: string, data: string | Uint8Array, options: {mode?: number} = {}): Promise<void> {
-  const mode = options.mode ?? 0o600
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
-  const handle = await open(temp, flags, mode)
+  const temp = await writeTemp(file, data, options.mode ?? 0o600)
   try {
-    await handle.writeFile(data)
-    // The umask may have narrowed the mode; a wider one asked for is set explicitly.
-    await handle.chmod(mode)
-    await handle.close()
     await rename(temp, file)
   } catch (error) {
-    await handle.close().catch(() => undefined)
     await rm(temp, {force: true})
     throw error
   }
 }
 
+/** A fresh temp file beside `file`, created O_CREAT|O_EXCL|O_NOFOLLOW, holding `data`. */
+async function writeTemp(file: string, data: string | Uint8Array, mode: number): Promise<string> {
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
+  const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
+  try {
+    await handle.writeFile(data)
+    // The umask may have narrowed the mode; the mode asked for is set explicitly.
+    await handle.chmod(mode)
+    await handle.close()
+  } catch (error) {
+    await handle.close().catch(() => undefined)
+    await rm(temp, {force: true})
+    throw error
+  }
+  return temp
+}
+
 /**
  * Creates `file` only if nothing (not even a dangling link) has that name, with `data` in it;
- * false when the name is taken. The primitive under every lock and lease file.
+ * false when the name is taken. The primitive under every lock and lease file. The content is
+ * written to a temp file first and hard-linked to the name (link(2) fails on any existing name
+ * and follows no link), so nobody ever reads the file empty or half-written.
  */
 export async function createExclusive(file: string, data: string, mode = 0o600): Promise<boolean> {
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
-  let handle
+  const temp = await writeTemp(file, data, mode)
   try {
-    handle = await open(file, flags, mode)
+    await link(temp, file)
+    return true
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
     throw error
+  } finally {
+    await rm(temp, {force: true})
   }
+}
+
+/**
+ * Removes `file` only if it still holds `expected` (a lock or lease whose holder is gone), and
+ * never a fresh one that another process put there since it was read: the file is moved aside
+ * first, checked, and put back if it was not the one meant.
+ */
+export async function removeIfUnchanged(file: string, expected: string): Promise<void> {
+  const aside = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.stale`
   try {
-    await handle.writeFile(data)
+    await rename(file, aside)
   } catch (error) {
-    // A file that cannot hold its content (a full disk) is not left behind as a stale lock.
-    await handle.close().catch(() => undefined)
-    await rm(file, {force: true})
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
     throw error
   }
-  await handle.close()
-  return true
+  try {
+    const content = await readFile(aside, 'utf8').catch(() => undefined)
+    if (content !== expected) await link(aside, file).catch(() => undefined)
+  } finally {
+    await rm(aside, {force: true})
+  }
 }

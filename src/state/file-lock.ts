@@ -2,7 +2,7 @@ import {readFile, rm} from 'node:fs/promises'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {createExclusive} from './atomic-file.js'
+import {createExclusive, removeIfUnchanged} from './atomic-file.js'
 import {ensureStateDir} from './private-dir.js'
 import {processCommandLine} from './process-check.js'
 
@@ -11,8 +11,8 @@ const heldHere = new Map<string, Promise<void>>()
 
 export type LockAttempt = {held: true; release: () => Promise<void>} | {held: false; holder: number; argv: string[]}
 
-async function readHolder(file: string): Promise<number> {
-  const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim())
+function holderOf(content: string): number {
+  const pid = Number(content.trim())
   return Number.isInteger(pid) && pid > 0 ? pid : 0
 }
 
@@ -48,15 +48,13 @@ export async function tryFileLock(file: string): Promise<LockAttempt> {
       }
       return {held: true, release}
     }
-    let pid = await readHolder(file)
-    // An empty file may be a holder that has not written its PID yet: give it a moment.
-    if (pid === 0) {
-      await sleep(50)
-      pid = await readHolder(file)
-    }
+    // createExclusive makes the file appear with its PID in it: a file without one is junk.
+    const content = await readFile(file, 'utf8').catch(() => undefined)
+    if (content === undefined) continue
+    const pid = holderOf(content)
     const argv = pid > 0 && pid !== process.pid ? processCommandLine(pid) : undefined
     if (argv !== undefined) return {held: false, holder: pid, argv}
-    await rm(file, {force: true})
+    await removeIfUnchanged(file, content)
   }
   return {held: false, holder: 0, argv: []}
 }
