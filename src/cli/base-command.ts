@@ -2,6 +2,7 @@ import {Command, Flags, type Interfaces} from '@oclif/core'
 
 import {errorToJson, renderError, classifyError} from './render-error.js'
 import {colorsEnabled, createPaint, createStyle, type Paint} from './style.js'
+import {setWarningSink} from '../state/warnings.js'
 import {terminalLine, type Printable} from './terminal-text.js'
 
 /** The JSON shape of a successful command (stdout in --json mode). */
@@ -45,6 +46,12 @@ export abstract class BaseCommand<T = unknown> extends Command {
   private debugEnabled = false
 
   abstract override run(): Promise<T>
+
+  /** Warnings from below the services (the machine index) become this command's warnings. */
+  public override async init(): Promise<void> {
+    await super.init()
+    setWarningSink((text) => this.warn(text))
+  }
 
   /** The directory commands treat as the current one. */
   protected cwd(flags: {cwd?: string | undefined}): string {

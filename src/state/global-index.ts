@@ -6,6 +6,7 @@ import {writeFileAtomic} from './atomic-file.js'
 import {acquireFileLock} from './file-lock.js'
 import {machineId, machinePaths} from './machine-files.js'
 import {vmPaths} from './paths.js'
+import {reportWarning} from './warnings.js'
 
 /** One machine of some project on this host. */
 export interface IndexEntry {
@@ -16,14 +17,6 @@ export interface IndexEntry {
 
 function indexFile(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(vmPaths(env).data, 'machines.json')
-}
-
-/**
- * Where warnings about the index go. The index is read by many commands below the CLI layer,
- * none of which may lose the warning, so it goes straight to stderr in the CLI's format.
- */
-function warn(text: string): void {
-  process.stderr.write(`Warning: ${text}\n`)
 }
 
 /** An entry as stored; one without an id gets the id its project and name give. */
@@ -76,7 +69,7 @@ async function update(env: NodeJS.ProcessEnv, change: (machines: IndexEntry[]) =
     if (loaded.corrupt) {
       const aside = `${file}.corrupt-${new Date().toISOString().replaceAll(':', '-')}`
       await rename(file, aside)
-      warn(
+      reportWarning(
         `the machine index ${file} was unreadable (${loaded.reason}); it was kept as ${aside} and a new index started. ` +
           'Machines it listed reappear in "vm global-status" after their next "vm up".',
       )
@@ -110,7 +103,7 @@ export async function readIndex(env: NodeJS.ProcessEnv = process.env): Promise<{
   const file = indexFile(env)
   const loaded = await load(file)
   if (loaded.corrupt)
-    warn(
+    reportWarning(
       `the machine index ${file} is unreadable (${loaded.reason}); machines listed only there are not seen. It is kept aside at the next "vm up".`,
     )
   return {machines: loaded.machines, corrupt: loaded.corrupt}

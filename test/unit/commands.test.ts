@@ -4,6 +4,7 @@ import path from 'node:path'
 
 import {describe, expect, it} from 'vitest'
 
+import GlobalStatus from '../../src/commands/global-status.js'
 import Init from '../../src/commands/init.js'
 import SshConfig from '../../src/commands/ssh-config.js'
 import Status from '../../src/commands/status.js'
@@ -154,6 +155,15 @@ describe('--json mode prints nothing else', () => {
     const result = await runCommand(Status, ['--cwd', dir, '--json'])
     expect(JSON.parse(result.stdout).result.machines.map((m: {name: string}) => m.name)).toEqual(['web', 'db'])
     expect(result.stderr).toBe('')
+  })
+
+  it('global-status --json: a corrupt machine index is a warning in the JSON, not a line on stderr', async () => {
+    const dir = tempProject()
+    mkdirSync(path.join(process.env.VM_HOME!, 'data'), {recursive: true})
+    writeFileSync(path.join(process.env.VM_HOME!, 'data', 'machines.json'), '{"machines": [')
+    const result = await runCommand(GlobalStatus, ['--cwd', dir, '--json'])
+    expect(result.stderr).toBe('')
+    expect(JSON.parse(result.stdout).warnings.join('\n')).toMatch(/machine index .*machines\.json.* unreadable/)
   })
 
   it('an error names its class (UserError), not what a minifier made of it', async () => {
