@@ -35,3 +35,10 @@ export async function lockMachine(file: string, machine: string): Promise<() => 
   }
   throw new VmError(`Cannot lock machine ${machine} (${file})`, {code: 'MACHINE_LOCKED', exit: 'locked'})
 }
+
+/** The PID of the live vm process holding the machine lock, if one does. */
+export async function lockHolder(file: string): Promise<number | undefined> {
+  const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim())
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined
+  return processCommandLine(pid) === undefined ? undefined : pid
+}
