@@ -23,6 +23,20 @@ export function processCommandLine(pid: number): string[] | undefined {
   }
 }
 
+/**
+ * When a live process started (clock ticks since boot, /proc/PID/stat field 22), or undefined
+ * when it is gone or a zombie: the same PID with the same start time is the same process.
+ */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return fields[0] === 'Z' ? undefined : fields[19]
+  } catch {
+    return undefined
+  }
+}
+
 /** A file's identity: the same file under any path, and never another file under the same path. */
 export interface FileIdentity {
   dev: number

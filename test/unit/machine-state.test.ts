@@ -12,6 +12,7 @@ import {
   isMachineProcess,
   matchesMachine,
   processesHolding,
+  processStartTime,
   qemuDiskPaths,
   qemuQmpSocket,
   readPidfile,
@@ -65,6 +66,16 @@ describe('process check', () => {
     } finally {
       child.kill('SIGKILL')
     }
+  })
+  it('a process keeps its start time until it exits; a zombie has none', async () => {
+    const child = spawn('sleep', ['30'])
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const started = processStartTime(child.pid!)
+    expect(started).toMatch(/^\d+$/)
+    expect(processStartTime(child.pid!)).toBe(started)
+    child.kill('SIGKILL')
+    await new Promise((resolve) => child.on('exit', resolve))
+    expect(processStartTime(child.pid!)).toBeUndefined()
   })
   it('a missing or garbage pidfile is no process', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'vm-pid-'))

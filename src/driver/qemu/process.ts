@@ -2,7 +2,7 @@ import {writeFile} from 'node:fs/promises'
 
 import {ExternalError} from '../../cli/errors.js'
 import {runProgram} from '../../process/run.js'
-import {isMachineProcess, readPidfile, type MachineProcessFiles} from '../../state/process-check.js'
+import {isMachineProcess, processStartTime, readPidfile, type MachineProcessFiles} from '../../state/process-check.js'
 import {buildQemuArgs} from './args.js'
 import {QmpClient} from './qmp.js'
 import type {HostFacts, MachineSpec} from './spec.js'
@@ -35,13 +35,15 @@ export async function startQemu(spec: MachineSpec, host: HostFacts, stderrFile: 
   return pid as number
 }
 
-async function waitForExit(pid: number, files: MachineProcessFiles, timeoutMs: number): Promise<boolean> {
+/** Waits until process `pid`, started at `started`, has exited (not merely closed its disks). */
+async function waitForExit(pid: number, started: string | undefined, timeoutMs: number): Promise<boolean> {
+  const gone = (): boolean => started === undefined || processStartTime(pid) !== started
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
-    if (!isMachineProcess(pid, files)) return true
-    await sleep(200)
+    if (gone()) return true
+    await sleep(100)
   }
-  return !isMachineProcess(pid, files)
+  return gone()
 }
 
 async function qmp(socket: string | undefined, command: string): Promise<boolean> {
@@ -72,16 +74,19 @@ export async function stopQemu(
   files: MachineProcessFiles,
   graceMs: number,
 ): Promise<StopMethod> {
-  if (running === undefined || !isMachineProcess(running.pid, files)) return 'already-stopped'
+  if (running === undefined) return 'already-stopped'
   const {pid, qmpSocket} = running
-  if (graceMs > 0 && (await qmp(qmpSocket, 'system_powerdown')) && (await waitForExit(pid, files, graceMs))) return 'acpi'
-  if ((await qmp(qmpSocket, 'quit')) && (await waitForExit(pid, files, 5000))) return 'quit'
+  // Identified once as the machine's QEMU; from then on its own exit is what counts.
+  const started = processStartTime(pid)
+  if (!isMachineProcess(pid, files) || started === undefined) return 'already-stopped'
+  if (graceMs > 0 && (await qmp(qmpSocket, 'system_powerdown')) && (await waitForExit(pid, started, graceMs))) return 'acpi'
+  if ((await qmp(qmpSocket, 'quit')) && (await waitForExit(pid, started, 5000))) return 'quit'
   try {
     process.kill(pid, 'SIGKILL')
   } catch {
     // gone already
   }
-  if (!(await waitForExit(pid, files, 5000))) {
+  if (!(await waitForExit(pid, started, 5000))) {
     throw new ExternalError(`QEMU (pid ${pid}) did not stop, even after SIGKILL`, 'qemu', [], '', {
       hint: `Stop process ${pid} by hand (it may belong to another user), then try again.`,
     })
