@@ -255,9 +255,39 @@ describe('a moved project', () => {
     expect((await inMoved(['ssh', '-c', 'cat /vm/marker.txt'])).stdout.trim()).toBe('new place')
   })
 
-  it('destroy -f from another runtime directory never deletes the disk under the running QEMU', async () => {
-    const pid = qemuPid(moved)!
-    const destroy = await inMoved(['destroy', '-f'], otherRuntime)
+  it('destroy -f then removes it', async () => {
+    const destroy = await inMoved(['destroy', '-f'])
+    expect(destroy.code, destroy.stderr).toBe(0)
+    expect(qemuPid(moved)).toBeUndefined()
+    expect(existsSync(path.join(moved, '.vm/machines/default'))).toBe(false)
+  })
+})
+
+describe('destroy -f of a moved project from another runtime directory', () => {
+  let fixture: MachineFixture
+  let moved: string
+  let runtime: string
+
+  beforeAll(() => {
+    fixture = machineFixture('moved-destroy', 'tiny')
+    writeFileSync(path.join(fixture.project, 'Vmfile'), VMFILE)
+    moved = `${fixture.project}-moved`
+    runtime = mkdtempSync(path.join(tmpdir(), 'vm-e2e-other-run-'))
+  })
+  afterAll(async () => {
+    if (existsSync(moved)) {
+      await vm(['destroy', '-f'], {cwd: moved, env: fixture.env})
+      renameSync(moved, fixture.project)
+    }
+    rmSync(runtime, {recursive: true, force: true})
+    await fixture.cleanup()
+  })
+
+  it('stops the running QEMU before it deletes the disk', async () => {
+    expect((await fixture.run(['up'])).code).toBe(0)
+    const pid = qemuPid(fixture.project)!
+    renameSync(fixture.project, moved)
+    const destroy = await vm(['destroy', '-f'], {cwd: moved, env: {...fixture.env, VM_RUNTIME_DIR: runtime}})
     expect(destroy.code, destroy.stderr).toBe(0)
     expect(alive(pid)).toBe(false)
     expect(existsSync(path.join(moved, '.vm/machines/default'))).toBe(false)
