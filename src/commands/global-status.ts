@@ -16,6 +16,7 @@ export default class GlobalStatusCommand extends BaseCommand<GlobalStatus> {
     for (const m of result.machines) {
       const ssh = m.ssh === undefined ? '' : `  ssh ${m.ssh.host}:${m.ssh.port}`
       this.say(`${m.id.slice(0, 7)}  ${m.name.padEnd(12)} ${m.state.padEnd(11)} ${m.projectDir}${ssh}`)
+      if (m.problem !== undefined) this.say(`         ${m.problem}`)
     }
     if (result.gone.length > 0) {
       this.say(

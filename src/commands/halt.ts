@@ -16,7 +16,9 @@ export default class Halt extends BaseCommand<{machines: HaltResult[]}> {
 
   async run(): Promise<{machines: HaltResult[]}> {
     const {argv, flags} = await this.parse(Halt)
-    const {results, failures} = await haltProject(this.cwd(flags), argv as string[], flags.force ? 0 : flags.timeout * 1000)
+    const {results, failures} = await haltProject(this.cwd(flags), argv as string[], flags.force ? 0 : flags.timeout * 1000, (name) =>
+      this.machineEvents(name),
+    )
     for (const result of results) {
       const how = {
         acpi: 'powered off',

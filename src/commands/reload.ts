@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {failuresError, reloadProject} from '../machine/project.js'
+import {InterruptHandler} from '../process/interrupt.js'
 import type {UpResult} from '../machine/up.js'
 
 export default class Reload extends BaseCommand<{machines: UpResult[]}> {
@@ -17,14 +18,15 @@ export default class Reload extends BaseCommand<{machines: UpResult[]}> {
 
   async run(): Promise<{machines: UpResult[]}> {
     const {argv, flags} = await this.parse(Reload)
+    const interrupt = new InterruptHandler()
     const {results, failures} = await reloadProject(
       this.cwd(flags),
       argv as string[],
       flags.parallel,
       flags.force ? 0 : 60_000,
       (name) => this.machineEvents(name),
-      {provision: flags.provision},
-    )
+      {provision: flags.provision, interrupt},
+    ).finally(() => interrupt.dispose())
     for (const result of results)
       this.say(`[${result.name}] `, this.out.green('running'), `: SSH on ${result.ssh?.host}:${result.ssh?.port}`)
     const error = failuresError('vm reload', failures)

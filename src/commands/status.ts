@@ -19,7 +19,7 @@ function addresses(machine: MachineStatus): string {
 export default class Status extends BaseCommand<{machines: MachineStatus[]}> {
   static override summary = "Show the state of the project's machines."
   static override description =
-    'State is one of not_created, running, poweroff, or aborted (QEMU died without a clean shutdown). ADDRESSES lists the NAT address, then each extra NIC with its bridge or private network, as the guest reported them at boot (? when it had none).'
+    'State is one of not_created, running, poweroff, aborted (QEMU died without a clean shutdown), or unknown (the machine record cannot be read; the reason is printed). ADDRESSES lists the NAT address, then each extra NIC with its bridge or private network, as the guest reported them at boot (? when it had none).'
   static override strict = false
   static override args = {names: Args.string({description: 'Machines to show (default: all).'})}
 
@@ -36,6 +36,7 @@ export default class Status extends BaseCommand<{machines: MachineStatus[]}> {
       addresses(m),
     ])
     this.sayLines(renderTable(['NAME', 'STATE', 'SSH', 'BOX', 'ACCEL', 'VNC', 'ADDRESSES'], rows))
+    for (const m of machines) if (m.problem !== undefined) this.warn(`[${m.name}] ${m.problem}`)
     return {machines}
   }
 }

@@ -3,6 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {provisionWithFlag} from '../cli/provision-flags.js'
 import {Spinner} from '../cli/spinner.js'
+import {InterruptHandler} from '../process/interrupt.js'
 import {failuresError, upProject} from '../machine/project.js'
 import type {UpResult} from '../machine/up.js'
 
@@ -29,7 +30,9 @@ export default class Up extends BaseCommand<{machines: UpResult[]}> {
       spinners.get(name)?.stop()
       spinners.delete(name)
     }
-    const options = {provision: flags.provision, provisionWith: flags['provision-with']}
+    // Ctrl-C while a machine boots stops that machine (or leaves it for the next vm up to finish).
+    const interrupt = new InterruptHandler()
+    const options = {provision: flags.provision, provisionWith: flags['provision-with'], interrupt}
     const {results, failures, project} = await upProject(
       this.cwd(flags),
       names,
@@ -48,7 +51,7 @@ export default class Up extends BaseCommand<{machines: UpResult[]}> {
         },
       }),
       options,
-    )
+    ).finally(() => interrupt.dispose())
     for (const spinner of spinners.values()) spinner.stop()
     for (const result of results) {
       if (result.alreadyRunning) continue

@@ -1,7 +1,9 @@
+import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import {VmError} from '../cli/errors.js'
 import {tryFileLock} from '../state/file-lock.js'
+import {processCommandLine} from '../state/process-check.js'
 import {ensureStateDir} from '../state/private-dir.js'
 
 /**
@@ -19,4 +21,11 @@ export async function lockMachine(file: string, machine: string): Promise<() => 
     exit: 'locked',
     hint: `Wait for it to finish, or stop it (kill ${attempt.holder}) if it is stuck.`,
   })
+}
+
+/** The PID of the live vm process holding the machine lock, if one does. */
+export async function lockHolder(file: string): Promise<number | undefined> {
+  const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim())
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined
+  return processCommandLine(pid) === undefined ? undefined : pid
 }

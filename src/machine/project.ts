@@ -6,6 +6,7 @@ import {destroyMachine, haltMachine, type DestroyResult, type HaltResult} from '
 import {inspectMachine, type MachineStatus} from './inspect.js'
 import {provisionRecord} from './provision.js'
 import {selectMachines} from './select.js'
+import {firstBootUnfinished} from './stages.js'
 import {upMachine, type MachineEvents, type UpOptions, type UpResult} from './up.js'
 
 export type EventsFor = (machine: string) => MachineEvents
@@ -72,13 +73,13 @@ export async function upProject(
   return {project, results, failures}
 }
 
-export async function haltProject(cwd: string, names: string[], graceMs: number): Promise<ProjectRun<HaltResult>> {
+export async function haltProject(cwd: string, names: string[], graceMs: number, events?: EventsFor): Promise<ProjectRun<HaltResult>> {
   const project = loadProject(cwd)
   const machines = selectMachines(project, names, 'all')
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     true,
-    (name) => haltMachine(project.dir, name, graceMs),
+    (name) => haltMachine(project.dir, name, graceMs, events?.(name)),
   )
   return {project, results, failures}
 }
@@ -122,7 +123,7 @@ export async function reloadProject(
     machines.map((machine) => machine.name),
     parallel,
     async (name) => {
-      await haltMachine(project.dir, name, graceMs)
+      await haltMachine(project.dir, name, graceMs, events(name))
       return upMachine(
         project.dir,
         machines.find((machine) => machine.name === name)!,
@@ -148,11 +149,18 @@ export async function provisionProject(
     false,
     async (name) => {
       const config = machines.find((machine) => machine.name === name)!
-      const {status, record} = await inspectMachine(project.dir, name)
+      const {status, record, unreadable} = await inspectMachine(project.dir, name)
+      if (unreadable !== undefined) throw unreadable
       if (record === undefined || status.state !== 'running') {
         throw new UserError(`Machine ${name} is not running (state: ${status.state})`, {
           code: 'NOT_RUNNING',
           hint: `Run "vm up ${name}" first.`,
+        })
+      }
+      if (firstBootUnfinished(record)) {
+        throw new UserError(`Machine ${name}'s first boot did not finish`, {
+          code: 'BOOT_UNFINISHED',
+          hint: `Run "vm up ${name}" to finish it.`,
         })
       }
       const {ran} = await provisionRecord(project.dir, record, config.provision, 'forced', only, events(name))

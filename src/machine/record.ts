@@ -1,9 +1,12 @@
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
+import {UserError} from '../cli/errors.js'
+
 import type {TapRecord} from '../network/bridge.js'
 import type {ResolvedForward} from '../network/forwards.js'
 import type {NicStatus} from './networks.js'
+import type {BootStage} from './stages.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import {writeFileAtomic} from '../state/atomic-file.js'
 import {ensureStateDir} from '../state/private-dir.js'
@@ -47,23 +50,57 @@ export interface MachineRecord {
   lastState: 'poweroff' | 'running'
   /** Every provisioner succeeded once; until then each vm up runs them again. */
   provisioned?: boolean
+  /** Stages of the current boot not finished yet (stages.ts); a vm up finishes them. */
+  pending?: BootStage[] | undefined
   updatedAt: string
 }
 
-export async function readRecord(file: string): Promise<MachineRecord | undefined> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as MachineRecord
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw error
+/** machine.json exists but cannot be used: unreadable, not JSON, or not a machine record. */
+export class RecordUnreadableError extends UserError {
+  constructor(
+    readonly file: string,
+    readonly reason: string,
+  ) {
+    super(`The machine record ${file} is unreadable: ${reason}`, {
+      code: 'MACHINE_RECORD_UNREADABLE',
+      hint: `Restore the file from a backup, or remove the machine with "vm destroy -f ${path.basename(path.dirname(file))}" (it stops the machine's QEMU and deletes its disk) and run "vm up" again.`,
+    })
   }
 }
 
-/**
- * Writes the record atomically (a fresh O_EXCL|O_NOFOLLOW temp file, then rename), so a crash
- * never leaves half a file and a link planted in the machine directory is never followed.
- * The record is private (0600) in a private (0700) machine directory.
- */
+function recordProblem(data: unknown): string | undefined {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return 'not a JSON object'
+  const record = data as Record<string, unknown>
+  for (const key of ['id', 'name', 'projectDir'] as const) if (typeof record[key] !== 'string') return `"${key}" is missing or not a string`
+  for (const key of ['box', 'config'] as const)
+    if (typeof record[key] !== 'object' || record[key] === null) return `"${key}" is missing or not an object`
+  if (!Array.isArray(record.macs)) return '"macs" is missing or not a list'
+  if (!Array.isArray((record.box as {disks?: unknown}).disks)) return '"box.disks" is missing or not a list'
+  return undefined
+}
+
+/** The record, or undefined when there is none; a record that cannot be used is a RecordUnreadableError. */
+export async function readRecord(file: string): Promise<MachineRecord | undefined> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return undefined
+    throw new RecordUnreadableError(file, `${code ?? 'error'}: ${(error as Error).message}`)
+  }
+  let data: unknown
+  try {
+    data = JSON.parse(text)
+  } catch (error) {
+    throw new RecordUnreadableError(file, `not valid JSON (${(error as Error).message})`)
+  }
+  const problem = recordProblem(data)
+  if (problem !== undefined) throw new RecordUnreadableError(file, problem)
+  return data as MachineRecord
+}
+
+/** Writes the record atomically (temp file + rename), so a crash never leaves half a file. */
 export async function writeRecord(file: string, record: MachineRecord): Promise<void> {
   await ensureStateDir(path.dirname(file))
   await writeFileAtomic(file, `${JSON.stringify({...record, updatedAt: new Date().toISOString()}, null, 2)}\n`, {mode: 0o600})

@@ -3,16 +3,26 @@ import {runAttached} from '../process/run.js'
 import {renderSshConfig, sshArgs, type SshTarget} from '../ssh/options.js'
 import {machinePaths} from '../state/machine-files.js'
 import {inspectMachine} from './inspect.js'
+import {lockHolder} from './lock.js'
+import {firstBootUnfinished} from './stages.js'
 import {sshTarget} from './up.js'
 
 /** How to reach a running machine over SSH with its own key and pinned host key. */
 export async function runningTarget(projectDir: string, name: string): Promise<SshTarget> {
-  const {status, record} = await inspectMachine(projectDir, name)
-  if (status.state === 'running' && record !== undefined && (record.ssh === undefined || !record.ssh.keyReplaced)) {
-    // QEMU runs, but the first boot has not finished (vm up is still waiting for SSH).
-    throw new UserError(`Machine ${name} is still booting: SSH is not ready yet`, {
-      code: 'NOT_RUNNING',
-      hint: `Wait for "vm up ${name}" to finish, then try again.`,
+  const {status, record, unreadable} = await inspectMachine(projectDir, name)
+  if (unreadable !== undefined) throw unreadable
+  if (status.state === 'running' && record !== undefined && firstBootUnfinished(record)) {
+    // QEMU runs, but the box's insecure key has not been replaced yet: never log in now.
+    const holder = await lockHolder(machinePaths(projectDir, name).lock)
+    if (holder !== undefined) {
+      throw new UserError(`Machine ${name} is still booting: vm up (pid ${holder}) is finishing its first boot`, {
+        code: 'NOT_RUNNING',
+        hint: `Wait for "vm up ${name}" to finish, then try again.`,
+      })
+    }
+    throw new UserError(`Machine ${name}'s first boot did not finish (vm up was interrupted): its SSH key was never set up`, {
+      code: 'BOOT_UNFINISHED',
+      hint: `Run "vm up ${name}" to finish it.`,
     })
   }
   if (record === undefined || status.state !== 'running' || record.ssh === undefined) {
@@ -21,7 +31,7 @@ export async function runningTarget(projectDir: string, name: string): Promise<S
       hint: `Run "vm up ${name}" first.`,
     })
   }
-  const paths = machinePaths(projectDir, name)
+  const paths = machinePaths(projectDir, name, undefined, record.id)
   return sshTarget(record, paths, paths.privateKey, 'yes')
 }
 

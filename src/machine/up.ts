@@ -1,6 +1,8 @@
-import {mkdir, rm} from 'node:fs/promises'
+import {existsSync} from 'node:fs'
+import {mkdir, readdir, rm, rmdir} from 'node:fs/promises'
+import path from 'node:path'
 
-import {stderrOf} from '../cli/errors.js'
+import {stderrOf, UserError, VmError} from '../cli/errors.js'
 import {startQemu, stopQemu} from '../driver/qemu/process.js'
 import {createOverlay} from '../driver/qemu/img.js'
 import type {MachineSpec, NicSpec} from '../driver/qemu/spec.js'
@@ -15,7 +17,7 @@ import {waitForSsh} from '../ssh/wait.js'
 import {recordBoxUse} from '../box/references.js'
 import {addToIndex} from '../state/global-index.js'
 import {machineId, machinePaths, type MachinePaths} from '../state/machine-files.js'
-import {isMachineProcess, readPidfile} from '../state/process-check.js'
+import {findMachineProcess, isMachineProcess, readPidfile} from '../state/process-check.js'
 import {ensureRuntimeDir} from '../state/private-dir.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import {resolveBox} from './box.js'
@@ -29,6 +31,9 @@ import {bridgeHelperError} from '../network/bridge.js'
 import {listIndex} from '../state/global-index.js'
 import {attachNetworks, configureGuestNetworks, detachNetworks, nicMac} from './networks.js'
 import {readRecord, writeRecord, type MachineRecord} from './record.js'
+import {adoptMovedProject} from './moved.js'
+import {describeStages, finishStage, firstBootUnfinished, stagesForBoot, unfinishedStages, type BootStage} from './stages.js'
+import type {Interruption} from '../process/interrupt.js'
 
 export interface MachineEvents {
   info(text: string): void
@@ -46,12 +51,11 @@ async function provisionAfterBoot(
   config: MachineConfig,
   options: UpOptions,
   events: MachineEvents,
-): Promise<string[]> {
-  if (options.provision === false) return []
+): Promise<{record: MachineRecord; ran: string[]}> {
+  if (options.provision === false) return {record, ran: []}
   const forced = options.provision === true || (options.provisionWith !== undefined && options.provisionWith.length > 0)
   const trigger = forced ? 'forced' : record.provisioned === true ? 'up' : 'first'
-  const {ran} = await provisionRecord(projectDir, record, config.provision, trigger, options.provisionWith, events)
-  return ran
+  return provisionRecord(projectDir, record, config.provision, trigger, options.provisionWith, events)
 }
 
 export interface UpResult {
@@ -182,15 +186,33 @@ function buildSpec(record: MachineRecord, paths: MachinePaths, accel: 'kvm' | 't
  * Replaces the insecure key the box trusts with a key pair made for this machine; synced to
  * the guest's disk at once, so a machine killed right after its first boot still takes the key.
  */
-async function replaceInsecureKey(record: MachineRecord, paths: MachinePaths, insecureKey: string): Promise<void> {
+async function replaceInsecureKey(record: MachineRecord, paths: MachinePaths, insecureKey: string, signal?: AbortSignal): Promise<void> {
   const publicKey = await generateKeyPair(paths.privateKey, `vmfile ${record.name} ${record.id}`)
   const script = `umask 077 && mkdir -p ~/.ssh && printf '%s\\n' '${publicKey}' > ~/.ssh/authorized_keys.new && mv ~/.ssh/authorized_keys.new ~/.ssh/authorized_keys && sync`
   await runProgram('ssh', [...sshArgs(sshTarget(record, paths, insecureKey, 'yes'), {batch: true, connectTimeout: 5}), script], {
     timeoutMs: 30_000,
+    signal,
   })
-  await runProgram('ssh', [...sshArgs(sshTarget(record, paths, paths.privateKey, 'yes'), {batch: true, connectTimeout: 5}), 'true'], {
-    timeoutMs: 30_000,
-  })
+  if (!(await machineKeyWorks(record, paths, signal))) {
+    throw new UserError(`Machine ${record.name} did not accept its new key after the insecure key was replaced`, {
+      code: 'KEY_REPLACEMENT_FAILED',
+      hint: `Run "vm up ${record.name}" again; if it fails again, "vm destroy -f ${record.name}" and recreate the machine.`,
+    })
+  }
+}
+
+/** Whether the guest accepts the machine's own key (the key stage may have finished in the guest only). */
+async function machineKeyWorks(record: MachineRecord, paths: MachinePaths, signal?: AbortSignal): Promise<boolean> {
+  if (!existsSync(paths.privateKey)) return false
+  try {
+    await runProgram('ssh', [...sshArgs(sshTarget(record, paths, paths.privateKey, 'yes'), {batch: true, connectTimeout: 5}), 'true'], {
+      timeoutMs: 30_000,
+      signal,
+    })
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** Boots one machine (creating it first when needed) and waits until SSH answers. */
@@ -201,6 +223,171 @@ export interface UpOptions {
   provision?: boolean | undefined
   /** Only these provisioners (names or types), --provision-with. */
   provisionWith?: string[] | undefined
+  /** Ctrl-C and SIGTERM: a boot this call started is undone (or left resumable) when they abort it. */
+  interrupt?: Interruption | undefined
+}
+
+/** vm up was interrupted (Ctrl-C, SIGTERM). */
+export class InterruptedError extends VmError {
+  constructor(message: string, hint: string) {
+    super(message, {code: 'INTERRUPTED', exit: 'interrupted', hint})
+  }
+}
+
+function whenAborted(signal: AbortSignal | undefined): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    if (signal === undefined) return
+    if (signal.aborted) reject(new Error('aborted'))
+    else signal.addEventListener('abort', () => reject(new Error('aborted')), {once: true})
+  })
+}
+
+/** The directories on the way to `dir` that do not exist yet, deepest first. */
+function missingDirs(dir: string): string[] {
+  const missing: string[] = []
+  for (let current = path.resolve(dir); !existsSync(current); current = path.dirname(current)) {
+    missing.push(current)
+    if (path.dirname(current) === current) break
+  }
+  return missing
+}
+
+/** Removes what a failed creation left in the machine directory, but the lock (still held). */
+async function clearMachineDir(paths: MachinePaths): Promise<void> {
+  for (const entry of await readdir(paths.dir).catch(() => [] as string[]))
+    if (path.join(paths.dir, entry) !== paths.lock) await rm(path.join(paths.dir, entry), {recursive: true, force: true})
+}
+
+interface BootContext {
+  projectDir: string
+  /** The Vmfile's config (provisioners come from it). */
+  config: MachineConfig
+  paths: MachinePaths
+  record: MachineRecord
+  options: UpOptions
+  events: MachineEvents
+  leases: string
+  created: boolean
+}
+
+/** Stops a machine whose boot failed or was interrupted before it was safe, and records that truthfully. */
+async function stopUnfinished(context: BootContext, record: MachineRecord): Promise<void> {
+  const {paths, leases} = context
+  await stopQemu(findMachineProcess(paths.process), paths.process, 0)
+  if (record.ssh !== undefined) await releaseLease(leases, record.ssh.port, record.id)
+  await detachNetworks(record).catch(() => undefined)
+  await writeRecord(paths.record, {...record, lastState: 'poweroff', taps: undefined, pending: undefined})
+}
+
+/**
+ * Runs every unfinished stage of a boot (stages.ts), recording each as it finishes: SSH (the
+ * host key recorded), the insecure key replaced, guest networks, synced folders, provisioners.
+ * A fresh boot runs them all; a vm up that finds the machine running with stages left runs
+ * those. A failure or interruption while SSH or the key is pending stops the machine: the
+ * box's insecure key must not stay trusted. Later stages leave it running, to be finished by
+ * the next vm up.
+ */
+async function finishBoot(context: BootContext): Promise<UpResult> {
+  const {projectDir, config, paths, options, events} = context
+  const signal = options.interrupt?.signal
+  let record = context.record
+  const todo = unfinishedStages(record)
+  let pending = [...todo]
+  let bootMs: number | undefined
+  let provisioned: string[] = []
+  let connecting = todo.includes('ssh') || todo.includes('key')
+  const finish = async (stage: BootStage): Promise<void> => {
+    signal?.throwIfAborted()
+    pending = finishStage(pending, stage)
+    record = {...record, pending}
+    await writeRecord(paths.record, record)
+  }
+  const connect = async (): Promise<void> => {
+    let key = paths.privateKey
+    let insecureCopy: string | undefined
+    if (!record.ssh!.keyReplaced) insecureCopy = key = await insecurePrivateKey(paths.dir)
+    try {
+      const wait = (identity: string): Promise<number> =>
+        waitForSsh({
+          target: sshTarget(record, paths, identity, record.ssh!.keyReplaced ? 'yes' : 'accept-new'),
+          timeoutMs: record.config.bootTimeout * 1000,
+          serialLog: paths.serialLog,
+          qemuStderr: paths.qemuStderr,
+          isAlive: () => isMachineProcess(readPidfile(paths.pid), paths.process),
+          onProgress: events.progress,
+          signal,
+        })
+      try {
+        bootMs = await wait(key)
+      } catch (error) {
+        // An interrupted key stage may have replaced the key in the guest but not in the record.
+        const refused = error instanceof VmError && error.code === 'SSH_KEY_REFUSED'
+        if (!refused || insecureCopy === undefined || !(await machineKeyWorks(record, paths, signal))) throw error
+        record = {...record, ssh: {...record.ssh!, keyReplaced: true}}
+      }
+      await finish('ssh')
+      if (!record.ssh!.keyReplaced) await replaceInsecureKey(record, paths, key, signal)
+      record = {...record, ssh: {...record.ssh!, keyReplaced: true}}
+      await finish('key')
+    } finally {
+      if (insecureCopy !== undefined) await rm(insecureCopy, {force: true})
+    }
+  }
+  const stages = async (): Promise<void> => {
+    if (connecting) await connect()
+    connecting = false
+    const target = (): SshTarget => sshTarget(record, paths, paths.privateKey, 'yes')
+    if (pending.includes('networks')) {
+      const nics = await configureGuestNetworks(record, target(), (text) => events.warn(text))
+      const addresses = nics.slice(1).flatMap((nic) => (nic.address === undefined ? [] : [`${nic.address} (${nic.type} ${nic.network})`]))
+      if (addresses.length > 0) events.info(`networks: ${addresses.join(', ')}`)
+      record = {...record, nics}
+      await finish('networks')
+    }
+    if (pending.includes('folders')) {
+      await syncFolders(record.config.syncedFolders, target(), (text) => events.info(text))
+      await finish('folders')
+    }
+    const forced = options.provision === true || (options.provisionWith?.length ?? 0) > 0
+    if (pending.includes('provision') || forced) {
+      ;({record, ran: provisioned} = await provisionAfterBoot(projectDir, record, config, options, events))
+      if (pending.includes('provision')) await finish('provision')
+    }
+  }
+  try {
+    await Promise.race([stages(), whenAborted(signal)])
+  } catch (error) {
+    const interrupted = signal?.aborted === true
+    if (connecting || firstBootUnfinished(record)) {
+      // Do not leave a machine that never came up (or still trusts the insecure key) running.
+      await stopUnfinished(context, record)
+      if (interrupted)
+        throw new InterruptedError(
+          `Interrupted: machine ${record.name} had not finished booting, so vm stopped it`,
+          `Run "vm up ${record.name}" to boot it again.`,
+        )
+      throw error
+    }
+    if (interrupted) {
+      throw new InterruptedError(
+        `Interrupted: machine ${record.name} is running, but its boot did not finish (${describeStages(pending)})`,
+        `Run "vm up ${record.name}" to finish it.`,
+      )
+    }
+    throw error
+  }
+  const ssh = record.ssh!
+  return {
+    provisioned,
+    name: record.name,
+    state: 'running',
+    alreadyRunning: false,
+    created: context.created,
+    box: {name: record.box.name, version: record.box.version},
+    accel: record.accel,
+    ssh: {host: ssh.host, port: ssh.port, user: ssh.user},
+    bootMs,
+  }
 }
 
 export async function upMachine(
@@ -209,18 +396,34 @@ export async function upMachine(
   events: MachineEvents,
   options: UpOptions = {},
 ): Promise<UpResult> {
-  const paths = machinePaths(projectDir, config.name)
-  const unlock = await lockMachine(paths.lock, config.name)
+  const defaultPaths = machinePaths(projectDir, config.name)
+  // Nothing of a machine that could not be created stays behind (a missing box, say).
+  const newDirs = missingDirs(defaultPaths.dir)
+  let removeNewDirs = false
+  const unlock = await lockMachine(defaultPaths.lock, config.name)
+  let release: (() => void) | undefined
   try {
-    const {status, record: existing} = await inspectMachine(projectDir, config.name)
-    if (status.state === 'running' && existing !== undefined) {
+    const {status, record: found, unreadable} = await inspectMachine(projectDir, config.name)
+    if (unreadable !== undefined) throw unreadable
+    const running = status.state === 'running'
+    const existing = found === undefined ? undefined : await adoptMovedProject(found, projectDir, defaultPaths, running, events.warn)
+    // Runtime files (the QMP socket) are named by the recorded id, which a moved project keeps.
+    const paths = existing === undefined ? defaultPaths : machinePaths(projectDir, config.name, undefined, existing.id)
+    const leases = await ensureRuntimeDir('ports')
+    if (running && existing !== undefined) {
+      const left = unfinishedStages(existing)
+      if (left.length > 0) {
+        events.info(`the last boot of this machine did not finish; finishing it (${describeStages(left)})`)
+        release = options.interrupt?.hold()
+        return await finishBoot({projectDir, config, paths, record: existing, options, events, leases, created: false})
+      }
       events.info(`already running (SSH on ${existing.ssh?.host}:${existing.ssh?.port})`)
       if (bootRelevant(existing.config) !== bootRelevant(config)) {
         events.warn('the Vmfile changed since this machine booted; run "vm reload" to apply the changes.')
       }
       const provisioned =
         options.provision === true || (options.provisionWith?.length ?? 0) > 0
-          ? await provisionAfterBoot(projectDir, existing, config, options, events)
+          ? (await provisionAfterBoot(projectDir, existing, config, options, events)).ran
           : []
       return {
         name: config.name,
@@ -235,8 +438,17 @@ export async function upMachine(
       }
     }
     const created = existing === undefined
-    let record = existing ?? (await createMachine(projectDir, config, paths, events))
-    if (!created && bootRelevant(existing.config) !== bootRelevant(config)) {
+    let record: MachineRecord
+    if (existing === undefined) {
+      try {
+        record = await createMachine(projectDir, config, paths, events)
+      } catch (error) {
+        await clearMachineDir(paths)
+        removeNewDirs = true
+        throw error
+      }
+    } else record = existing
+    if (!created && bootRelevant(record.config) !== bootRelevant(config)) {
       if (options.applyConfig === true) {
         // The box stays pinned; everything else follows the Vmfile from this boot on.
         record = {...record, config: {...config, box: record.config.box, boxVersion: record.config.boxVersion}}
@@ -251,7 +463,6 @@ export async function upMachine(
     const host = hostFacts()
     const choice = await selectAccelerator(record.config.accel, host)
     if (choice.warning !== undefined) events.warn(choice.warning)
-    const leases = await ensureRuntimeDir('ports')
     record = {
       ...record,
       forwards: await resolveForwards(record.name, record.config.forwardedPorts, leases, record.id, (text) => events.info(text)),
@@ -271,7 +482,9 @@ export async function upMachine(
     // Bridges checked, taps made, private switches held: before QEMU, so their errors come first.
     await detachNetworks(record)
     const networks = await attachNetworks(record)
-    record = {...record, taps: networks.taps, nics: undefined}
+    record = {...record, taps: networks.taps, nics: undefined, pending: undefined}
+    // From here on, Ctrl-C undoes the boot instead of leaving a half-booted machine.
+    release = options.interrupt?.hold()
     await writeRecord(paths.record, record)
     try {
       const started = await startWithLeasedPorts({
@@ -306,60 +519,19 @@ export async function upMachine(
     for (const forward of record.forwards ?? [])
       await transferLease(leases, forward.host, record.id, pid, {protocol: forward.protocol, hostIp: forward.hostIp})
     const user = record.config.ssh.user ?? record.box.sshUser ?? 'vm'
+    const keyReplaced = record.ssh?.keyReplaced ?? false
     record = {
       ...record,
       accel: choice.accel,
-      ssh: {host: '127.0.0.1', port, user, keyReplaced: record.ssh?.keyReplaced ?? false},
+      ssh: {host: '127.0.0.1', port, user, keyReplaced},
       lastState: 'running',
+      pending: stagesForBoot(keyReplaced),
     }
     await writeRecord(paths.record, record)
-    const firstBoot = !record.ssh!.keyReplaced
-    const key = firstBoot ? await insecurePrivateKey(paths.dir) : paths.privateKey
-    const target = sshTarget(record, paths, key, firstBoot ? 'accept-new' : 'yes')
-    let bootMs: number
-    try {
-      bootMs = await waitForSsh({
-        target,
-        timeoutMs: record.config.bootTimeout * 1000,
-        serialLog: paths.serialLog,
-        qemuStderr: paths.qemuStderr,
-        isAlive: () => isMachineProcess(readPidfile(paths.pid), paths.qmpSocket),
-        onProgress: events.progress,
-      })
-      if (firstBoot) {
-        await replaceInsecureKey(record, paths, key)
-        record = {...record, ssh: {...record.ssh!, keyReplaced: true}}
-        await writeRecord(paths.record, record)
-      }
-    } catch (error) {
-      // Do not leave a machine that never came up running: stop it and say so truthfully.
-      await stopQemu(readPidfile(paths.pid), paths.qmpSocket, 0)
-      await releaseLease(leases, port, record.id)
-      await detachNetworks(record).catch(() => undefined)
-      await writeRecord(paths.record, {...record, lastState: 'poweroff', taps: undefined})
-      throw error
-    } finally {
-      if (firstBoot) await rm(key, {force: true})
-    }
-    const nics = await configureGuestNetworks(record, sshTarget(record, paths, paths.privateKey, 'yes'), (text) => events.warn(text))
-    const addresses = nics.slice(1).flatMap((nic) => (nic.address === undefined ? [] : [`${nic.address} (${nic.type} ${nic.network})`]))
-    if (addresses.length > 0) events.info(`networks: ${addresses.join(', ')}`)
-    record = {...record, nics}
-    await writeRecord(paths.record, record)
-    await syncFolders(record.config.syncedFolders, sshTarget(record, paths, paths.privateKey, 'yes'), (text) => events.info(text))
-    const provisioned = await provisionAfterBoot(projectDir, record, config, options, events)
-    return {
-      provisioned,
-      name: config.name,
-      state: 'running',
-      alreadyRunning: false,
-      created,
-      box: {name: record.box.name, version: record.box.version},
-      accel: choice.accel,
-      ssh: {host: '127.0.0.1', port, user},
-      bootMs,
-    }
+    return await finishBoot({projectDir, config, paths, record, options, events, leases, created})
   } finally {
+    release?.()
     await unlock()
+    if (removeNewDirs) for (const dir of newDirs) await rmdir(dir).catch(() => undefined)
   }
 }

@@ -18,6 +18,8 @@ export interface RunOptions {
   okCodes?: number[]
   /** What to tell the user when the program is missing (ENOENT). */
   missingHint?: string
+  /** Kills the child (SIGTERM) when aborted, e.g. on Ctrl-C. */
+  signal?: AbortSignal | undefined
 }
 
 export interface RunResult {
@@ -36,7 +38,12 @@ export function tailLines(text: string, lines = TAIL_LINES): string {
 export async function runProgram(program: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   const {default: spawn} = await import('cross-spawn')
   return new Promise((resolve, reject) => {
-    const child = spawn(program, [...args], {cwd: options.cwd, env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe']})
+    const child = spawn(program, [...args], {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      signal: options.signal,
+    })
     let stdout = ''
     let stderr = ''
     let timedOut = false

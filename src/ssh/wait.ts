@@ -59,6 +59,8 @@ export interface WaitOptions {
   isAlive: () => boolean
   /** Called about once a second with the last line of the boot log. */
   onProgress?: (lastLine: string) => void
+  /** Stops waiting (with the signal's reason) when aborted. */
+  signal?: AbortSignal | undefined
 }
 
 /**
@@ -72,6 +74,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
   const args = [...sshArgs(options.target, {batch: true, connectTimeout: 3}), 'true']
   let refusedSince: number | undefined
   while (Date.now() < deadline) {
+    options.signal?.throwIfAborted()
     if (!options.isAlive()) {
       throw new UserError('QEMU exited while the machine was booting', {
         code: 'BOOT_FAILED',
@@ -94,7 +97,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
       continue
     }
     try {
-      await runProgram('ssh', args, {timeoutMs: 8000})
+      await runProgram('ssh', args, {timeoutMs: 8000, signal: options.signal})
       return Date.now() - start
     } catch (error) {
       const said = stderrOf(error)

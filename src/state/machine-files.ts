@@ -28,12 +28,21 @@ export interface MachinePaths {
   privateKey: string
   knownHosts: string
   lock: string
-  /** On a short path in the runtime directory: Unix socket paths are limited to 108 bytes. */
+  /**
+   * On a short path in the runtime directory (Unix socket paths are limited to 108 bytes), named
+   * by the machine id. A running QEMU is asked for its own socket (process-check.ts) instead:
+   * the runtime directory may differ between shells.
+   */
   qmpSocket: string
   overlay(index: number): string
+  /** What recognizes the machine's QEMU: files in its own state directory, not in the runtime one. */
+  process: {pid: string; overlay: string}
 }
 
-/** A short, stable id for a machine: a hash of its project directory and name. */
+/**
+ * A short id for a new machine: a hash of its project directory and name. Once recorded, the
+ * record's id is the machine's id, even when the project moves.
+ */
 export function machineId(projectDir: string, name: string): string {
   return createHash('sha256')
     .update(`${path.resolve(projectDir)}\0${name}`)
@@ -41,7 +50,12 @@ export function machineId(projectDir: string, name: string): string {
     .slice(0, 16)
 }
 
-export function machinePaths(projectDir: string, name: string, env: NodeJS.ProcessEnv = process.env): MachinePaths {
+export function machinePaths(
+  projectDir: string,
+  name: string,
+  env: NodeJS.ProcessEnv = process.env,
+  id: string = machineId(projectDir, name),
+): MachinePaths {
   const dir = machineStateDir(projectDir, name)
   const at = (file: string): string => path.join(dir, file)
   return {
@@ -53,7 +67,8 @@ export function machinePaths(projectDir: string, name: string, env: NodeJS.Proce
     privateKey: at(MachineFile.privateKey),
     knownHosts: at(MachineFile.knownHosts),
     lock: at(MachineFile.lock),
-    qmpSocket: path.join(vmPaths(env).runtime, `${machineId(projectDir, name)}.qmp`),
+    qmpSocket: path.join(vmPaths(env).runtime, `${id}.qmp`),
     overlay: (index) => at(MachineFile.overlay(index)),
+    process: {pid: at(MachineFile.pid), overlay: at(MachineFile.overlay(0))},
   }
 }

@@ -1,5 +1,5 @@
-/** The states vm reports, as Vagrant names them. */
-export type MachineState = 'aborted' | 'not_created' | 'poweroff' | 'running'
+/** The states vm reports, as Vagrant names them; `unknown` when the machine's record cannot be read. */
+export type MachineState = 'aborted' | 'not_created' | 'poweroff' | 'running' | 'unknown'
 
 export interface StateEvidence {
   /** A machine record exists (the machine was created). */

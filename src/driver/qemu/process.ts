@@ -1,7 +1,7 @@
 import {ExternalError} from '../../cli/errors.js'
 import {runProgram} from '../../process/run.js'
 import {writeFileAtomic} from '../../state/atomic-file.js'
-import {isMachineProcess, readPidfile} from '../../state/process-check.js'
+import {isMachineProcess, processStartTime, readPidfile, type MachineProcessFiles} from '../../state/process-check.js'
 import {buildQemuArgs} from './args.js'
 import {QmpClient} from './qmp.js'
 import type {HostFacts, MachineSpec} from './spec.js'
@@ -26,7 +26,7 @@ export async function startQemu(spec: MachineSpec, host: HostFacts, stderrFile: 
     throw error
   }
   const pid = readPidfile(spec.files.pidfile)
-  if (!isMachineProcess(pid, spec.files.qmpSocket)) {
+  if (!isMachineProcess(pid, {pid: spec.files.pidfile, overlay: spec.disks[0]?.path ?? ''})) {
     throw new ExternalError('QEMU started but is not running', host.qemuBinary, args, '', {
       hint: `See ${spec.files.serialLog} and ${stderrFile}.`,
     })
@@ -34,16 +34,19 @@ export async function startQemu(spec: MachineSpec, host: HostFacts, stderrFile: 
   return pid as number
 }
 
-async function waitForExit(pid: number, qmpSocket: string, timeoutMs: number): Promise<boolean> {
+/** Waits until process `pid`, started at `started`, has exited (not merely closed its disks). */
+async function waitForExit(pid: number, started: string | undefined, timeoutMs: number): Promise<boolean> {
+  const gone = (): boolean => started === undefined || processStartTime(pid) !== started
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
-    if (!isMachineProcess(pid, qmpSocket)) return true
-    await sleep(200)
+    if (gone()) return true
+    await sleep(100)
   }
-  return !isMachineProcess(pid, qmpSocket)
+  return gone()
 }
 
-async function qmp(socket: string, command: string): Promise<boolean> {
+async function qmp(socket: string | undefined, command: string): Promise<boolean> {
+  if (socket === undefined) return false
   try {
     const client = await QmpClient.connect(socket, 2000)
     try {
@@ -60,18 +63,32 @@ async function qmp(socket: string, command: string): Promise<boolean> {
 export type StopMethod = 'acpi' | 'already-stopped' | 'killed' | 'quit'
 
 /**
- * Stops a machine's QEMU: ACPI power-down through QMP and a wait of `graceMs` (skipped when
- * 0), then QMP quit, then SIGKILL. Returns how it ended.
+ * Stops a machine's QEMU, recognized by `files` (process-check.ts): ACPI power-down through
+ * QMP and a wait of `graceMs` (skipped when 0), then QMP quit, then SIGKILL. The QMP socket is
+ * the one QEMU was started with (`qmpSocket`, from its command line). Returns how it ended;
+ * throws when QEMU still runs after all of that.
  */
-export async function stopQemu(pid: number | undefined, qmpSocket: string, graceMs: number): Promise<StopMethod> {
-  if (pid === undefined || !isMachineProcess(pid, qmpSocket)) return 'already-stopped'
-  if (graceMs > 0 && (await qmp(qmpSocket, 'system_powerdown')) && (await waitForExit(pid, qmpSocket, graceMs))) return 'acpi'
-  if ((await qmp(qmpSocket, 'quit')) && (await waitForExit(pid, qmpSocket, 5000))) return 'quit'
+export async function stopQemu(
+  running: {pid: number; qmpSocket: string | undefined} | undefined,
+  files: MachineProcessFiles,
+  graceMs: number,
+): Promise<StopMethod> {
+  if (running === undefined) return 'already-stopped'
+  const {pid, qmpSocket} = running
+  // Identified once as the machine's QEMU; from then on its own exit is what counts.
+  const started = processStartTime(pid)
+  if (!isMachineProcess(pid, files) || started === undefined) return 'already-stopped'
+  if (graceMs > 0 && (await qmp(qmpSocket, 'system_powerdown')) && (await waitForExit(pid, started, graceMs))) return 'acpi'
+  if ((await qmp(qmpSocket, 'quit')) && (await waitForExit(pid, started, 5000))) return 'quit'
   try {
     process.kill(pid, 'SIGKILL')
   } catch {
     // gone already
   }
-  await waitForExit(pid, qmpSocket, 5000)
+  if (!(await waitForExit(pid, started, 5000))) {
+    throw new ExternalError(`QEMU (pid ${pid}) did not stop, even after SIGKILL`, 'qemu', [], '', {
+      hint: `Stop process ${pid} by hand (it may belong to another user), then try again.`,
+    })
+  }
   return 'killed'
 }
