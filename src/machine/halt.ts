@@ -4,6 +4,7 @@ import path from 'node:path'
 import {forgetBoxUse} from '../box/references.js'
 import {UserError} from '../cli/errors.js'
 import {stopQemu, type StopMethod} from '../driver/qemu/process.js'
+import {releaseForwards} from '../network/forwards.js'
 import {releaseLease} from '../network/ports.js'
 import {listIndex, removeFromIndex} from '../state/global-index.js'
 import {machinePaths, type MachinePaths} from '../state/machine-files.js'
@@ -13,7 +14,7 @@ import {inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
 import {adoptMovedProject} from './moved.js'
 import {detachNetworks} from './networks.js'
-import {writeRecord} from './record.js'
+import {writeRecord, type MachineRecord} from './record.js'
 
 export interface HaltResult {
   name: string
@@ -34,6 +35,17 @@ function idFromProcess(found: MachineProcess | undefined): string | undefined {
   return match?.[1]
 }
 
+/**
+ * Gives back every port the machine's QEMU held (SSH, VNC, forwarded ports). Leases of a dead
+ * QEMU are taken over anyway; releasing them at once keeps them from looking held meanwhile.
+ */
+async function releaseMachineLeases(record: MachineRecord): Promise<void> {
+  const leases = path.join(vmPaths().runtime, 'ports')
+  if (record.ssh !== undefined) await releaseLease(leases, record.ssh.port, record.id)
+  if (record.vncDisplay !== undefined) await releaseLease(leases, 5900 + record.vncDisplay, record.id)
+  await releaseForwards(leases, record.id, record.forwards ?? [])
+}
+
 /** ACPI power-down, wait `graceMs` (0 = none), then quit, then kill; records poweroff. */
 export async function haltMachine(projectDir: string, name: string, graceMs: number, events: HaltEvents = noEvents): Promise<HaltResult> {
   const paths = machinePaths(projectDir, name)
@@ -52,8 +64,7 @@ export async function haltMachine(projectDir: string, name: string, graceMs: num
     const record = await adoptMovedProject(found, projectDir, paths, false, events.warn)
     const method = await stopQemu(running, paths.process, graceMs)
     await detachNetworks(record)
-    if (record.ssh !== undefined) await releaseLease(path.join(vmPaths().runtime, 'ports'), record.ssh.port, record.id)
-    if (record.vncDisplay !== undefined) await releaseLease(path.join(vmPaths().runtime, 'ports'), 5900 + record.vncDisplay, record.id)
+    await releaseMachineLeases(record)
     await writeRecord(paths.record, {...record, lastState: 'poweroff', pending: undefined})
     await rm(paths.pid, {force: true})
     return {name, was: status.state, method}
@@ -90,10 +101,9 @@ export async function destroyMachine(projectDir: string, name: string): Promise<
     if (record === undefined && unreadable === undefined) return {name, was: status.state, destroyed: false}
     await stopQemu(running, paths.process, 0)
     await ensureDisksUnused(paths, name)
-    const leases = path.join(vmPaths().runtime, 'ports')
     if (record !== undefined) {
       await detachNetworks(record)
-      if (record.ssh !== undefined) await releaseLease(leases, record.ssh.port, record.id)
+      await releaseMachineLeases(record)
       await removeFromIndex(record.id)
       await rm(machinePaths(projectDir, name, undefined, record.id).qmpSocket, {force: true})
       if (running?.qmpSocket !== undefined) await rm(running.qmpSocket, {force: true})

@@ -6,6 +6,7 @@ import path from 'node:path'
 import {createExclusive, writeFileAtomic} from '../state/atomic-file.js'
 import {acquireFileLock} from '../state/file-lock.js'
 import {ensurePrivateDir} from '../state/private-dir.js'
+import {processStartTime} from '../state/process-check.js'
 
 /** The default range for SSH ports forwarded from 127.0.0.1 to guests, as Vagrant's. */
 export const SSH_PORT_RANGE: readonly [number, number] = [2200, 2299]
@@ -27,13 +28,9 @@ interface Lease {
   owner: string
 }
 
+/** Whether the lease holder still runs: a zombie (a QEMU not yet reaped) holds no port. */
 function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
+  return processStartTime(pid) !== undefined
 }
 
 /** Whether nothing listens on host:port right now (we can bind it). */

@@ -106,10 +106,12 @@ describe('a Debian 12 machine', () => {
   })
 
   it('halts through ACPI and boots again from its disk', async () => {
-    expect((await run(['ssh', '-c', 'echo kept | sudo -n tee /var/tmp/kept >/dev/null'])).code).toBe(0)
+    const write = await run(['ssh', '-c', 'echo kept | sudo -n tee /var/tmp/kept >/dev/null'])
+    expect(write.code, write.stderr).toBe(0)
     const halt = await run(['halt'])
-    expect(halt.stdout).toContain('[default] powered off')
-    expect((await run(['up'])).code).toBe(0)
+    expect(halt.stdout, halt.stderr).toContain('[default] powered off')
+    const up = await run(['up'])
+    expect(up.code, up.stderr).toBe(0)
     expect(await guest('cat /var/tmp/kept')).toBe('kept')
   })
 })

@@ -1,4 +1,4 @@
-import {chmodSync, chownSync, mkdirSync, readdirSync, statSync, writeFileSync} from 'node:fs'
+import {chmodSync, chownSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -18,8 +18,8 @@ describe('private state and a trusted runtime directory (tiny box)', () => {
   let fixture: MachineFixture
   let project: string
   let home: string
-  const status = async (env: NodeJS.ProcessEnv = {}): Promise<Status[]> =>
-    JSON.parse((await fixture.run(['status', '--json'], env)).stdout).result.machines
+  const status = async (env: NodeJS.ProcessEnv = {}, cwd = project): Promise<Status[]> =>
+    JSON.parse((await fixture.run(['status', '--json', '--cwd', cwd], env)).stdout).result.machines
 
   beforeAll(() => {
     fixture = machineFixture('private', 'tiny')
@@ -78,20 +78,29 @@ describe('private state and a trusted runtime directory (tiny box)', () => {
     for (const lease of leases) expect(mode(path.join(runtime, 'ports', lease))).toBe('600')
   })
 
-  it('two machines forwarding the same host port: the second is told which port, protocol and machine', async () => {
+  it('two projects forwarding the same host port at once: the second is told which port, protocol and machine', async () => {
     const down = await fixture.run(['destroy', '-f'])
     expect(down.code, down.stderr).toBe(0)
-    writeFileSync(
-      path.join(project, 'Vmfile'),
-      'box: vmfile/tiny\ncpus: 1\nmemory: 256\nmachines:\n  one:\n    forwarded_ports: [{guest: 8000, host: 46471}]\n  two:\n    forwarded_ports: [{guest: 8001, host: 46471}]\n',
-    )
-    const up = await fixture.run(['up'])
-    expect(up.code).toBe(1)
-    expect(up.stderr).toMatch(
-      /Host port 127\.0\.0\.1:46471\/tcp \(forwarded to guest port 800[01] of machine (one|two)\) is already in use/,
-    )
-    expect(up.stderr).not.toContain('SSH port')
-    const states = (await status()).map((machine) => machine.state)
-    expect(states.filter((state) => state === 'running')).toHaveLength(1)
+    // Two machines of one project may not share a host port (vm validate refuses it), so the
+    // race is between two projects whose vm up run at the same moment.
+    const other = `${project}-other`
+    mkdirSync(other, {recursive: true})
+    const vmfile = (guest: number): string => `box: vmfile/tiny\ncpus: 1\nmemory: 256\nforwarded_ports: [{guest: ${guest}, host: 46471}]\n`
+    writeFileSync(path.join(project, 'Vmfile'), vmfile(8000))
+    writeFileSync(path.join(other, 'Vmfile'), vmfile(8001))
+    try {
+      const ups = await Promise.all([fixture.run(['up']), fixture.run(['up', '--cwd', other])])
+      expect(ups.map((up) => up.code).sort()).toEqual([0, 1])
+      const failed = ups.find((up) => up.code === 1)!
+      expect(failed.stderr).toMatch(
+        /Host port 127\.0\.0\.1:46471\/tcp \(forwarded to guest port 800[01] of machine default\) is already in use/,
+      )
+      expect(failed.stderr).not.toContain('SSH port')
+      const running = [...(await status()), ...(await status({}, other))].filter((machine) => machine.state === 'running')
+      expect(running).toHaveLength(1)
+    } finally {
+      await fixture.run(['destroy', '-f', '--cwd', other])
+      rmSync(other, {recursive: true, force: true})
+    }
   })
 })
