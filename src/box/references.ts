@@ -157,3 +157,16 @@ export async function forgetBoxUse(key: Partial<BoxKey> | undefined, id: string,
   if (typeof key.architecture !== 'string' || typeof key.provider !== 'string') return
   await deleteBoxReference(key as BoxKey, id, root)
 }
+
+/** Whether any box in the store has a reference from machine `id` (a live, moved or stale one). */
+export async function machineIdReferenced(id: string, root = boxesRoot()): Promise<boolean> {
+  // <name...>/<version>/<architecture>/<provider>/<id>.json; names may add levels (org/box).
+  const visit = async (dir: string, depth: number): Promise<boolean> => {
+    if (depth > 8) return false
+    const entries = await readdir(dir, {withFileTypes: true}).catch(() => [])
+    if (entries.some((entry) => entry.isFile() && entry.name === `${id}.json`)) return true
+    for (const entry of entries) if (entry.isDirectory() && (await visit(path.join(dir, entry.name), depth + 1))) return true
+    return false
+  }
+  return visit(path.join(root, USERS_DIR), 0)
+}

@@ -14,8 +14,8 @@ import {generateKeyPair, insecurePrivateKey} from '../ssh/keys.js'
 import type {SshTarget} from '../ssh/options.js'
 import {sshArgs} from '../ssh/options.js'
 import {waitForSsh} from '../ssh/wait.js'
-import {recordBoxUse} from '../box/references.js'
-import {addToIndex} from '../state/global-index.js'
+import {machineIdReferenced, recordBoxUse} from '../box/references.js'
+import {addToIndex, readIndex} from '../state/global-index.js'
 import {machineId, machinePaths, type MachinePaths} from '../state/machine-files.js'
 import {findMachineProcess, isMachineProcess, readPidfile} from '../state/process-check.js'
 import {ensureRuntimeDir} from '../state/private-dir.js'
@@ -98,7 +98,7 @@ async function createMachine(
 ): Promise<MachineRecord> {
   const box = await resolveBox(config, projectDir, events)
   await mkdir(paths.dir, {recursive: true})
-  const id = machineId(projectDir, config.name)
+  const id = await newMachineId(projectDir, config.name)
   // The store records the machine as the box's user before the overlays exist (box remove checks it).
   const overlays = box.disks.map((_, index) => paths.overlay(index))
   await recordBoxUse(box, {id, name: config.name, projectDir, overlays}, async () => {
@@ -123,6 +123,21 @@ async function createMachine(
   await writeRecord(paths.record, record)
   await addToIndex({id, name: config.name, projectDir})
   return record
+}
+
+/**
+ * The id of a machine being created: a hash of its project directory and name, unless another
+ * machine already answers to that id (one whose project was moved away from this directory,
+ * or one removed without "vm destroy"): then a variant, so that runtime files, leases, taps,
+ * the index entry and the box store's reference of the two never mix.
+ */
+export async function newMachineId(projectDir: string, name: string): Promise<string> {
+  const {machines} = await readIndex()
+  const known = new Set(machines.map((entry) => entry.id))
+  for (let variant = 0; ; variant++) {
+    const id = machineId(projectDir, variant === 0 ? name : `${name}\0${variant}`)
+    if (!known.has(id) && !(await machineIdReferenced(id))) return id
+  }
 }
 
 /** MACs of every other machine on this host, so a new machine's MACs never clash with them. */
@@ -408,7 +423,7 @@ export async function upMachine(
     const running = status.state === 'running'
     const existing = found === undefined ? undefined : await adoptMovedProject(found, projectDir, defaultPaths, running, events.warn)
     // Runtime files (the QMP socket) are named by the recorded id, which a moved project keeps.
-    const paths = existing === undefined ? defaultPaths : machinePaths(projectDir, config.name, undefined, existing.id)
+    let paths = existing === undefined ? defaultPaths : machinePaths(projectDir, config.name, undefined, existing.id)
     const leases = await ensureRuntimeDir('ports')
     if (running && existing !== undefined) {
       const left = unfinishedStages(existing)
@@ -442,6 +457,7 @@ export async function upMachine(
     if (existing === undefined) {
       try {
         record = await createMachine(projectDir, config, paths, events)
+        paths = machinePaths(projectDir, config.name, undefined, record.id)
       } catch (error) {
         await clearMachineDir(paths)
         removeNewDirs = true

@@ -1,5 +1,5 @@
 import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
-import {existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -253,6 +253,29 @@ describe('a moved project', () => {
     const up = await inMoved(['up'])
     expect(up.code, up.stderr).toBe(0)
     expect((await inMoved(['ssh', '-c', 'cat /vm/marker.txt'])).stdout.trim()).toBe('new place')
+  })
+
+  it('a new project at the old path gets a machine of its own beside the moved one', async () => {
+    mkdirSync(fixture.project)
+    writeFileSync(path.join(fixture.project, 'Vmfile'), VMFILE)
+    try {
+      const up = await fixture.run(['up'])
+      expect(up.code, up.stderr).toBe(0)
+      const id = (dir: string): string => JSON.parse(readFileSync(path.join(dir, '.vm/machines/default/machine.json'), 'utf8')).id
+      expect(id(fixture.project)).not.toBe(id(moved))
+      for (const dir of [moved, fixture.project]) {
+        const status = JSON.parse((await vm(['status', '--json'], {cwd: dir, env: fixture.env})).stdout).result.machines[0]
+        expect(status.state).toBe('running')
+      }
+      const global = JSON.parse((await inMoved(['global-status', '--json'])).stdout).result.machines as Array<{projectDir: string}>
+      expect(global.map((machine) => machine.projectDir).sort()).toEqual([fixture.project, moved].sort())
+    } finally {
+      await fixture.run(['destroy', '-f'])
+      rmSync(fixture.project, {recursive: true, force: true})
+    }
+    // The moved machine is untouched by the other's destroy.
+    const status = JSON.parse((await inMoved(['status', '--json'])).stdout).result.machines[0]
+    expect(status.state).toBe('running')
   })
 
   it('destroy -f then removes it', async () => {
