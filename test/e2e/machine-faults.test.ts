@@ -1,11 +1,11 @@
-import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
+import {spawn, type ChildProcess} from 'node:child_process'
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {machineFixture, root, vm, type MachineFixture} from '../helpers/vm-cli.js'
+import {insecureLoginWorks, machineFixture, root, vm, type MachineFixture} from '../helpers/vm-cli.js'
 
 const VMFILE = 'box: vmfile/tiny\ncpus: 1\nmemory: 256\n'
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -37,23 +37,6 @@ async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 
     await sleep(100)
   }
   throw new Error(`timed out waiting for ${what}`)
-}
-
-/** Whether the box's well-known insecure key logs into the machine on `port`. */
-function insecureLoginWorks(home: string, port: number): boolean {
-  const key = path.join(home, 'insecure-key')
-  writeFileSync(key, readFileSync(path.join(root, 'boxes/keys/vmfile_insecure_key')), {mode: 0o600})
-  const options = [
-    '-o',
-    'IdentitiesOnly=yes',
-    '-o',
-    'BatchMode=yes',
-    '-o',
-    'StrictHostKeyChecking=no',
-    '-o',
-    'UserKnownHostsFile=/dev/null',
-  ]
-  return spawnSync('ssh', ['-i', key, ...options, '-o', 'ConnectTimeout=5', '-p', String(port), 'vm@127.0.0.1', 'true']).status === 0
 }
 
 /** `vm up` as a child we can signal; resolves with its exit code and output. */

@@ -1,5 +1,5 @@
 import {spawn, spawnSync} from 'node:child_process'
-import {chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -113,4 +113,21 @@ export function machineFixture(
       rmSync(home, {recursive: true, force: true})
     },
   }
+}
+
+/** Whether the box's well-known insecure key logs into the machine whose SSH is on `port`. */
+export function insecureLoginWorks(home: string, port: number): boolean {
+  const key = path.join(home, 'insecure-key')
+  writeFileSync(key, readFileSync(path.join(root, 'boxes/keys/vmfile_insecure_key')), {mode: 0o600})
+  const options = [
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+  ]
+  return spawnSync('ssh', ['-i', key, ...options, '-o', 'ConnectTimeout=5', '-p', String(port), 'vm@127.0.0.1', 'true']).status === 0
 }
