@@ -1,16 +1,9 @@
 import {describe, expect, it} from 'vitest'
 
-import {renderSshConfig, sshArgs, type SshTarget} from '../../src/ssh/options.js'
+import {renderSshConfig, sshArgs} from '../../src/ssh/options.js'
+import {sampleTarget} from '../helpers/ssh-target.js'
 
-const target: SshTarget = {
-  host: '127.0.0.1',
-  port: 2201,
-  user: 'vm',
-  identityFile: '/p/.vm/machines/default/id_ed25519',
-  knownHostsFile: '/p/.vm/machines/default/known_hosts',
-  hostKeyAlias: 'vm-0123456789abcdef',
-  strictHostKeyChecking: 'yes',
-}
+const target = sampleTarget
 
 describe('ssh options', () => {
   it('renders ssh arguments with strict host key checking against the machine known_hosts', () => {
