@@ -3,7 +3,7 @@ import {existsSync} from 'node:fs'
 import {mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import {UsageError, UserError, VmError} from '../cli/errors.js'
+import {UsageError, UserError, VmError} from '../errors/errors.js'
 import {processCommandLine} from '../state/process-check.js'
 import {vmPaths} from '../state/paths.js'
 import {unpackStream} from './archive.js'

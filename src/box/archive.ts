@@ -6,7 +6,7 @@ import {Readable, type Duplex} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {createGunzip} from 'node:zlib'
 
-import {ExternalError, UserError} from '../cli/errors.js'
+import {ExternalError, UserError} from '../errors/errors.js'
 import {spawnFilter} from '../process/pipe.js'
 import {identifyImage, IDENTIFY_BYTES, rawSizeProblem} from './disk-signature.js'
 import {fsUserError, isFsError, onUserData, writeAll} from './fs-errors.js'

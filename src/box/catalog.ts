@@ -1,7 +1,7 @@
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {providerRank} from './store.js'
 import {FIELD_RULES, fieldProblem, isValidChecksum, quoteValue, type FieldRule} from './fields.js'
 import {compareVersions, parseConstraint, satisfies} from './version.js'

@@ -4,7 +4,7 @@ import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {fsUserError, isFsError, onUserData, writeAll} from './fs-errors.js'
 
 /**

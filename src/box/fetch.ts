@@ -3,7 +3,7 @@ import {mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {vmPaths} from '../state/paths.js'
 import {parseCatalog, type Catalog} from './catalog.js'
 import {fsUserError, isFsError} from './fs-errors.js'

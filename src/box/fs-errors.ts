@@ -1,6 +1,6 @@
 import type {FileHandle} from 'node:fs/promises'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {quoteValue} from './fields.js'
 
 /**

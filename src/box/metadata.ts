@@ -1,4 +1,4 @@
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {FIELD_RULES, fieldProblem, quoteValue, type FieldRule} from './fields.js'
 
 /** Providers whose boxes vm runs unchanged: both ship a qcow2 disk QEMU boots directly. */

@@ -2,7 +2,7 @@ import {existsSync} from 'node:fs'
 import {mkdir, readdir, readFile, rm, rmdir} from 'node:fs/promises'
 import path from 'node:path'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {writeFileAtomic} from '../state/atomic-file.js'
 import {acquireFileLock} from '../state/file-lock.js'
 import {boxDir, boxesRoot, METADATA_FILE, type BoxKey} from './store.js'

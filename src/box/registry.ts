@@ -2,7 +2,7 @@ import {existsSync, readFileSync, statSync} from 'node:fs'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {packageRoot} from '../state/package-root.js'
 import {vmPaths} from '../state/paths.js'
 import {parseCatalog, type Catalog} from './catalog.js'

@@ -1,4 +1,4 @@
-import {UsageError, UserError} from '../cli/errors.js'
+import {UsageError, UserError} from '../errors/errors.js'
 import {boxesRoot, listBoxes, removeStoredBox, type BoxKey, type StoredBox} from './store.js'
 import {deleteAllBoxReferences, deleteBoxReference, withStoreLock} from './references.js'
 import {describeUser, surveyUsage, type BoxUser} from './usage.js'

@@ -5,7 +5,7 @@ import path from 'node:path'
 import {Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {referencedFiles} from './metadata.js'
 import {boxesRoot, escapeBoxName, listBoxes, METADATA_FILE, providerRank} from './store.js'
 

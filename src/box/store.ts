@@ -2,7 +2,7 @@ import {existsSync} from 'node:fs'
 import {mkdir, readdir, readFile, rename, rm, rmdir, stat} from 'node:fs/promises'
 import path from 'node:path'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {vmPaths} from '../state/paths.js'
 import {BOX_NAME_RULE, isValidBoxName, isValidBoxVersion, isValidToken, NAME_SLASH, quoteValue} from './fields.js'
 import {parseBoxMetadata, type BoxMetadata, type DiskFormat} from './metadata.js'

@@ -2,7 +2,7 @@ import {constants} from 'node:fs'
 import {mkdir, open} from 'node:fs/promises'
 import path from 'node:path'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {quoteValue} from './fields.js'
 import {onUserData, writeAll} from './fs-errors.js'
 import {parseBoxMetadata, isSafeRelativePath, type BoxMetadata} from './metadata.js'

@@ -1,6 +1,6 @@
 import {statfs} from 'node:fs/promises'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {formatBytes} from '../cli/progress.js'
 import {quoteValue} from './fields.js'
 

@@ -1,7 +1,7 @@
 import {chmod, lstat, open, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {runProgram} from '../process/run.js'
 import {identifyImage, IDENTIFY_BYTES, rawSizeProblem} from './disk-signature.js'
 import {parseBoxMetadata, referencedFiles, type BoxMetadata, type DiskFormat} from './metadata.js'

@@ -1,9 +1,9 @@
 import type {Hook} from '@oclif/core'
 
-import {UsageError} from './errors.js'
+import {UsageError} from '../errors/errors.js'
 import {renderError} from './render-error.js'
 import {colorsEnabled, createStyle} from './style.js'
-import {ExitCode} from './exit-codes.js'
+import {ExitCode} from '../errors/exit-codes.js'
 import {suggest} from '../vmfile/suggest.js'
 
 /** "vm valdate" -> a usage error that suggests the closest command, exit 2. */

@@ -1,5 +1,5 @@
-import {causeChain, VmError} from './errors.js'
-import {ExitCode} from './exit-codes.js'
+import {causeChain, VmError} from '../errors/errors.js'
+import {ExitCode} from '../errors/exit-codes.js'
 import type {Style} from './style.js'
 import {escapeControl} from './terminal-text.js'
 

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {UsageError} from '../cli/errors.js'
+import {UsageError} from '../errors/errors.js'
 import {escapeControl} from '../cli/terminal-text.js'
 import type {DestroyResult} from '../machine/halt.js'
 import {destroyProject, failuresError} from '../machine/project.js'

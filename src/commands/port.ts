@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {machinePorts, type PortMapping} from '../machine/ports.js'
 import {pickMachine} from '../machine/project.js'
 

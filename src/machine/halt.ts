@@ -2,7 +2,7 @@ import {readdir, rm} from 'node:fs/promises'
 import path from 'node:path'
 
 import {forgetBoxUse} from '../box/references.js'
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {stopQemu, type StopMethod} from '../driver/qemu/process.js'
 import {releaseForwards} from '../network/forwards.js'
 import {releaseLease} from '../network/ports.js'

@@ -1,4 +1,4 @@
-import {stderrOf, UserError} from '../cli/errors.js'
+import {stderrOf, UserError} from '../errors/errors.js'
 import {failedHostForward, releaseForwards, replaceClashedForward, sameHostPort, type ResolvedForward} from '../network/forwards.js'
 import {leasePort, releaseLease, SSH_PORT_RANGE} from '../network/ports.js'
 import type {ForwardedPort} from '../vmfile/types.js'

@@ -1,7 +1,7 @@
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import {VmError} from '../cli/errors.js'
+import {VmError} from '../errors/errors.js'
 import {tryFileLock} from '../state/file-lock.js'
 import {processCommandLine} from '../state/process-check.js'
 import {ensureStateDir} from '../state/private-dir.js'

@@ -1,4 +1,4 @@
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import type {NicSpec} from '../driver/qemu/spec.js'
 import {checkBridge, createTap, isRoot, removeTap, tapName, type TapRecord} from '../network/bridge.js'
 import {guestNetworkScript, parseGuestNetworkReport, ADDRESS_WAIT_SECONDS} from '../network/guest.js'

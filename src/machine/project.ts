@@ -1,4 +1,4 @@
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {hostWarnings} from '../project/validate.js'
 import {loadProject} from '../vmfile/index.js'
 import type {ProjectConfig} from '../vmfile/types.js'

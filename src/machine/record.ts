@@ -1,7 +1,7 @@
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 
 import type {TapRecord} from '../network/bridge.js'
 import type {ResolvedForward} from '../network/forwards.js'

@@ -1,4 +1,4 @@
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {suggest} from '../vmfile/suggest.js'
 import type {MachineConfig, ProjectConfig} from '../vmfile/types.js'
 

@@ -1,4 +1,4 @@
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {runAttached} from '../process/run.js'
 import {renderSshConfig, sshArgs, type SshTarget} from '../ssh/options.js'
 import {machinePaths} from '../state/machine-files.js'

@@ -2,7 +2,7 @@ import {existsSync} from 'node:fs'
 import {mkdir, readdir, rm, rmdir} from 'node:fs/promises'
 import path from 'node:path'
 
-import {stderrOf, UserError, VmError} from '../cli/errors.js'
+import {stderrOf, UserError, VmError} from '../errors/errors.js'
 import {startQemu, stopQemu} from '../driver/qemu/process.js'
 import {createOverlay} from '../driver/qemu/img.js'
 import type {MachineSpec, NicSpec} from '../driver/qemu/spec.js'

@@ -1,6 +1,6 @@
 import {existsSync} from 'node:fs'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {runProgram} from '../process/run.js'
 
 /**

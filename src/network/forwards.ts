@@ -1,4 +1,4 @@
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import type {ForwardedPort} from '../vmfile/types.js'
 import {leaseHostPort, leasePort, releaseLease, type HostPort} from './ports.js'
 

@@ -6,7 +6,7 @@ import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {acquireFileLock} from '../state/file-lock.js'
-import {InternalError} from '../cli/errors.js'
+import {InternalError} from '../errors/errors.js'
 import {packageRoot} from '../state/package-root.js'
 import {vmPaths} from '../state/paths.js'
 import {ensureRuntimeDir} from '../state/private-dir.js'

@@ -1,6 +1,6 @@
 import {Duplex, Readable} from 'node:stream'
 
-import {ExternalError} from '../cli/errors.js'
+import {ExternalError} from '../errors/errors.js'
 import {tailLines} from './run.js'
 
 /**

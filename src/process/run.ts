@@ -1,6 +1,6 @@
 import type {Writable} from 'node:stream'
 
-import {ExternalError} from '../cli/errors.js'
+import {ExternalError} from '../errors/errors.js'
 
 /**
  * The one module that runs external programs. Argument arrays only, never a shell string.

@@ -1,7 +1,7 @@
 import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {packageRoot} from '../state/package-root.js'
 import {defaultOf} from '../vmfile/defaults.js'
 import {VMFILE_NAME} from '../vmfile/load.js'

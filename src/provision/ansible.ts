@@ -1,7 +1,7 @@
 import {access} from 'node:fs/promises'
 import path from 'node:path'
 
-import {UserError, VmError} from '../cli/errors.js'
+import {UserError, VmError} from '../errors/errors.js'
 import {runStreaming} from '../process/run.js'
 import type {SshTarget} from '../ssh/options.js'
 import {writeFileAtomic} from '../state/atomic-file.js'

@@ -2,7 +2,7 @@ import {createReadStream} from 'node:fs'
 import {stat} from 'node:fs/promises'
 import path from 'node:path'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {runStreaming} from '../process/run.js'
 import {sshArgs} from '../ssh/options.js'
 import type {Provisioner} from '../vmfile/types.js'

@@ -1,4 +1,4 @@
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import type {Provisioner} from '../vmfile/types.js'
 import {runAnsible} from './ansible.js'
 import {runFile} from './file.js'

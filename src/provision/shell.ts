@@ -1,7 +1,7 @@
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {runStreaming} from '../process/run.js'
 import {sshArgs, type SshTarget} from '../ssh/options.js'
 import type {Provisioner} from '../vmfile/types.js'

@@ -1,4 +1,4 @@
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {escapeControl, hasControl} from '../cli/terminal-text.js'
 
 /** How to reach a machine over SSH; rendered both as ssh argv and as an ssh_config block. */

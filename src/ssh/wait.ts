@@ -1,7 +1,7 @@
 import {readFile} from 'node:fs/promises'
 import net from 'node:net'
 
-import {stderrOf, UserError} from '../cli/errors.js'
+import {stderrOf, UserError} from '../errors/errors.js'
 import {runProgram, tailLines} from '../process/run.js'
 import {sshArgs, type SshTarget} from './options.js'
 

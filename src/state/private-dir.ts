@@ -2,7 +2,7 @@ import type {Stats} from 'node:fs'
 import {chmod, lstat, mkdir, realpath} from 'node:fs/promises'
 import path from 'node:path'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {PROJECT_STATE_DIR, vmPaths} from './paths.js'
 
 const uid = (): number => (typeof process.getuid === 'function' ? process.getuid() : 0)

@@ -1,6 +1,6 @@
 import {existsSync} from 'node:fs'
 
-import {stderrOf, UserError} from '../cli/errors.js'
+import {stderrOf, UserError} from '../errors/errors.js'
 import type {ShareSpec} from '../driver/qemu/spec.js'
 import {runProgram, runStreaming} from '../process/run.js'
 import {sshArgs, type SshTarget} from '../ssh/options.js'

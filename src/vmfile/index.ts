@@ -1,6 +1,6 @@
 import path from 'node:path'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {applyDefaults} from './defaults.js'
 import {locateVmfile, parseVmfile, type ParsedVmfile} from './load.js'
 import type {ProjectConfig} from './types.js'

@@ -3,7 +3,7 @@ import path from 'node:path'
 
 import {LineCounter, parseDocument, visit, type Document} from 'yaml'
 
-import {UserError} from '../cli/errors.js'
+import {UserError} from '../errors/errors.js'
 import {aliasExpansionProblems} from './aliases.js'
 import type {Problem} from './validate.js'
 

@@ -7,7 +7,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {addBox, type AddBoxOptions} from '../../src/box/add.js'
 import {findBox, hostArchitecture, listBoxes} from '../../src/box/store.js'
-import {VmError} from '../../src/cli/errors.js'
+import {VmError} from '../../src/errors/errors.js'
 import {catalogJson, makeBox, makeDisk, sha256, startServer, type TestServer} from '../helpers/box-fixtures.js'
 
 const arch = hostArchitecture()

@@ -1,7 +1,7 @@
 import {describe, expect, it} from 'vitest'
 
 import {parseCatalog, selectFromCatalog, toUrl} from '../../src/box/catalog.js'
-import {UserError} from '../../src/cli/errors.js'
+import {UserError} from '../../src/errors/errors.js'
 
 const provider = (name: string, architecture?: string, url = `${name}-${architecture ?? 'any'}.box`) => ({
   name,

@@ -8,7 +8,7 @@ import {parseCatalog} from '../../src/box/catalog.js'
 import {isValidBoxFile, isValidBoxName, isValidSshUser, quoteValue} from '../../src/box/fields.js'
 import {parseBoxMetadata} from '../../src/box/metadata.js'
 import {boxDir, escapeBoxName, listBoxes, readStoredBox, unescapeBoxName} from '../../src/box/store.js'
-import {VmError} from '../../src/cli/errors.js'
+import {VmError} from '../../src/errors/errors.js'
 
 function problemsOf(run: () => unknown): string {
   try {

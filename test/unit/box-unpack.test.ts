@@ -2,7 +2,7 @@ import {describe, expect, it} from 'vitest'
 
 import {identifyImage, qcow2VirtualSize} from '../../src/box/disk-signature.js'
 import {declaredLimit, freeMargin, parseByteSize, qcow2Limit, UnpackBudget, type FreeSpace} from '../../src/box/unpack-budget.js'
-import {VmError} from '../../src/cli/errors.js'
+import {VmError} from '../../src/errors/errors.js'
 
 const MiB = 1 << 20
 const GiB = 1 << 30

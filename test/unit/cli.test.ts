@@ -1,7 +1,7 @@
 import {describe, expect, it} from 'vitest'
 
-import {ExternalError, UserError, VmError} from '../../src/cli/errors.js'
-import {ExitCode} from '../../src/cli/exit-codes.js'
+import {ExternalError, UserError, VmError} from '../../src/errors/errors.js'
+import {ExitCode} from '../../src/errors/exit-codes.js'
 import {classifyError, errorToJson, renderError} from '../../src/cli/render-error.js'
 import {colorsEnabled, createStyle} from '../../src/cli/style.js'
 import {machineStateDir, vmPaths} from '../../src/state/paths.js'

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
-import {UserError} from '../../src/cli/errors.js'
+import {UserError} from '../../src/errors/errors.js'
 import {errorToJson, renderError} from '../../src/cli/render-error.js'
 import {createPaint, createStyle} from '../../src/cli/style.js'
 import {renderTable} from '../../src/cli/table.js'

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
-import {UserError} from '../../src/cli/errors.js'
+import {UserError} from '../../src/errors/errors.js'
 import {checkVmfile, formatProblem, parseVmfile, resolveVmfileText} from '../../src/vmfile/index.js'
 
 /** Ten times ten times ... "lol": 254 bytes that expand to half a million values. */

@@ -3,7 +3,7 @@ import {access, mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {UserError} from '../../cli/errors.js'
+import {UserError} from '../../errors/errors.js'
 import {runProgram} from '../../process/run.js'
 import {writeFileAtomic} from '../../state/atomic-file.js'
 import type {Accelerator} from './spec.js'

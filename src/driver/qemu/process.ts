@@ -1,4 +1,4 @@
-import {ExternalError} from '../../cli/errors.js'
+import {ExternalError} from '../../errors/errors.js'
 import {runProgram} from '../../process/run.js'
 import {writeFileAtomic} from '../../state/atomic-file.js'
 import {isMachineProcess, processStartTime, readPidfile, type MachineProcessFiles} from '../../state/process-check.js'
