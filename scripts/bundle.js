@@ -3,7 +3,7 @@
 import {build} from 'esbuild'
 
 await build({
-  entryPoints: {commands: 'src/commands.ts', 'json-schema': 'src/vmfile/json-schema.ts', hub: 'src/network/hub-main.ts'},
+  entryPoints: {commands: 'src/commands.ts', 'json-schema': 'src/vmfile/json-schema.ts', hub: 'src/driver/qemu/network/hub-main.ts'},
   outdir: 'dist',
   bundle: true,
   splitting: true,

@@ -161,7 +161,9 @@ export async function surveyUsage(env: NodeJS.ProcessEnv = process.env, root = b
         users.push({machine: machine.name, projectDir: machine.projectDir, box: key, id: machine.id, source: 'index'})
         if (options.tidy === true && /^[0-9a-f]{16}$/.test(machine.id)) {
           const paths = machinePaths(machine.projectDir, machine.name)
-          const overlays = Array.from({length: machine.disks}, (_, index) => paths.overlay(index))
+          // The disk files are named by the engine; machines in the index are the default engine's.
+          const {driverNamed} = await import('../driver/registry.js')
+          const overlays = driverNamed().diskFiles(paths, machine.disks)
           await writeBoxReference(
             key,
             {id: machine.id, name: machine.name, projectDir: machine.projectDir, overlays, createdAt: new Date().toISOString()},

@@ -2,6 +2,7 @@ import {Command, Flags, type Interfaces} from '@oclif/core'
 
 import {errorToJson, renderError, classifyError} from './render-error.js'
 import {colorsEnabled, createPaint, createStyle, type Paint} from './style.js'
+import type {MachineEvents} from '../machine/events.js'
 import {setWarningSink} from '../state/warnings.js'
 import {terminalLine, type Printable} from './terminal-text.js'
 
@@ -10,13 +11,6 @@ export interface SuccessJson<T> {
   status: 0
   result: T
   warnings: string[]
-}
-
-/** Callbacks through which services report one machine's progress. */
-export interface MachineOutput {
-  info(text: string): void
-  warn(text: string): void
-  output(stream: 'stderr' | 'stdout', line: string): void
 }
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -102,7 +96,7 @@ export abstract class BaseCommand<T = unknown> extends Command {
    * Output of one machine among several: every line prefixed with its name, stderr kept on
    * stderr. `beforeOutput` runs before each line (e.g. to clear a spinner).
    */
-  protected machineEvents(name: string, beforeOutput: () => void = () => {}): MachineOutput {
+  protected machineEvents(name: string, beforeOutput: () => void = () => {}): MachineEvents {
     return {
       info: (text) => {
         beforeOutput()

@@ -1,7 +1,7 @@
-import {readTail} from '../ssh/wait.js'
+import type {EngineState} from '../driver/driver.js'
+import {driverOf} from '../driver/registry.js'
 import {machinePaths} from '../state/machine-files.js'
 import {deriveState, type MachineState} from '../state/machine-state.js'
-import {findMachineProcess, type MachineProcess} from '../state/process-check.js'
 import {projectMoved} from './moved.js'
 import {configuredNics, type NicStatus} from './networks.js'
 import {readRecord, RecordUnreadableError, type MachineRecord} from './record.js'
@@ -27,8 +27,8 @@ export interface Inspection {
   record: MachineRecord | undefined
   /** Set when machine.json exists but cannot be used (then `record` is undefined, state unknown). */
   unreadable?: RecordUnreadableError | undefined
-  /** The machine's live QEMU, if any (found through the pidfile and overlay in its own directory). */
-  process: MachineProcess | undefined
+  /** What the machine's engine says about it, asked afresh. */
+  engine: EngineState
 }
 
 /** A machine's status, derived from its files and the process table every time. */
@@ -42,23 +42,24 @@ export async function inspectMachine(projectDir: string, name: string): Promise<
     if (!(error instanceof RecordUnreadableError)) throw error
     unreadable = error
   }
-  const found = findMachineProcess(paths.process)
+  // An unreadable record names no engine: the default one is asked.
+  const driver = driverOf(record)
+  const engine = await driver.inspect({name, dir: paths.dir, id: record?.id, record})
   const base = {name, box: undefined, accel: undefined, ssh: undefined, vnc: undefined, networks: undefined, projectDir}
   if (unreadable !== undefined) {
-    const qemu = found === undefined ? 'its QEMU is not running' : `its QEMU is running (pid ${found.pid})`
+    const qemu = !engine.alive ? `its ${driver.displayName} is not running` : `its ${driver.displayName} is running (pid ${engine.pid})`
     return {
       record: undefined,
       unreadable,
-      process: found,
-      status: {...base, state: 'unknown', pid: found?.pid, problem: `${unreadable.message}; ${qemu}`},
+      engine,
+      status: {...base, state: 'unknown', pid: engine.pid, problem: `${unreadable.message}; ${qemu}`},
     }
   }
-  const alive = record !== undefined && found !== undefined
   const state = deriveState({
     created: record !== undefined,
-    processAlive: alive,
+    alive: record !== undefined && engine.alive,
     lastRecorded: record?.lastState,
-    serialTail: record !== undefined && !alive && record.lastState === 'running' ? await readTail(paths.serialLog, 30) : '',
+    cleanPowerOff: engine.cleanPowerOff,
   })
   const running = state === 'running'
   const problems: string[] = []
@@ -70,16 +71,16 @@ export async function inspectMachine(projectDir: string, name: string): Promise<
     problems.push(`the project moved here from ${record.projectDir}; "vm up" or "vm halt" re-registers it`)
   return {
     record,
-    process: running ? found : undefined,
+    engine,
     status: {
       ...base,
       state,
-      pid: running ? found?.pid : undefined,
+      pid: running ? engine.pid : undefined,
       box: record === undefined ? undefined : {name: record.box.name, version: record.box.version},
       accel: running ? record?.accel : undefined,
       ssh: running ? record?.ssh : undefined,
-      vnc: running && record?.vncDisplay !== undefined ? `127.0.0.1:${5900 + record.vncDisplay}` : undefined,
-      networks: running && record !== undefined ? (record.nics ?? configuredNics(record)) : undefined,
+      vnc: running ? engine.vnc : undefined,
+      networks: running && record !== undefined ? (record.nics ?? configuredNics(record, driver.natAddress)) : undefined,
       problem: problems.length === 0 ? undefined : problems.join('; '),
     },
   }

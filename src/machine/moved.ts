@@ -1,6 +1,7 @@
 import path from 'node:path'
 
 import {writeBoxReference} from '../box/references.js'
+import {driverOf} from '../driver/registry.js'
 import {addToIndex} from '../state/global-index.js'
 import type {MachinePaths} from '../state/machine-files.js'
 import {writeRecord, type MachineRecord} from './record.js'
@@ -50,7 +51,7 @@ export async function adoptMovedProject(
     id: record.id,
     name: record.name,
     projectDir: updated.projectDir,
-    overlays: record.box.disks.map((_disk, index) => paths.overlay(index)),
+    overlays: driverOf(record).diskFiles(paths, record.box.disks.length),
     createdAt: record.createdAt,
   })
   const shares = record.config.syncedFolders.some((folder) => folder.type !== 'rsync')

@@ -7,7 +7,8 @@ import {inspectMachine, type MachineStatus} from './inspect.js'
 import {provisionRecord} from './provision.js'
 import {selectMachines} from './select.js'
 import {firstBootUnfinished} from './stages.js'
-import {upMachine, type MachineEvents, type UpOptions, type UpResult} from './up.js'
+import type {MachineEvents} from './events.js'
+import {upMachine, type UpOptions, type UpResult} from './up.js'
 
 export type EventsFor = (machine: string) => MachineEvents
 

@@ -2,13 +2,8 @@ import {selectProvisioners, runProvisioners, type ProvisionTrigger} from '../pro
 import {machinePaths} from '../state/machine-files.js'
 import type {Provisioner} from '../vmfile/types.js'
 import {writeRecord, type MachineRecord} from './record.js'
-import {sshTarget} from './up.js'
-
-export interface ProvisionEvents {
-  info(text: string): void
-  /** A line of a provisioner's output; stderr stays stderr. */
-  output?(stream: 'stderr' | 'stdout', line: string): void
-}
+import type {MachineEvents} from './events.js'
+import {sshTarget} from './ssh-target.js'
 
 /**
  * Runs the machine's provisioners for `trigger` and, when the run covered every once/always
@@ -21,7 +16,7 @@ export async function provisionRecord(
   provisioners: readonly Provisioner[],
   trigger: ProvisionTrigger,
   only: readonly string[] | undefined,
-  events: ProvisionEvents,
+  events: Pick<MachineEvents, 'info' | 'output'>,
 ): Promise<{record: MachineRecord; ran: string[]}> {
   const selected = selectProvisioners(provisioners, trigger, only)
   if (selected.length === 0) return {record, ran: []}

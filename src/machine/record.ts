@@ -3,7 +3,7 @@ import path from 'node:path'
 
 import {UserError} from '../errors/errors.js'
 
-import type {TapRecord} from '../network/bridge.js'
+import type {SshJump} from '../driver/driver.js'
 import type {ResolvedForward} from '../network/forwards.js'
 import type {NicStatus} from './networks.js'
 import type {BootStage} from './stages.js'
@@ -26,19 +26,31 @@ export interface PinnedBox {
   sshUser?: string | undefined
 }
 
+export type BridgeKind = 'linux' | 'ovs'
+
+/** A host device the engine made for a bridged NIC (a tap, as root); the driver removes it on halt and destroy. */
+export interface TapRecord {
+  name: string
+  bridge: string
+  kind: BridgeKind
+}
+
 /** machine.json: what vm recorded about a machine. Status never trusts it alone. */
 export interface MachineRecord {
   format: 1
   id: string
   name: string
   projectDir: string
+  /** The engine that owns the machine (src/driver/registry.ts); absent in records made before engines had names: QEMU. */
+  driver?: string | undefined
   createdAt: string
   box: PinnedBox
   /** The resolved config the machine was created or last booted with. */
   config: MachineConfig
   macs: string[]
-  accel?: 'kvm' | 'tcg'
-  ssh?: {host: string; port: number; user: string; keyReplaced: boolean}
+  accel?: string | undefined
+  /** Where SSH answers (the endpoint the driver returned) and as whom. */
+  ssh?: {host: string; port: number; user: string; keyReplaced: boolean; jump?: SshJump | undefined}
   vncDisplay?: number | undefined
   /** Forwarded ports as set up at the last boot (auto_correct may have changed host ports). */
   forwards?: ResolvedForward[]

@@ -1,11 +1,11 @@
 import {UserError} from '../errors/errors.js'
-import {runAttached} from '../process/run.js'
-import {renderSshConfig, sshArgs, type SshTarget} from '../ssh/options.js'
+import {attachToGuest} from '../ssh/exec.js'
+import {renderSshConfig, type SshTarget} from '../ssh/options.js'
 import {machinePaths} from '../state/machine-files.js'
 import {inspectMachine} from './inspect.js'
 import {lockHolder} from './lock.js'
 import {firstBootUnfinished} from './stages.js'
-import {sshTarget} from './up.js'
+import {sshTarget} from './ssh-target.js'
 
 /** How to reach a running machine over SSH with its own key and pinned host key. */
 export async function runningTarget(projectDir: string, name: string): Promise<SshTarget> {
@@ -31,7 +31,7 @@ export async function runningTarget(projectDir: string, name: string): Promise<S
       hint: `Run "vm up ${name}" first.`,
     })
   }
-  const paths = machinePaths(projectDir, name, undefined, record.id)
+  const paths = machinePaths(projectDir, name)
   return sshTarget(record, paths, paths.privateKey, 'yes')
 }
 
@@ -44,10 +44,7 @@ export async function sshIntoMachine(
   tty: boolean,
 ): Promise<number> {
   const target = await runningTarget(projectDir, name)
-  const args = sshArgs(target, {tty: command === undefined ? tty : false})
-  const hostIndex = args.length - 1
-  args.splice(hostIndex, 0, ...extra)
-  return runAttached('ssh', command === undefined ? args : [...args, command])
+  return attachToGuest(target, command, {tty: command === undefined ? tty : false, sshOptions: extra})
 }
 
 export async function machineSshConfig(projectDir: string, name: string, alias: string | undefined): Promise<string> {

@@ -50,13 +50,23 @@ export function sshBanner(host: string, port: number, ms: number): Promise<boole
   })
 }
 
+/** What the guest's boot looks like from outside, as the machine's engine shows it. */
+export interface BootWatch {
+  /** How the engine is named in messages, e.g. "QEMU". */
+  engine: string
+  /** Whether the machine's engine process (or domain) still runs. */
+  isAlive(): boolean | Promise<boolean>
+  /** The last `lines` lines of the guest's console ('' when there is none yet). */
+  consoleTail(lines: number): Promise<string>
+  /** Labelled lines that show how the boot went, for an error's details. */
+  bootEvidence(): Promise<string[]>
+}
+
 export interface WaitOptions {
   target: SshTarget
   timeoutMs: number
-  serialLog: string
-  qemuStderr: string
-  /** Whether QEMU still runs: a QEMU that exits during boot fails the wait at once. */
-  isAlive: () => boolean
+  /** An engine that stops during boot fails the wait at once. */
+  watch: BootWatch
   /** Called about once a second with the last line of the boot log. */
   onProgress?: (lastLine: string) => void
   /** Stops waiting (with the signal's reason) when aborted. */
@@ -75,18 +85,18 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
   let refusedSince: number | undefined
   while (Date.now() < deadline) {
     options.signal?.throwIfAborted()
-    if (!options.isAlive()) {
-      throw new UserError('QEMU exited while the machine was booting', {
+    if (!(await options.watch.isAlive())) {
+      throw new UserError(`${options.watch.engine} exited while the machine was booting`, {
         code: 'BOOT_FAILED',
-        details: await bootLogDetails(options),
+        details: await options.watch.bootEvidence(),
         hint: 'The serial log above shows how far the guest got; check the box and the Vmfile (memory, disk).',
       })
     }
-    const recent = await readTail(options.serialLog, 40)
+    const recent = await options.watch.consoleTail(40)
     if (KERNEL_PANIC.test(recent)) {
       throw new UserError('The guest kernel panicked during boot', {
         code: 'BOOT_FAILED',
-        details: await bootLogDetails(options),
+        details: await options.watch.bootEvidence(),
         hint: 'The serial log above shows why; the box may be broken or need more memory.',
       })
     }
@@ -111,7 +121,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
       if (refusedSince !== undefined && Date.now() - refusedSince >= KEY_REFUSED_FOR_MS)
         throw new UserError(`The machine answers on SSH but refuses its key (${options.target.identityFile})`, {
           code: 'SSH_KEY_REFUSED',
-          details: [`user ${options.target.user} on 127.0.0.1:${options.target.port}: ${said.trim().split('\n').at(-1)}`],
+          details: [`user ${options.target.user} on ${options.target.host}:${options.target.port}: ${said.trim().split('\n').at(-1)}`],
           hint: `The guest's ~${options.target.user}/.ssh/authorized_keys lacks the machine's key (was the machine killed right after its first boot?). "vm destroy" and "vm up" make it afresh; or add the key from ${options.target.identityFile}.pub in the guest.`,
         })
       await sleep(700)
@@ -119,17 +129,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
   }
   throw new UserError(`The machine did not answer on SSH within ${Math.round(options.timeoutMs / 1000)} s (boot_timeout)`, {
     code: 'BOOT_TIMEOUT',
-    details: await bootLogDetails(options),
+    details: await options.watch.bootEvidence(),
     hint: 'Raise boot_timeout in the Vmfile if the machine is just slow (software emulation is), or look at the serial log above.',
   })
-}
-
-async function bootLogDetails(options: WaitOptions): Promise<string[]> {
-  const serial = await readTail(options.serialLog)
-  const stderr = await readTail(options.qemuStderr, 5)
-  return [
-    `serial log (${options.serialLog}):`,
-    ...(serial === '' ? ['  (empty)'] : serial.split('\n').map((line) => `  | ${line}`)),
-    ...(stderr === '' ? [] : ['QEMU stderr:', ...stderr.split('\n').map((line) => `  | ${line}`)]),
-  ]
 }

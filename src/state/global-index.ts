@@ -82,8 +82,8 @@ async function update(env: NodeJS.ProcessEnv, change: (machines: IndexEntry[]) =
 }
 
 /** Whether the entry's project still has the machine's record. */
-export function entryExists(entry: IndexEntry, env: NodeJS.ProcessEnv = process.env): boolean {
-  return existsSync(machinePaths(entry.projectDir, entry.name, env).record)
+export function entryExists(entry: IndexEntry): boolean {
+  return existsSync(machinePaths(entry.projectDir, entry.name).record)
 }
 
 export function addToIndex(entry: IndexEntry, env: NodeJS.ProcessEnv = process.env): Promise<void> {
@@ -118,12 +118,12 @@ export async function listIndex(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<{live: IndexEntry[]; gone: IndexEntry[]}> {
   const {machines} = await readIndex(env)
-  const live = machines.filter((entry) => entryExists(entry, env))
+  const live = machines.filter((entry) => entryExists(entry))
   const gone = machines.filter((entry) => !live.includes(entry))
   if (options.prune === true && gone.length > 0) {
     const goneIds = new Set(gone.map((entry) => entry.id))
     // Under the lock, from the index as it is then: a machine added meanwhile stays.
-    await update(env, (current) => current.filter((entry) => !goneIds.has(entry.id) || entryExists(entry, env)))
+    await update(env, (current) => current.filter((entry) => !goneIds.has(entry.id) || entryExists(entry)))
   }
   return {live, gone}
 }

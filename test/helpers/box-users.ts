@@ -8,6 +8,7 @@ import {vi} from 'vitest'
 import {recordBoxUse} from '../../src/box/references.js'
 import {readStoredBox, type BoxKey, type StoredBox} from '../../src/box/store.js'
 import {machineId, machinePaths} from '../../src/state/machine-files.js'
+import {qemuPaths} from '../../src/driver/qemu/files.js'
 import {makeDisk} from './box-fixtures.js'
 
 export const key = (version: string, name = 'org/box'): BoxKey => ({name, version, architecture: 'amd64', provider: 'libvirt'})
@@ -47,9 +48,19 @@ export async function createMachine(project: string, name: string, box: StoredBo
   const id = machineId(project, name)
   await recordBoxUse(
     box,
-    {id, name, projectDir: project, overlays: [paths.overlay(0)]},
+    {id, name, projectDir: project, overlays: [qemuPaths(paths.dir, undefined).overlay(0)]},
     async () => {
-      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', box.disks[0]!.path, paths.overlay(0)])
+      execFileSync('qemu-img', [
+        'create',
+        '-q',
+        '-f',
+        'qcow2',
+        '-F',
+        'qcow2',
+        '-b',
+        box.disks[0]!.path,
+        qemuPaths(paths.dir, undefined).overlay(0),
+      ])
     },
     root,
   )

@@ -13,6 +13,7 @@ import {machinesUsing} from '../../src/box/usage.js'
 import {destroyMachine} from '../../src/machine/halt.js'
 import {addToIndex} from '../../src/state/global-index.js'
 import {machineId, machinePaths} from '../../src/state/machine-files.js'
+import {qemuPaths} from '../../src/driver/qemu/files.js'
 import {createMachine, key, project, storeWith, stored} from '../helpers/box-users.js'
 
 afterEach(() => {
@@ -90,7 +91,7 @@ describe('the box store knows which machines use a box', () => {
     rmSync(machinePaths(dir, 'web').record)
     const users = await machinesUsing(key('1.0.0'), env)
     expect(users.map((user) => user.unsure)).toEqual([
-      `its disk ${machinePaths(dir, 'web').overlay(0)} is still there, without a machine record`,
+      `its disk ${qemuPaths(machinePaths(dir, 'web').dir, undefined).overlay(0)} is still there, without a machine record`,
     ])
   })
 
@@ -166,11 +167,21 @@ async function createMachineSlowly(dir: string, box: StoredBox, root: string, st
   mkdirSync(paths.dir, {recursive: true})
   await recordBoxUse(
     box,
-    {id: machineId(dir, 'web'), name: 'web', projectDir: dir, overlays: [paths.overlay(0)]},
+    {id: machineId(dir, 'web'), name: 'web', projectDir: dir, overlays: [qemuPaths(paths.dir, undefined).overlay(0)]},
     async () => {
       started()
       await proceed
-      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', box.disks[0]!.path, paths.overlay(0)])
+      execFileSync('qemu-img', [
+        'create',
+        '-q',
+        '-f',
+        'qcow2',
+        '-F',
+        'qcow2',
+        '-b',
+        box.disks[0]!.path,
+        qemuPaths(paths.dir, undefined).overlay(0),
+      ])
     },
     root,
   )

@@ -5,7 +5,7 @@ import path from 'node:path'
 
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {startWithLeasedPorts} from '../../src/machine/leased-start.js'
+import {startWithLeasedPorts} from '../../src/driver/qemu/leased-start.js'
 import {failedHostForward, resolveForwards, type ResolvedForward} from '../../src/network/forwards.js'
 import {runProgram} from '../../src/process/run.js'
 import type {ForwardedPort} from '../../src/vmfile/types.js'

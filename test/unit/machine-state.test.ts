@@ -7,45 +7,60 @@ import {describe, expect, it} from 'vitest'
 
 import {machineId, machinePaths} from '../../src/state/machine-files.js'
 import {deriveState} from '../../src/state/machine-state.js'
-import {
-  findMachineProcess,
-  isMachineProcess,
-  matchesMachine,
-  processesHolding,
-  processStartTime,
-  qemuDiskPaths,
-  qemuQmpSocket,
-  readPidfile,
-} from '../../src/state/process-check.js'
+import {processesHolding, processStartTime, readPidfile} from '../../src/state/process-check.js'
+import {findMachineProcess, isMachineProcess, matchesMachine, qemuDiskPaths, qemuQmpSocket} from '../../src/driver/qemu/machine-process.js'
+import {qemuPaths} from '../../src/driver/qemu/files.js'
+import {qemuDriver} from '../../src/driver/qemu/driver.js'
+import type {MachineRecord} from '../../src/machine/record.js'
 
-const gone = {created: true, processAlive: false, serialTail: ''}
+const gone = {created: true, alive: false, cleanPowerOff: false}
 
 describe('deriveState', () => {
   it('not created without a record', () => {
     expect(deriveState({...gone, created: false, lastRecorded: undefined})).toBe('not_created')
   })
   it('running while its QEMU lives', () => {
-    expect(deriveState({...gone, processAlive: true, lastRecorded: 'running'})).toBe('running')
+    expect(deriveState({...gone, alive: true, lastRecorded: 'running'})).toBe('running')
   })
   it('poweroff after a clean halt', () => {
     expect(deriveState({...gone, lastRecorded: 'poweroff'})).toBe('poweroff')
   })
   it('poweroff when the guest powered itself off', () => {
-    expect(deriveState({...gone, lastRecorded: 'running', serialTail: '[   12.1] reboot: Power down\n'})).toBe('poweroff')
+    expect(deriveState({...gone, lastRecorded: 'running', cleanPowerOff: true})).toBe('poweroff')
   })
-  it('aborted when QEMU died without a clean shutdown', () => {
-    expect(deriveState({...gone, lastRecorded: 'running', serialTail: 'login: '})).toBe('aborted')
+  it('aborted when the engine died without a clean shutdown', () => {
+    expect(deriveState({...gone, lastRecorded: 'running', cleanPowerOff: false})).toBe('aborted')
+  })
+})
+
+describe('the QEMU driver reads a clean power-off from the serial console', () => {
+  const machineIn = (serial: string, lastState: 'poweroff' | 'running') => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'vm-serial-'))
+    writeFileSync(path.join(dir, 'serial.log'), serial)
+    const record = {id: '0123456789abcdef', name: 'web', lastState} as MachineRecord
+    return {name: 'web', dir, id: record.id, record}
+  }
+  it('a guest that powered itself off', async () => {
+    const state = await qemuDriver.inspect(machineIn('[   12.1] reboot: Power down\n', 'running'))
+    expect(state).toMatchObject({alive: false, cleanPowerOff: true})
+  })
+  it('a guest that halted', async () => {
+    expect((await qemuDriver.inspect(machineIn('reboot: System halted\r\n', 'running'))).cleanPowerOff).toBe(true)
+  })
+  it('a QEMU that died under a running guest', async () => {
+    expect((await qemuDriver.inspect(machineIn('debian login: ', 'running'))).cleanPowerOff).toBe(false)
   })
 })
 
 describe('machine files', () => {
   it('keep the QMP socket on a short path', () => {
     const deep = `/home/someone/${'very-long-directory-name/'.repeat(6)}project`
-    const paths = machinePaths(deep, 'web', {VM_HOME: '/tmp/h'})
-    expect(paths.qmpSocket).toBe(`/tmp/h/run/${machineId(deep, 'web')}.qmp`)
-    expect(paths.qmpSocket.length).toBeLessThan(108)
+    const paths = machinePaths(deep, 'web')
+    const qemu = qemuPaths(paths.dir, machineId(deep, 'web'), {VM_HOME: '/tmp/h'})
+    expect(qemu.qmpSocket).toBe(`/tmp/h/run/${machineId(deep, 'web')}.qmp`)
+    expect(qemu.qmpSocket.length).toBeLessThan(108)
     expect(paths.record).toBe(`${deep}/.vm/machines/web/machine.json`)
-    expect(paths.overlay(1)).toBe(`${deep}/.vm/machines/web/disk1.qcow2`)
+    expect(qemu.overlay(1)).toBe(`${deep}/.vm/machines/web/disk1.qcow2`)
   })
   it('machine ids differ per project and name', () => {
     expect(machineId('/a', 'web')).not.toBe(machineId('/b', 'web'))

@@ -6,10 +6,10 @@ import path from 'node:path'
 
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {bridgeHelperError, tapName} from '../../src/network/bridge.js'
+import {bridgeHelperError, tapName} from '../../src/driver/qemu/network/bridge.js'
 import {guestNetworkScript, parseGuestNetworkReport} from '../../src/network/guest.js'
-import {encodeFrame, FrameReader, startHub, type Hub} from '../../src/network/hub.js'
-import {privateNetworkKey} from '../../src/network/private.js'
+import {encodeFrame, FrameReader, startHub, type Hub} from '../../src/driver/qemu/network/hub.js'
+import {privateNetworkKey} from '../../src/driver/qemu/network/private.js'
 
 const mac = (last: number): Buffer => Buffer.from([0x52, 0x54, 0, 0, 0, last])
 const frame = (to: Buffer, from: Buffer, payload: string): Buffer =>

@@ -1,8 +1,10 @@
 import {ExternalError} from '../../errors/errors.js'
 import {runProgram} from '../../process/run.js'
 import {writeFileAtomic} from '../../state/atomic-file.js'
-import {isMachineProcess, processStartTime, readPidfile, type MachineProcessFiles} from '../../state/process-check.js'
+import {processStartTime, readPidfile} from '../../state/process-check.js'
+import {isMachineProcess, type MachineProcessFiles} from './machine-process.js'
 import {buildQemuArgs} from './args.js'
+import type {StopMethod} from '../driver.js'
 import {QmpClient} from './qmp.js'
 import type {HostFacts, MachineSpec} from './spec.js'
 
@@ -59,8 +61,6 @@ async function qmp(socket: string | undefined, command: string): Promise<boolean
     return false
   }
 }
-
-export type StopMethod = 'acpi' | 'already-stopped' | 'killed' | 'quit'
 
 /**
  * Stops a machine's QEMU, recognized by `files` (process-check.ts): ACPI power-down through

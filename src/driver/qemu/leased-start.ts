@@ -1,7 +1,7 @@
-import {stderrOf, UserError} from '../errors/errors.js'
-import {failedHostForward, releaseForwards, replaceClashedForward, sameHostPort, type ResolvedForward} from '../network/forwards.js'
-import {leasePort, releaseLease, SSH_PORT_RANGE} from '../network/ports.js'
-import type {ForwardedPort} from '../vmfile/types.js'
+import {stderrOf, UserError} from '../../errors/errors.js'
+import {failedHostForward, releaseForwards, replaceClashedForward, sameHostPort, type ResolvedForward} from '../../network/forwards.js'
+import {leasePort, releaseLease, SSH_PORT_RANGE} from '../../network/ports.js'
+import type {ForwardedPort} from '../../vmfile/types.js'
 
 export interface LeasedStart {
   pid: number

@@ -3,7 +3,7 @@
 // `vm up` that holds the lock either finds it running or starts a new one.
 import {existsSync, rmSync} from 'node:fs'
 
-import {acquireFileLock} from '../state/file-lock.js'
+import {acquireFileLock} from '../../../state/file-lock.js'
 import {startHub} from './hub.js'
 
 const IDLE_MS = Number(process.env.VM_HUB_IDLE_MS ?? 15_000)

@@ -1,10 +1,10 @@
 import {existsSync} from 'node:fs'
 import path from 'node:path'
 
-import {chooseAccelerator, probeKvm, type AccelChoice} from '../driver/qemu/accel.js'
-import type {HostFacts} from '../driver/qemu/spec.js'
-import {vmPaths} from '../state/paths.js'
-import type {Accel} from '../vmfile/types.js'
+import {chooseAccelerator, probeKvm, type AccelChoice} from './accel.js'
+import type {HostFacts} from './spec.js'
+import {vmPaths} from '../../state/paths.js'
+import type {Accel} from '../../vmfile/types.js'
 
 const QBOOT = '/usr/share/qemu/qboot.rom'
 

@@ -5,11 +5,11 @@ import net from 'node:net'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {acquireFileLock} from '../state/file-lock.js'
-import {InternalError} from '../errors/errors.js'
-import {packageRoot} from '../state/package-root.js'
-import {vmPaths} from '../state/paths.js'
-import {ensureRuntimeDir} from '../state/private-dir.js'
+import {acquireFileLock} from '../../../state/file-lock.js'
+import {InternalError} from '../../../errors/errors.js'
+import {packageRoot} from '../../../state/package-root.js'
+import {vmPaths} from '../../../state/paths.js'
+import {ensureRuntimeDir} from '../../../state/private-dir.js'
 
 /**
  * Private networks: machines that name the same network share one switch (a small hub process

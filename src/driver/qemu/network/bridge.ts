@@ -1,7 +1,8 @@
+import type {BridgeKind, TapRecord} from '../../../machine/record.js'
 import {existsSync} from 'node:fs'
 
-import {UserError} from '../errors/errors.js'
-import {runProgram} from '../process/run.js'
+import {UserError} from '../../../errors/errors.js'
+import {runProgram} from '../../../process/run.js'
 
 /**
  * Bridged NICs. As root, vm makes a tap device per NIC, attaches it to the bridge itself (what
@@ -9,13 +10,7 @@ import {runProgram} from '../process/run.js'
  * QEMU's setuid bridge helper makes the tap, gated by /etc/qemu/bridge.conf.
  */
 
-export type BridgeKind = 'linux' | 'ovs'
-
-export interface TapRecord {
-  name: string
-  bridge: string
-  kind: BridgeKind
-}
+export type {TapRecord} from '../../../machine/record.js'
 
 export const BRIDGE_HELPER = '/usr/lib/qemu/qemu-bridge-helper'
 export const BRIDGE_CONF = '/etc/qemu/bridge.conf'

@@ -1,0 +1,43 @@
+import path from 'node:path'
+
+import {vmPaths} from '../../state/paths.js'
+import type {MachineProcessFiles} from './machine-process.js'
+
+/** The files the QEMU driver keeps in a machine's directory, by name, in one place. */
+export const QemuFile = {
+  overlay: (index: number) => `disk${index}.qcow2`,
+  pid: 'qemu.pid',
+  serialLog: 'serial.log',
+  stderr: 'qemu.stderr',
+} as const
+
+/** Overlay file names: what `destroy` checks no process still holds. */
+export const OVERLAY_NAME = /^disk\d+\.qcow2$/
+
+export interface QemuPaths {
+  pid: string
+  serialLog: string
+  /** QEMU's own start-up output. */
+  stderr: string
+  /**
+   * On a short path in the runtime directory (Unix socket paths are limited to 108 bytes), named
+   * by the machine id. A running QEMU is asked for its own socket (machine-process.ts) instead:
+   * the runtime directory may differ between shells.
+   */
+  qmpSocket: string
+  overlay(index: number): string
+  /** What recognizes the machine's QEMU: files in its own state directory, not in the runtime one. */
+  process: MachineProcessFiles
+}
+
+export function qemuPaths(dir: string, id: string | undefined, env: NodeJS.ProcessEnv = process.env): QemuPaths {
+  const at = (file: string): string => path.join(dir, file)
+  return {
+    pid: at(QemuFile.pid),
+    serialLog: at(QemuFile.serialLog),
+    stderr: at(QemuFile.stderr),
+    qmpSocket: path.join(vmPaths(env).runtime, `${id ?? 'unknown'}.qmp`),
+    overlay: (index) => at(QemuFile.overlay(index)),
+    process: {pid: at(QemuFile.pid), overlay: at(QemuFile.overlay(0))},
+  }
+}

@@ -1,0 +1,46 @@
+import {writeRecord, type MachineRecord} from './record.js'
+import {driverMachine, type Boot} from './boot-context.js'
+import {macsFor} from './up-prepare.js'
+import {loginUser} from './ssh-target.js'
+import {stagesForBoot} from './stages.js'
+
+/**
+ * Stage "boot": the machine's driver probes the host and starts the machine; the record then
+ * says where SSH answers (the endpoint the driver returned) and which stages are left.
+ * Ctrl-C from here on undoes the boot instead of leaving a half-booted machine.
+ */
+export async function bootMachine(boot: Boot): Promise<void> {
+  const {driver, events} = boot
+  const host = await driver.probeHost(boot.record.config.accel)
+  if (host.warning !== undefined) events.warn(host.warning)
+  boot.record = {
+    ...boot.record,
+    macs: await macsFor(boot.record.id, boot.record.config.networks, boot.record.macs),
+    nics: undefined,
+    pending: undefined,
+  }
+  const started = await driver.start(driverMachine(boot), host, {
+    info: (text) => events.info(text),
+    warn: (text) => events.warn(text),
+    save: async (record) => {
+      // The driver holds host resources from here on: recorded first, then Ctrl-C undoes the boot.
+      await writeRecord(boot.paths.record, record)
+      boot.release ??= boot.options.interrupt?.hold()
+    },
+  })
+  const keyReplaced = started.record.ssh?.keyReplaced ?? false
+  boot.record = {
+    ...started.record,
+    accel: started.accel,
+    ssh: {...started.ssh, user: loginUser(started.record), keyReplaced},
+    lastState: 'running',
+    pending: stagesForBoot(keyReplaced),
+  }
+  await writeRecord(boot.paths.record, boot.record)
+}
+
+/** Stops a machine whose boot failed or was interrupted before it was safe, and records that truthfully. */
+export async function stopUnfinished(boot: Boot, record: MachineRecord): Promise<void> {
+  const {record: stopped} = await boot.driver.stop({...driverMachine(boot), record}, 0)
+  await writeRecord(boot.paths.record, {...(stopped ?? record), lastState: 'poweroff', pending: undefined})
+}

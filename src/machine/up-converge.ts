@@ -1,0 +1,53 @@
+import {syncFolders} from '../sync/folders.js'
+import {finishBootStage, type Boot} from './boot-context.js'
+import {configureGuestNetworks} from './networks.js'
+import {provisionRecord} from './provision.js'
+import {sshTarget} from './ssh-target.js'
+
+/** Whether this vm up was asked to provision whatever the machine's state (--provision, --provision-with). */
+export function provisioningForced(boot: Pick<Boot, 'options'>): boolean {
+  return boot.options.provision === true || (boot.options.provisionWith?.length ?? 0) > 0
+}
+
+/** Provisioning after a boot (or on a running machine with --provision): names of the provisioners that ran. */
+export async function provisionAfterBoot(boot: Omit<Boot, 'guest' | 'driver'>): Promise<string[]> {
+  if (boot.options.provision === false) return []
+  const trigger = provisioningForced(boot) ? 'forced' : boot.record.provisioned === true ? 'up' : 'first'
+  const {record, ran} = await provisionRecord(
+    boot.projectDir,
+    boot.record,
+    boot.config.provision,
+    trigger,
+    boot.options.provisionWith,
+    boot.events,
+  )
+  boot.record = record
+  return ran
+}
+
+/**
+ * Stage "converge": the guest's extra NICs configured, synced folders mounted or copied,
+ * provisioners run; each recorded as it finishes. Returns the provisioners that ran.
+ */
+export async function convergeGuest(boot: Boot): Promise<string[]> {
+  const {events, paths} = boot
+  const pending = (): readonly string[] => boot.record.pending ?? []
+  const target = () => sshTarget(boot.record, paths, paths.privateKey, 'yes')
+  if (pending().includes('networks')) {
+    const nics = await configureGuestNetworks(boot.record, boot.driver.natAddress, target(), (text) => events.warn(text))
+    const addresses = nics.slice(1).flatMap((nic) => (nic.address === undefined ? [] : [`${nic.address} (${nic.type} ${nic.network})`]))
+    if (addresses.length > 0) events.info(`networks: ${addresses.join(', ')}`)
+    boot.record = {...boot.record, nics}
+    await finishBootStage(boot, 'networks')
+  }
+  if (pending().includes('folders')) {
+    await syncFolders(boot.record.config.syncedFolders, target(), (text) => events.info(text))
+    await finishBootStage(boot, 'folders')
+  }
+  let ran: string[] = []
+  if (pending().includes('provision') || provisioningForced(boot)) {
+    ran = await provisionAfterBoot(boot)
+    if (pending().includes('provision')) await finishBootStage(boot, 'provision')
+  }
+  return ran
+}
