@@ -3,6 +3,7 @@ import {rmdir} from 'node:fs/promises'
 import {driverNamed, driverOf} from '../driver/registry.js'
 import {VmError} from '../errors/errors.js'
 import {machinePaths} from '../state/machine-files.js'
+import {invalidVmfileError} from '../vmfile/index.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import {openSsh, type Boot, type GuestAccess, type UpOptions} from './boot-context.js'
 import type {MachineEvents} from './events.js'
@@ -13,7 +14,7 @@ import type {MachineRecord} from './record.js'
 import {describeStages, firstBootUnfinished, unfinishedStages} from './stages.js'
 import {bootMachine, stopUnfinished} from './up-boot.js'
 import {connectToGuest} from './up-connect.js'
-import {convergeGuest, provisionAfterBoot, provisioningForced} from './up-converge.js'
+import {convergeGuest, foldersFor, provisionAfterBoot, provisioningForced} from './up-converge.js'
 import {bootRelevant, clearMachineDir, createMachine, missingDirs} from './up-prepare.js'
 
 export type {UpOptions} from './boot-context.js'
@@ -132,6 +133,12 @@ export async function upMachine(
     const existing = found === undefined ? undefined : await adoptMovedProject(found, projectDir, paths, running, events.warn)
     const driver = existing === undefined ? driverNamed(options.driver) : driverOf(existing)
     const context = {projectDir, config, paths, driver, options, events, guest}
+    // What the engine cannot do of this Vmfile is an error before anything is made or started.
+    removeNewDirs = existing === undefined
+    const problems = driver.validate(config)
+    if (problems.length > 0) throw invalidVmfileError(problems, 'Vmfile')
+    foldersFor(driver, config.syncedFolders)
+    removeNewDirs = false
     if (running && existing !== undefined) {
       const left = unfinishedStages(existing)
       if (left.length > 0) {
