@@ -1,4 +1,3 @@
-import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {closeSync, constants, openSync} from 'node:fs'
 import net from 'node:net'
@@ -7,6 +6,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {acquireFileLock} from '../../../state/file-lock.js'
 import {InternalError} from '../../../errors/errors.js'
+import {spawnDetached} from '../../../process/run.js'
 import {packageRoot} from '../../../state/package-root.js'
 import {vmPaths} from '../../../state/paths.js'
 import {ensureRuntimeDir} from '../../../state/private-dir.js'
@@ -66,8 +66,7 @@ export async function holdPrivateNetworks(keys: string[], env: NodeJS.ProcessEnv
       if (await canConnect(files.socket)) continue
       const log = openSync(files.log, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
       try {
-        const child = spawn(process.execPath, [hubScript(), files.socket, files.lock], {detached: true, stdio: ['ignore', log, log]})
-        child.unref()
+        await spawnDetached(process.execPath, [hubScript(), files.socket, files.lock], log)
       } finally {
         closeSync(log)
       }
