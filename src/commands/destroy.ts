@@ -4,7 +4,7 @@ import {BaseCommand} from '../cli/base-command.js'
 import {UsageError} from '../errors/errors.js'
 import {escapeControl} from '../cli/terminal-text.js'
 import type {DestroyResult} from '../machine/halt.js'
-import {destroyProject, failuresError} from '../machine/project.js'
+import {destroyProject, failuresError} from '../machine/fan-out.js'
 
 export default class Destroy extends BaseCommand<{machines: DestroyResult[]}> {
   static override summary = 'Stop machines and delete their disks and state (never the box).'

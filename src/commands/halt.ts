@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import type {HaltResult} from '../machine/halt.js'
-import {failuresError, haltProject} from '../machine/project.js'
+import {failuresError, haltProject} from '../machine/fan-out.js'
 
 export default class Halt extends BaseCommand<{machines: HaltResult[]}> {
   static override summary = 'Shut machines down: ACPI power-down, then quit, then kill.'

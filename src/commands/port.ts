@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {UserError} from '../errors/errors.js'
 import {machinePorts, type PortMapping} from '../machine/ports.js'
-import {pickMachine} from '../machine/project.js'
+import {pickMachine} from '../machine/fan-out.js'
 
 export default class Port extends BaseCommand<{machine: string; ports: PortMapping[]}> {
   static override summary = 'List the ports forwarded from the host to a machine.'

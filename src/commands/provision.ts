@@ -2,7 +2,7 @@ import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {provisionWithFlag} from '../cli/provision-flags.js'
-import {failuresError, provisionProject} from '../machine/project.js'
+import {failuresError, provisionProject} from '../machine/fan-out.js'
 
 export default class Provision extends BaseCommand<{machines: Array<{name: string; ran: string[]}>}> {
   static override summary = 'Run the provisioners of running machines.'

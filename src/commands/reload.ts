@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {failuresError, reloadProject} from '../machine/project.js'
+import {failuresError, reloadProject} from '../machine/fan-out.js'
 import {InterruptHandler} from '../process/interrupt.js'
 import type {UpResult} from '../machine/up.js'
 

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {pickMachine} from '../machine/project.js'
+import {pickMachine} from '../machine/fan-out.js'
 import {machineSshConfig} from '../machine/ssh.js'
 import {checkHostAlias} from '../ssh/options.js'
 

@@ -3,7 +3,7 @@ import {Args} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {renderTable} from '../cli/table.js'
 import type {MachineStatus} from '../machine/inspect.js'
-import {statusProject} from '../machine/project.js'
+import {statusProject} from '../machine/fan-out.js'
 
 /** "10.0.2.15 10.77.0.57(br0) 192.168.56.10(backend)": the NAT address, then each extra NIC's. */
 function addresses(machine: MachineStatus): string {

@@ -4,7 +4,7 @@ import {BaseCommand} from '../cli/base-command.js'
 import {provisionWithFlag} from '../cli/provision-flags.js'
 import {Spinner} from '../cli/spinner.js'
 import {InterruptHandler} from '../process/interrupt.js'
-import {failuresError, upProject} from '../machine/project.js'
+import {failuresError, upProject} from '../machine/fan-out.js'
 import type {UpResult} from '../machine/up.js'
 
 export default class Up extends BaseCommand<{machines: UpResult[]}> {

@@ -1,3 +1,5 @@
+// The machine verbs over a project: its Vmfile loaded, the machines a command names (or all,
+// or the primary) picked, and up, halt, destroy, status or provision run on each.
 import {UserError} from '../errors/errors.js'
 import {hostWarnings} from '../project/validate.js'
 import {loadProject} from '../vmfile/index.js'
