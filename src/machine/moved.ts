@@ -32,7 +32,7 @@ export function relocatedRecord(record: MachineRecord, projectDir: string): Mach
 
 /**
  * Re-registers a machine whose project moved: the record and the global index name the new
- * directory. A running QEMU keeps serving synced folders from the old path until the next boot,
+ * directory. A running machine keeps serving synced folders from the old path until the next boot,
  * which the warning says. Returns the record to go on with.
  */
 export async function adoptMovedProject(

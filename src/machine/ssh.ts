@@ -12,7 +12,7 @@ export async function runningTarget(projectDir: string, name: string): Promise<S
   const {status, record, unreadable} = await inspectMachine(projectDir, name)
   if (unreadable !== undefined) throw unreadable
   if (status.state === 'running' && record !== undefined && firstBootUnfinished(record)) {
-    // QEMU runs, but the box's insecure key has not been replaced yet: never log in now.
+    // The machine runs, but the box's insecure key has not been replaced yet: never log in now.
     const holder = await lockHolder(machinePaths(projectDir, name).lock)
     if (holder !== undefined) {
       throw new UserError(`Machine ${name} is still booting: vm up (pid ${holder}) is finishing its first boot`, {

@@ -1,5 +1,5 @@
 /**
- * The stages of a boot after QEMU has started. A boot is done when every one has finished; until
+ * The stages of a boot after the engine has started the machine. A boot is done when every one has finished; until
  * then machine.json lists the ones left (`pending`), so a `vm up` that finds the machine
  * running finishes them instead of calling it "already running". Above all, a first boot is not
  * done until the box's well-known insecure key has been replaced by the machine's own.
