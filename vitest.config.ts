@@ -3,7 +3,15 @@ import {defineConfig} from 'vitest/config'
 export default defineConfig({
   test: {
     projects: [
-      {test: {name: 'unit', include: ['test/unit/**/*.test.ts'], testTimeout: 20_000}},
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          // Some unit tests run the built CLI: the setup rebuilds dist/ when the sources are newer.
+          globalSetup: ['test/global-setup-unit.ts'],
+          testTimeout: 20_000,
+        },
+      },
       {
         test: {
           name: 'e2e',

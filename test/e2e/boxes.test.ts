@@ -1,4 +1,4 @@
-import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {createConnection, createServer} from 'node:net'
@@ -7,6 +7,8 @@ import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {buildQemuArgs} from '../../src/driver/qemu/args.js'
+import type {HostFacts, MachineSpec} from '../../src/driver/qemu/spec.js'
 import {boxesCatalogDir} from '../helpers/built-boxes.js'
 import {builtBox, root} from '../helpers/vm-cli.js'
 
@@ -14,6 +16,8 @@ import {builtBox, root} from '../helpers/vm-cli.js'
  * End-to-end tests of the boxes made by boxes/build.sh: each box boots under QEMU (TCG) both
  * from the kernel, initramfs and command line shipped in its archive and from its own disk,
  * and accepts the insecure key over SSH with passwordless sudo; the catalogs' checksums match.
+ * QEMU's command line comes from vm's argv builder (buildQemuArgs), so these boots also prove
+ * what it emits: daemonized with a pidfile, QMP and a serial log, qboot for a vmlinux.
  */
 
 const outDir = boxesCatalogDir()
@@ -51,6 +55,9 @@ const boxes = [
   {name: 'tiny', sshTimeoutMs: 60_000},
   {name: 'debian-12', sshTimeoutMs: 180_000},
 ]
+
+const QBOOT_ROM = '/usr/share/qemu/qboot.rom'
+const host: HostFacts = {qemuBinary: 'qemu-system-x86_64', qbootRom: existsSync(QBOOT_ROM) ? QBOOT_ROM : undefined}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const seconds = (ms: number) => (ms / 1000).toFixed(1)
@@ -100,19 +107,27 @@ function run(command: string, args: string[], timeoutMs: number): Promise<{code:
   })
 }
 
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null
+/**
+ * Whether the QEMU we started still runs: the PID from its pidfile names a live process (not a
+ * zombie left for a container's init to reap) with the process name -name gave it.
+ */
+function qemuRunning(pid: number, processName: string): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    return comm === processName && stat[stat.lastIndexOf(')') + 2] !== 'Z'
+  } catch {
+    return false
+  }
 }
 
-function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
-  if (exited(child)) return Promise.resolve(true)
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-  })
+async function waitGone(pid: number, processName: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (qemuRunning(pid, processName)) {
+    if (Date.now() > deadline) return false
+    await sleep(200)
+  }
+  return true
 }
 
 /** Sends one QMP command (after the capabilities handshake) to QEMU's monitor socket. */
@@ -161,12 +176,12 @@ for (const box of boxes) {
     let boxDir: string
     let key: string
     let metadata: Metadata
-    const machines: ChildProcess[] = []
+    const machines: Array<{pid: number; processName: string}> = []
 
     beforeAll(() => {
       const file = builtBox(box.name)
       work = mkdtempSync(path.join(tmpdir(), `vm-e2e-${box.name}-`))
-      boxDir = path.join(work, 'box')
+      boxDir = path.join(work, 'box,1')
       const untar = spawnSync('bash', ['-c', 'mkdir -p "$2" && tar -xzf "$1" -C "$2"', 'untar', file, boxDir])
       if (untar.status !== 0) throw new Error(`cannot unpack ${file}: ${untar.stderr}`)
       metadata = JSON.parse(readFileSync(path.join(boxDir, 'metadata.json'), 'utf8')) as Metadata
@@ -176,10 +191,10 @@ for (const box of boxes) {
     })
 
     afterAll(async () => {
-      for (const machine of machines) {
-        if (!exited(machine)) {
-          machine.kill('SIGKILL')
-          await waitExit(machine, 5_000)
+      for (const {pid, processName} of machines) {
+        if (qemuRunning(pid, processName)) {
+          process.kill(pid, 'SIGKILL')
+          await waitGone(pid, processName, 5_000)
         }
       }
       if (work) rmSync(work, {recursive: true, force: true})
@@ -195,33 +210,46 @@ for (const box of boxes) {
 
     for (const mode of ['direct', 'disk'] as const) {
       it(`boots ${mode === 'direct' ? 'from its kernel and initramfs' : 'from its disk'} to SSH with passwordless sudo`, async () => {
-        const dir = mkdtempSync(path.join(work, `${mode}-`))
+        // A comma in the directory of every file QEMU is given: the argv must keep each path whole.
+        const dir = mkdtempSync(path.join(work, `${mode},`))
         const overlay = path.join(dir, 'overlay.qcow2')
-        const serial = path.join(dir, 'serial.log')
-        const monitor = path.join(dir, 'qmp.sock')
         const created = spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', path.join(boxDir, 'box.img'), overlay])
         expect(created.status, String(created.stderr)).toBe(0)
 
         const port = await freePort()
-        const args = [
-          ...['-machine', 'q35,accel=tcg', '-m', '512', '-smp', '2'],
-          ...['-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none'],
-          ...['-serial', `file:${serial}`, '-qmp', `unix:${monitor},server=on,wait=off`],
-          ...['-drive', `if=virtio,file=${overlay},format=qcow2`],
-          ...['-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:22`, '-device', 'virtio-net-pci,netdev=n0,romfile='],
-          ...['-device', 'virtio-rng-pci'],
-        ]
-        if (mode === 'direct') {
-          if (metadata.firmware === 'qboot') args.push('-bios', '/usr/share/qemu/qboot.rom')
-          args.push('-kernel', path.join(boxDir, metadata.kernel), '-initrd', path.join(boxDir, metadata.initrd))
-          args.push('-append', metadata.cmdline)
+        // The machine definition comes from vm's own argv builder, as vm up would start it.
+        const spec: MachineSpec = {
+          name: `${box.name}-${mode}`,
+          cpus: 2,
+          memoryMiB: 512,
+          accel: 'tcg',
+          disks: [{path: overlay, format: 'qcow2'}],
+          kernel:
+            mode === 'direct'
+              ? {
+                  kernel: path.join(boxDir, metadata.kernel),
+                  initrd: path.join(boxDir, metadata.initrd),
+                  cmdline: metadata.cmdline,
+                  firmware: metadata.firmware,
+                }
+              : undefined,
+          nics: [
+            {kind: 'user', mac: '52:54:00:12:34:56', forwards: [{protocol: 'tcp', hostIp: '127.0.0.1', hostPort: port, guestPort: 22}]},
+          ],
+          shares: [],
+          files: {pidfile: path.join(dir, 'qemu.pid'), qmpSocket: path.join(dir, 'qmp.sock'), serialLog: path.join(dir, 'serial.log')},
         }
+        const {serialLog: serial, qmpSocket: monitor} = spec.files
+        const processName = `vm-${spec.name}`.slice(0, 15)
+        const args = buildQemuArgs(spec, host)
 
+        // QEMU daemonizes: its first process exits once the machine is set up, with any error on stderr.
         const start = Date.now()
-        const qemu = spawn('qemu-system-x86_64', args, {stdio: ['ignore', 'ignore', 'pipe']})
-        machines.push(qemu)
-        let qemuErrors = ''
-        qemu.stderr?.on('data', (chunk: Buffer) => (qemuErrors += chunk.toString()))
+        const started = await run(host.qemuBinary, args, 60_000)
+        expect(started.code, `QEMU did not start: ${started.stderr}`).toBe(0)
+        const pid = Number(readFileSync(spec.files.pidfile, 'utf8').trim())
+        expect(qemuRunning(pid, processName), `no QEMU named ${processName} at PID ${pid}`).toBe(true)
+        machines.push({pid, processName})
 
         const ssh = (command: string) =>
           run(
@@ -235,14 +263,14 @@ for (const box of boxes) {
             20_000,
           )
 
+        const serialLog = () => (existsSync(serial) ? readFileSync(serial, 'utf8').slice(-3000) : '')
         let ready = false
         while (!ready && Date.now() - start < box.sshTimeoutMs) {
-          if (exited(qemu)) throw new Error(`QEMU exited: ${qemuErrors}`)
+          if (!qemuRunning(pid, processName)) throw new Error(`QEMU exited; serial console:\n${serialLog()}`)
           const result = await ssh('sudo -n id -u')
           ready = result.code === 0 && result.stdout.trim() === '0'
           if (!ready) await sleep(500)
         }
-        const serialLog = () => (existsSync(serial) ? readFileSync(serial, 'utf8').slice(-3000) : '')
         expect(ready, `no SSH within ${seconds(box.sshTimeoutMs)} s; serial console:\n${serialLog()}`).toBe(true)
         console.log(`${box.name} ${mode}: SSH ready in ${seconds(Date.now() - start)} s`)
 
@@ -250,8 +278,8 @@ for (const box of boxes) {
 
         // Clean power off through the ACPI power button.
         await qmp(monitor, 'system_powerdown')
-        const off = await waitExit(qemu, 90_000)
-        if (!off) qemu.kill('SIGKILL')
+        const off = await waitGone(pid, processName, 90_000)
+        if (!off) process.kill(pid, 'SIGKILL')
         expect(off, `no power off after system_powerdown; serial console:\n${serialLog()}`).toBe(true)
       })
     }

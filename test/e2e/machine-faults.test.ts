@@ -299,20 +299,3 @@ describe('destroy -f of a moved project from another runtime directory', () => {
     expect(existsSync(path.join(moved, '.vm/machines/default'))).toBe(false)
   })
 })
-
-describe('vm up with a box that does not exist', () => {
-  it('creates no .vm/ directory', async () => {
-    const project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-nobox-'))
-    const home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-nobox-home-'))
-    try {
-      writeFileSync(path.join(project, 'Vmfile'), 'box: example/none\nbox_url: ./missing.box\n')
-      const up = await vm(['up'], {cwd: project, env: {VM_HOME: home}})
-      expect(up.code).toBe(1)
-      expect(up.stderr).toContain('missing.box')
-      expect(existsSync(path.join(project, '.vm'))).toBe(false)
-    } finally {
-      rmSync(project, {recursive: true, force: true})
-      rmSync(home, {recursive: true, force: true})
-    }
-  })
-})

@@ -12,9 +12,9 @@ function netdev(nic: NicSpec, id: string): string {
       return `user,id=${id}${forwards}`
     }
     case 'tap':
-      return `tap,id=${id},ifname=${nic.ifname},script=no,downscript=no`
+      return `tap,id=${id},ifname=${escapeOption(nic.ifname)},script=no,downscript=no`
     case 'bridge':
-      return `bridge,id=${id},br=${nic.bridge}`
+      return `bridge,id=${id},br=${escapeOption(nic.bridge)}`
     case 'stream':
       return `stream,id=${id},server=off,addr.type=unix,addr.path=${escapeOption(nic.socket)}`
   }
@@ -37,7 +37,7 @@ export function buildQemuArgs(spec: MachineSpec, host: HostFacts): string[] {
   else args.push('-vga', 'std', '-vnc', `127.0.0.1:${spec.vncDisplay}`)
   args.push('-serial', `file:${spec.files.serialLog}`)
   args.push('-pidfile', spec.files.pidfile)
-  args.push('-qmp', `unix:${spec.files.qmpSocket},server=on,wait=off`)
+  args.push('-qmp', `unix:${escapeOption(spec.files.qmpSocket)},server=on,wait=off`)
   args.push('-daemonize')
   if (useQboot) args.push('-bios', host.qbootRom as string)
   spec.disks.forEach((disk, index) => {

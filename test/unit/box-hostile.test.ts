@@ -1,9 +1,11 @@
-import {execFileSync, spawn, spawnSync} from 'node:child_process'
+import {execFileSync, spawn} from 'node:child_process'
 import {closeSync, existsSync, mkdirSync, openSync, writeSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
+import {gzipSync} from 'node:zlib'
 
-import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
+import {Header} from 'tar'
+import {afterAll, afterEach, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import {makeBox, makeDisk, startServer, type TestServer} from '../helpers/box-fixtures.js'
 
@@ -14,6 +16,8 @@ import {makeBox, makeDisk, startServer, type TestServer} from '../helpers/box-fi
 const root = path.resolve(import.meta.dirname, '../..')
 const bin = path.join(root, 'bin/run.js')
 const MiB = 1 << 20
+// Each test runs the built CLI a few times (about a second each on a busy machine).
+vi.setConfig({testTimeout: 60_000})
 let work: string
 let server: TestServer
 const mounts: string[] = []
@@ -81,8 +85,50 @@ function tarOf(dir: string, entries: string[], out: string): string {
   return out
 }
 
+/** The first sector of a raw disk that is zeros after an MBR boot signature. */
+function bootSector(): Buffer {
+  const sector = Buffer.alloc(512)
+  sector.writeUInt16BE(0x55aa, 510)
+  return sector
+}
+
+/**
+ * A compressed stream of `parts` (bytes, or a count of zero bytes) made without compressing
+ * the zeros byte by byte: every MiB of zeros is the same small gzip member or zstd frame, and
+ * both formats read concatenated members and frames as one stream. A 1 GiB bomb takes
+ * milliseconds instead of seconds of gzip or zstd, which keeps these tests in the unit tier.
+ */
+function compressedZeros(parts: Array<Buffer | number>, format: 'gzip' | 'zstd'): Buffer {
+  const pack = (data: Buffer): Buffer =>
+    format === 'gzip' ? gzipSync(data, {level: 1}) : execFileSync('zstd', ['-q', '-1', '-c'], {input: data})
+  const zeroMiB = pack(Buffer.alloc(MiB))
+  const out: Buffer[] = []
+  for (const part of parts) {
+    if (typeof part !== 'number') out.push(pack(part))
+    else for (let left = part; left > 0; left -= MiB) out.push(left >= MiB ? zeroMiB : pack(Buffer.alloc(left)))
+  }
+  return Buffer.concat(out)
+}
+
+/** A raw disk of `size` bytes (a multiple of 512), zeros after an MBR boot signature, as parts for compressedZeros. */
+function zeroDiskParts(size: number): Array<Buffer | number> {
+  return [bootSector(), size - 512]
+}
+
+/** A tar entry (header, content, padding to 512 bytes) as parts for compressedZeros. */
+function tarEntry(name: string, content: Buffer | Array<Buffer | number>): Array<Buffer | number> {
+  const parts = Buffer.isBuffer(content) ? [content] : content
+  const size = parts.reduce<number>((sum, part) => sum + (typeof part === 'number' ? part : part.length), 0)
+  const header = Buffer.alloc(512)
+  new Header({path: name, size, mode: 0o644, mtime: new Date(0), type: 'File'}).encode(header, 0)
+  const padding = (512 - (size % 512)) % 512
+  return [header, ...parts, ...(padding === 0 ? [] : [padding])]
+}
+
+/** The two zero blocks that end a tar. */
+const TAR_END = 1024
+
 beforeAll(async () => {
-  if (!existsSync(path.join(root, 'dist/commands.js'))) spawnSync('npm', ['run', 'build'], {cwd: root, stdio: 'inherit'})
   work = mkdtempSync(path.join(tmpdir(), 'vm-box-hostile-'))
   server = await startServer()
 })
@@ -98,7 +144,8 @@ afterAll(async () => {
 
 describe('extraction is bounded (archive bombs stop early)', () => {
   it('stops a zstd bomb of a bare disk at VM_BOX_MAX_UNPACKED', async () => {
-    const bomb = zstd(zeroDisk(path.join(work, 'bomb.img'), 512 * MiB))
+    const bomb = path.join(work, 'bomb.img.zst')
+    writeFileSync(bomb, compressedZeros(zeroDiskParts(512 * MiB), 'zstd'))
     expect(readFileSync(bomb).length).toBeLessThan(100_000)
     const stderr = await expectCleanFailure(
       home({VM_BOX_MAX_UNPACKED: '32M'}),
@@ -110,7 +157,8 @@ describe('extraction is bounded (archive bombs stop early)', () => {
 
   it('stops at the free-space margin of the filesystem holding the store', async () => {
     const store = tmpfs('64m')
-    const bomb = zstd(zeroDisk(path.join(work, 'free.img'), 512 * MiB))
+    const bomb = path.join(work, 'free.img.zst')
+    writeFileSync(bomb, compressedZeros(zeroDiskParts(512 * MiB), 'zstd'))
     const stderr = await expectCleanFailure(home({VM_BOXES_DIR: store}), ['box', 'add', bomb, '--name', 'bomb/free'], /Stopped unpacking/)
     expect(stderr).toMatch(/it would leave less than 3\.2 MiB free on the filesystem of/)
     const used = execFileSync('df', ['--output=used', '-B1', store]).toString().split('\n')[1]!.trim()
@@ -118,20 +166,23 @@ describe('extraction is bounded (archive bombs stop early)', () => {
   })
 
   it('refuses a gzip box larger than its metadata.json declares before writing it', async () => {
-    const dir = mkdtempSync(path.join(work, 'declared-'))
-    writeFileSync(path.join(dir, 'metadata.json'), JSON.stringify({provider: 'libvirt', format: 'raw', virtual_size: 0.001}))
-    zeroDisk(path.join(dir, 'box.img'), 1100 * MiB)
+    const metadata = Buffer.from(JSON.stringify({provider: 'libvirt', format: 'raw', virtual_size: 0.001}))
     const box = path.join(work, 'declared.box')
-    writeFileSync(box, execFileSync('gzip', ['-1c', tarOf(dir, ['metadata.json', 'box.img'], `${box}.tar`)], {maxBuffer: 1 << 30}))
+    writeFileSync(
+      box,
+      compressedZeros([...tarEntry('metadata.json', metadata), ...tarEntry('box.img', zeroDiskParts(1100 * MiB)), TAR_END], 'gzip'),
+    )
     const stderr = await expectCleanFailure(home(), ['box', 'add', box, '--name', 'bomb/declared'], /Stopped unpacking/)
     expect(stderr).toContain('the most its metadata.json allows (virtual_size 0.001 GB for 1 disk')
   })
 
   it('refuses more than 1 GiB of non-qcow2 files before metadata.json', async () => {
-    const dir = mkdtempSync(path.join(work, 'late-'))
-    writeFileSync(path.join(dir, 'metadata.json'), JSON.stringify({provider: 'libvirt', format: 'raw'}))
-    zeroDisk(path.join(dir, 'box.img'), 1100 * MiB)
-    const box = zstd(tarOf(dir, ['box.img', 'metadata.json'], path.join(work, 'late.box')))
+    const metadata = Buffer.from(JSON.stringify({provider: 'libvirt', format: 'raw'}))
+    const box = path.join(work, 'late.box.zst')
+    writeFileSync(
+      box,
+      compressedZeros([...tarEntry('box.img', zeroDiskParts(1100 * MiB)), ...tarEntry('metadata.json', metadata), TAR_END], 'zstd'),
+    )
     const stderr = await expectCleanFailure(home(), ['box', 'add', box, '--name', 'bomb/late'], /Stopped unpacking/)
     expect(stderr).toContain('before its metadata.json it holds more than 1.0 GiB of files that are not qcow2 images')
   })

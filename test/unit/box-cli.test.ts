@@ -1,17 +1,20 @@
 import {spawn, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import {makeBox, startServer, type TestServer} from '../helpers/box-fixtures.js'
+import {vm as vmIn} from '../helpers/vm-cli.js'
 
 const root = path.resolve(import.meta.dirname, '../..')
 const bin = path.join(root, 'bin/run.js')
 let work: string
 let server: TestServer
+// Each test runs the built CLI a few times (about a second each on a busy machine).
+vi.setConfig({testTimeout: 60_000})
 
 function env(home: string): NodeJS.ProcessEnv {
   return {...process.env, VM_HOME: home, VM_NO_BUILTIN_REGISTRY: '1', NO_COLOR: '1'}
@@ -23,7 +26,6 @@ function vm(home: string, args: string[]) {
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(root, 'dist/commands.js'))) spawnSync('npm', ['run', 'build'], {cwd: root, stdio: 'inherit'})
   work = mkdtempSync(path.join(tmpdir(), 'vm-box-cli-'))
   server = await startServer()
 })
@@ -108,5 +110,22 @@ describe('the built vm CLI manages boxes', () => {
     expect(present).toEqual([false, true])
     const ranged = server.log.filter((entry) => entry.path === '/big.box' && entry.range !== undefined)
     expect(ranged.length).toBe(1)
+  })
+})
+
+describe('vm up with a box that does not exist', () => {
+  it('creates no .vm/ directory', async () => {
+    const project = mkdtempSync(path.join(tmpdir(), 'vm-nobox-'))
+    const home = mkdtempSync(path.join(tmpdir(), 'vm-nobox-home-'))
+    try {
+      writeFileSync(path.join(project, 'Vmfile'), 'box: example/none\nbox_url: ./missing.box\n')
+      const up = await vmIn(['up'], {cwd: project, env: {VM_HOME: home}})
+      expect(up.code).toBe(1)
+      expect(up.stderr).toContain('missing.box')
+      expect(existsSync(path.join(project, '.vm'))).toBe(false)
+    } finally {
+      rmSync(project, {recursive: true, force: true})
+      rmSync(home, {recursive: true, force: true})
+    }
   })
 })

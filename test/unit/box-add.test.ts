@@ -41,7 +41,7 @@ async function failure(promise: Promise<unknown>): Promise<VmError> {
 }
 
 beforeAll(async () => {
-  work = mkdtempSync(path.join(tmpdir(), 'vm-box-e2e-'))
+  work = mkdtempSync(path.join(tmpdir(), 'vm-box-add-'))
   goodBox = makeBox(work, 'good.box', {
     metadata: {
       provider: 'libvirt',

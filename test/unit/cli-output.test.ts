@@ -1,5 +1,5 @@
 import {spawnSync} from 'node:child_process'
-import {existsSync, mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -19,7 +19,6 @@ function vm(args: string[]) {
 }
 
 beforeAll(() => {
-  if (!existsSync(path.join(root, 'dist/commands.js'))) spawnSync('npm', ['run', 'build'], {cwd: root, stdio: 'inherit'})
   work = mkdtempSync(path.join(tmpdir(), 'vm-cli-output-'))
 })
 
