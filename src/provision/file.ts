@@ -3,8 +3,7 @@ import {stat} from 'node:fs/promises'
 import path from 'node:path'
 
 import {UserError} from '../errors/errors.js'
-import {runStreaming} from '../process/run.js'
-import {sshArgs} from '../ssh/options.js'
+import {streamInGuest} from '../ssh/exec.js'
 import type {Provisioner} from '../vmfile/types.js'
 import {shellQuote, type ProvisionContext} from './shell.js'
 
@@ -26,30 +25,29 @@ export async function runFile(provisioner: FileProvisioner, context: ProvisionCo
     })
   }
   const destination = shellQuote(provisioner.destination)
-  const ssh = sshArgs(context.target, {batch: true})
-  if (info.isDirectory()) return uploadDirectory(source, [...ssh, `mkdir -p ${destination} && tar -xf - -C ${destination}`], context)
+  if (info.isDirectory()) return uploadDirectory(source, `mkdir -p ${destination} && tar -xf - -C ${destination}`, context)
   const mode = (info.mode & 0o7777).toString(8)
   const command = `mkdir -p "$(dirname ${destination})" && cat > ${destination} && chmod ${mode} ${destination}`
   const input = createReadStream(source)
   try {
-    return await runStreaming('ssh', [...ssh, command], {input, onStdout: context.onStdout, onStderr: context.onStderr})
+    return await streamInGuest(context.target, command, {input, onStdout: context.onStdout, onStderr: context.onStderr})
   } finally {
     input.destroy()
   }
 }
 
 /**
- * Runs `tar -c` of the directory with its stdout on the stdin pipe of `ssh ... tar -x`, so the
+ * Runs `tar -c` of the directory with its stdout on the stdin pipe of `ssh ... unpack`, so the
  * archive goes from one program to the other without passing through Node. Fails with ssh's
  * status when the guest side failed (then tar, writing into a closed pipe, is stopped too), and
  * with tar's when the archive could not be made whole (an unreadable file).
  */
-async function uploadDirectory(source: string, ssh: string[], context: ProvisionContext): Promise<number> {
+async function uploadDirectory(source: string, unpack: string, context: ProvisionContext): Promise<number> {
   const {spawn} = await import('node:child_process')
   let tarStatus: Promise<number> = Promise.resolve(0)
   let stopTar = () => {}
   let tarMessages = ''
-  const status = await runStreaming('ssh', ssh, {
+  const status = await streamInGuest(context.target, unpack, {
     input(stdin) {
       const tar = spawn('tar', ['-C', source, '-cf', '-', '.'], {stdio: ['ignore', stdin, 'pipe']})
       stdin.destroy() // tar holds the pipe now; ssh sees the end of input when tar exits

@@ -2,8 +2,9 @@ import {readFile} from 'node:fs/promises'
 import net from 'node:net'
 
 import {stderrOf, UserError} from '../errors/errors.js'
-import {runProgram, tailLines} from '../process/run.js'
-import {sshArgs, type SshTarget} from './options.js'
+import {tailLines} from '../process/run.js'
+import {runInGuest} from './exec.js'
+import type {SshTarget} from './options.js'
 
 /** The guest will not come up: the kernel says so on the serial console. */
 const KERNEL_PANIC = /Kernel panic - not syncing/
@@ -71,7 +72,6 @@ export interface WaitOptions {
 export async function waitForSsh(options: WaitOptions): Promise<number> {
   const start = Date.now()
   const deadline = start + options.timeoutMs
-  const args = [...sshArgs(options.target, {batch: true, connectTimeout: 3}), 'true']
   let refusedSince: number | undefined
   while (Date.now() < deadline) {
     options.signal?.throwIfAborted()
@@ -97,7 +97,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
       continue
     }
     try {
-      await runProgram('ssh', args, {timeoutMs: 8000, signal: options.signal})
+      await runInGuest(options.target, 'true', {connectTimeout: 3, timeoutMs: 8000, signal: options.signal})
       return Date.now() - start
     } catch (error) {
       const said = stderrOf(error)
