@@ -13,6 +13,7 @@
 import type {Problem} from '../vmfile/validate.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import type {MachineRecord} from '../machine/record.js'
+import type {JumpHost} from '../ssh/options.js'
 import type {BootWatch} from '../ssh/wait.js'
 
 /** What a driver can do; orchestration asks instead of assuming. */
@@ -31,11 +32,7 @@ export interface DriverFeatures {
 }
 
 /** A host ssh goes through to reach the guest (ProxyJump). */
-export interface SshJump {
-  host: string
-  port?: number | undefined
-  user?: string | undefined
-}
+export type SshJump = JumpHost
 
 /** Where the guest's sshd answers: data the driver returns, never assumed. */
 export interface SshEndpoint {

@@ -16,6 +16,7 @@ export function sshTarget(record: MachineRecord, paths: MachinePaths, identityFi
     host: record.ssh?.host ?? '',
     port: record.ssh?.port ?? 0,
     user: record.ssh?.user ?? loginUser(record),
+    jump: record.ssh?.jump,
     identityFile,
     knownHostsFile: paths.knownHosts,
     hostKeyAlias: `vm-${record.id}`,

@@ -1,4 +1,5 @@
-import {Duplex, Readable} from 'node:stream'
+import {spawn} from 'node:child_process'
+import {Duplex, Readable, type Writable} from 'node:stream'
 
 import {ExternalError} from '../errors/errors.js'
 import {tailLines} from './run.js'
@@ -48,4 +49,38 @@ export async function spawnFilter(program: string, args: readonly string[], miss
     if (child.exitCode === null) child.kill('SIGTERM')
   })
   return duplex
+}
+
+/** A program writing into a pipe that another program reads (see `spawnIntoPipe`). */
+export interface PipedProgram {
+  /** Its exit status (127 when it could not be run; the reason is in `stderr`). */
+  status: Promise<number>
+  /** What it wrote to stderr so far. */
+  stderr(): string
+  /** Stops it, when it still runs. */
+  stop(): void
+}
+
+/**
+ * Runs a program whose stdout is `output` (e.g. another program's stdin pipe), so the bytes go
+ * from one program to the other without passing through Node. Argument arrays only.
+ */
+export function spawnIntoPipe(program: string, args: readonly string[], output: Writable): PipedProgram {
+  const child = spawn(program, [...args], {stdio: ['ignore', output, 'pipe']})
+  let messages = ''
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (messages += chunk))
+  const status = new Promise<number>((resolve) => {
+    child.on('error', (error) => {
+      messages += `cannot run ${program}: ${error.message}\n`
+      resolve(127)
+    })
+    child.on('close', (code) => resolve(code ?? 128))
+  })
+  return {
+    status,
+    stderr: () => messages,
+    stop: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill()
+    },
+  }
 }

@@ -3,7 +3,7 @@ import path from 'node:path'
 
 import {UserError, VmError} from '../errors/errors.js'
 import {runStreaming} from '../process/run.js'
-import type {SshTarget} from '../ssh/options.js'
+import {renderProxyJump, type SshTarget} from '../ssh/options.js'
 import {writeFileAtomic} from '../state/atomic-file.js'
 import type {Provisioner} from '../vmfile/types.js'
 import {shellQuote, type ProvisionContext} from './shell.js'
@@ -18,13 +18,17 @@ function quoteForAnsible(value: string): string {
   return /^[\w@%+=:,./-]+$/.test(value) ? value : shellQuote(value)
 }
 
-/** An INI inventory with the machine's own SSH settings, for ansible-playbook. */
+/**
+ * An INI inventory with the machine's own SSH settings, for ansible-playbook; a jump host goes
+ * into the ssh arguments, written as the machine's other ssh settings write it.
+ */
 export function renderInventory(host: string, target: SshTarget): string {
   const options = [
     `UserKnownHostsFile=${target.knownHostsFile}`,
     `HostKeyAlias=${target.hostKeyAlias}`,
     'StrictHostKeyChecking=yes',
     'IdentitiesOnly=yes',
+    ...(target.jump === undefined ? [] : [`ProxyJump=${renderProxyJump(target.jump)}`]),
   ]
   const common = options.map((option) => `-o ${quoteForAnsible(option)}`).join(' ')
   const vars = [

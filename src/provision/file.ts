@@ -3,8 +3,8 @@ import {stat} from 'node:fs/promises'
 import path from 'node:path'
 
 import {UserError} from '../errors/errors.js'
-import {runStreaming} from '../process/run.js'
-import {sshArgs} from '../ssh/options.js'
+import {spawnIntoPipe, type PipedProgram} from '../process/pipe.js'
+import {streamInGuest} from '../ssh/exec.js'
 import type {Provisioner} from '../vmfile/types.js'
 import {shellQuote, type ProvisionContext} from './shell.js'
 
@@ -26,52 +26,40 @@ export async function runFile(provisioner: FileProvisioner, context: ProvisionCo
     })
   }
   const destination = shellQuote(provisioner.destination)
-  const ssh = sshArgs(context.target, {batch: true})
-  if (info.isDirectory()) return uploadDirectory(source, [...ssh, `mkdir -p ${destination} && tar -xf - -C ${destination}`], context)
+  if (info.isDirectory()) return uploadDirectory(source, `mkdir -p ${destination} && tar -xf - -C ${destination}`, context)
   const mode = (info.mode & 0o7777).toString(8)
   const command = `mkdir -p "$(dirname ${destination})" && cat > ${destination} && chmod ${mode} ${destination}`
   const input = createReadStream(source)
   try {
-    return await runStreaming('ssh', [...ssh, command], {input, onStdout: context.onStdout, onStderr: context.onStderr})
+    return await streamInGuest(context.target, command, {input, onStdout: context.onStdout, onStderr: context.onStderr})
   } finally {
     input.destroy()
   }
 }
 
 /**
- * Runs `tar -c` of the directory with its stdout on the stdin pipe of `ssh ... tar -x`, so the
+ * Runs `tar -c` of the directory with its stdout on the stdin pipe of `ssh ... unpack`, so the
  * archive goes from one program to the other without passing through Node. Fails with ssh's
  * status when the guest side failed (then tar, writing into a closed pipe, is stopped too), and
  * with tar's when the archive could not be made whole (an unreadable file).
  */
-async function uploadDirectory(source: string, ssh: string[], context: ProvisionContext): Promise<number> {
-  const {spawn} = await import('node:child_process')
-  let tarStatus: Promise<number> = Promise.resolve(0)
-  let stopTar = () => {}
-  let tarMessages = ''
-  const status = await runStreaming('ssh', ssh, {
+async function uploadDirectory(source: string, unpack: string, context: ProvisionContext): Promise<number> {
+  let tar: PipedProgram | undefined
+  const status = await streamInGuest(context.target, unpack, {
     input(stdin) {
-      const tar = spawn('tar', ['-C', source, '-cf', '-', '.'], {stdio: ['ignore', stdin, 'pipe']})
+      tar = spawnIntoPipe('tar', ['-C', source, '-cf', '-', '.'], stdin)
       stdin.destroy() // tar holds the pipe now; ssh sees the end of input when tar exits
-      stopTar = () => tar.exitCode === null && tar.signalCode === null && tar.kill()
-      tarStatus = new Promise<number>((resolve) => {
-        tar.on('error', (error) => {
-          context.onStderr(`cannot run tar: ${error.message}`)
-          resolve(127)
-        })
-        tar.on('close', (code) => resolve(code ?? 128))
-      })
-      tar.stderr.setEncoding('utf8').on('data', (chunk: string) => (tarMessages += chunk))
     },
     onStdout: context.onStdout,
     onStderr: context.onStderr,
   })
+  if (tar === undefined) return status
   if (status !== 0) {
-    stopTar()
-    await tarStatus
+    tar.stop()
+    await tar.status
     return status // tar's complaint about the closed pipe would only add noise
   }
-  const result = await tarStatus
-  for (const line of tarMessages.trimEnd().split('\n')) if (line !== '') context.onStderr(line)
+  const result = await tar.status
+  for (const line of tar.stderr().trimEnd().split('\n')) if (line !== '') context.onStderr(line)
   return result
 }

@@ -2,8 +2,8 @@ import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import {UserError} from '../errors/errors.js'
-import {runStreaming} from '../process/run.js'
-import {sshArgs, type SshTarget} from '../ssh/options.js'
+import {streamInGuest} from '../ssh/exec.js'
+import type {SshTarget} from '../ssh/options.js'
 import type {Provisioner} from '../vmfile/types.js'
 
 export interface ProvisionContext {
@@ -54,7 +54,7 @@ export async function runShell(provisioner: Shell, context: ProvisionContext): P
       })
     }
   }
-  return runStreaming('ssh', [...sshArgs(context.target, {batch: true}), remoteShellCommand(provisioner)], {
+  return streamInGuest(context.target, remoteShellCommand(provisioner), {
     input: script,
     onStdout: context.onStdout,
     onStderr: context.onStderr,

@@ -1,10 +1,25 @@
 import {UserError} from '../errors/errors.js'
 import {escapeControl, hasControl} from '../cli/terminal-text.js'
 
+/**
+ * A host ssh connects to first and tunnels through to the machine (ProxyJump), e.g. the host
+ * a remote engine runs its guests on. Its own key and host key come from the user's ssh setup.
+ */
+export interface JumpHost {
+  host: string
+  /** The jump host's SSH port (default: what the user's ssh config says, else 22). */
+  port?: number | undefined
+  /** The login on the jump host (default: what the user's ssh config says, else the local user). */
+  user?: string | undefined
+}
+
 /** How to reach a machine over SSH; rendered both as ssh argv and as an ssh_config block. */
 export interface SshTarget {
+  /** The guest's address as ssh reaches it: from this host, or from the jump host when there is one. */
   host: string
   port: number
+  /** Reach `host` through this host (ProxyJump); none: connect directly. */
+  jump?: JumpHost | undefined
   user: string
   identityFile: string
   knownHostsFile: string
@@ -60,12 +75,32 @@ function encode(key: string, value: string, kind: ValueKind): string {
   }
 }
 
+function checkPort(key: string, port: number): string {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) refuse(key, String(port), 'it is not a TCP port')
+  return String(port)
+}
+
+/**
+ * The ProxyJump value `[user@]host[:port]`, an IPv6 address in brackets. ssh turns it into the
+ * shell command line `ssh -l USER -p PORT -W ... HOST`, so user and host must be strict names
+ * (no shell syntax, no "," that starts a second jump, no "#" that starts a comment); and the
+ * value "none" alone means no jump at all.
+ */
+export function renderProxyJump(jump: JumpHost): string {
+  const user = jump.user === undefined ? '' : `${encode('ProxyJump user', jump.user, 'name')}@`
+  const host = encode('ProxyJump host', jump.host, 'host')
+  const port = jump.port === undefined ? '' : `:${checkPort('ProxyJump port', jump.port)}`
+  const value = `${user}${host.includes(':') ? `[${host}]` : host}${port}`
+  if (value.toLowerCase() === 'none')
+    refuse('ProxyJump host', jump.host, 'ssh reads a jump host "none" as no jump host (give its port or user too)')
+  return value
+}
+
 function options(target: SshTarget): Array<[string, string]> {
-  const port = target.port
-  if (!Number.isInteger(port) || port < 1 || port > 65535) refuse('Port', String(port), 'it is not a TCP port')
   return [
     ['HostName', encode('HostName', target.host, 'host')],
-    ['Port', String(port)],
+    ['Port', checkPort('Port', target.port)],
+    ...(target.jump === undefined ? [] : [['ProxyJump', renderProxyJump(target.jump)] as [string, string]]),
     ['User', encode('User', target.user, 'name')],
     ['IdentityFile', encode('IdentityFile', target.identityFile, 'path')],
     ['IdentitiesOnly', 'yes'],

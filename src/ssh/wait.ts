@@ -2,10 +2,11 @@ import {readFile} from 'node:fs/promises'
 import net from 'node:net'
 
 import {stderrOf, UserError} from '../errors/errors.js'
-import {runProgram, tailLines} from '../process/run.js'
-import {sshArgs, type SshTarget} from './options.js'
+import {tailLines} from '../process/run.js'
+import {runInGuest} from './exec.js'
+import {renderProxyJump, type SshTarget} from './options.js'
 
-/** The guest will not come up: the kernel says so on the serial console. */
+/** The guest will not come up: the kernel says so on its console. */
 const KERNEL_PANIC = /Kernel panic - not syncing/
 
 /** sshd answers but refuses the key: only worth waiting for a little (a guest may add it late). */
@@ -16,12 +17,21 @@ const HOST_KEY_CHANGED = /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verifi
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** The last `lines` lines of a text file ('' when it cannot be read), for a console log or an engine's output. */
 export async function readTail(file: string, lines = 15): Promise<string> {
   try {
     return tailLines((await readFile(file, 'utf8')).replaceAll('\r', ''), lines)
   } catch {
     return ''
   }
+}
+
+/**
+ * Evidence lines for an error's details: `label` on its own line, then the text's lines
+ * indented under it ("  | "), or "  (empty)" when there is no text.
+ */
+export function labelledTail(label: string, text: string): string[] {
+  return [label, ...(text === '' ? ['  (empty)'] : text.split('\n').map((line) => `  | ${line}`))]
 }
 
 /**
@@ -50,7 +60,10 @@ export function sshBanner(host: string, port: number, ms: number): Promise<boole
   })
 }
 
-/** What the guest's boot looks like from outside, as the machine's engine shows it. */
+/**
+ * What the engine that boots the machine lets the wait see: whether it still runs, the guest's
+ * console, and the evidence to show when the boot fails. The wait knows no engine's files.
+ */
 export interface BootWatch {
   /** How the engine is named in messages, e.g. "QEMU". */
   engine: string
@@ -58,56 +71,63 @@ export interface BootWatch {
   isAlive(): boolean | Promise<boolean>
   /** The last `lines` lines of the guest's console ('' when there is none yet). */
   consoleTail(lines: number): Promise<string>
-  /** Labelled lines that show how the boot went, for an error's details. */
+  /** Labelled lines that show how the boot went, for an error's details (console tail, the engine's own output). */
   bootEvidence(): Promise<string[]>
 }
 
 export interface WaitOptions {
   target: SshTarget
   timeoutMs: number
-  /** An engine that stops during boot fails the wait at once. */
+  /** The engine's side of the boot: an engine that stops during boot fails the wait at once. */
   watch: BootWatch
-  /** Called about once a second with the last line of the boot log. */
+  /** Called about once a second with the last line of the guest's console. */
   onProgress?: (lastLine: string) => void
   /** Stops waiting (with the signal's reason) when aborted. */
   signal?: AbortSignal | undefined
 }
 
+/** Where the target's sshd is, as people write it: host:port ([v6]:port), and the jump host on the way. */
+function endpoint(target: SshTarget): string {
+  const address = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`
+  return target.jump === undefined ? address : `${address} through ${renderProxyJump(target.jump)}`
+}
+
 /**
  * Waits until `ssh ... true` succeeds. Until sshd greets, only its banner is polled (every
  * quarter second, each try given 1.5 s, since early connections can hang); then a real login
- * confirms the key, with a short connect timeout.
+ * confirms the key, with a short connect timeout. Behind a jump host this host cannot open a
+ * connection to the guest itself: every try is a login through the jump host.
  */
 export async function waitForSsh(options: WaitOptions): Promise<number> {
+  const {target, watch} = options
   const start = Date.now()
   const deadline = start + options.timeoutMs
-  const args = [...sshArgs(options.target, {batch: true, connectTimeout: 3}), 'true']
   let refusedSince: number | undefined
   while (Date.now() < deadline) {
     options.signal?.throwIfAborted()
-    if (!(await options.watch.isAlive())) {
-      throw new UserError(`${options.watch.engine} exited while the machine was booting`, {
+    if (!(await watch.isAlive())) {
+      throw new UserError(`${watch.engine} exited while the machine was booting`, {
         code: 'BOOT_FAILED',
-        details: await options.watch.bootEvidence(),
-        hint: 'The serial log above shows how far the guest got; check the box and the Vmfile (memory, disk).',
+        details: await watch.bootEvidence(),
+        hint: 'The boot output above shows how far the guest got; check the box and the Vmfile (memory, disk).',
       })
     }
-    const recent = await options.watch.consoleTail(40)
+    const recent = await watch.consoleTail(40)
     if (KERNEL_PANIC.test(recent)) {
       throw new UserError('The guest kernel panicked during boot', {
         code: 'BOOT_FAILED',
-        details: await options.watch.bootEvidence(),
-        hint: 'The serial log above shows why; the box may be broken or need more memory.',
+        details: await watch.bootEvidence(),
+        hint: 'The console output above shows why; the box may be broken or need more memory.',
       })
     }
     const lastLine = recent.split('\n').at(-1)?.trim() ?? ''
     options.onProgress?.(lastLine)
-    if (!(await sshBanner(options.target.host, options.target.port, 1500))) {
+    if (target.jump === undefined && !(await sshBanner(target.host, target.port, 1500))) {
       await sleep(250)
       continue
     }
     try {
-      await runProgram('ssh', args, {timeoutMs: 8000, signal: options.signal})
+      await runInGuest(target, 'true', {connectTimeout: 3, timeoutMs: 8000, signal: options.signal})
       return Date.now() - start
     } catch (error) {
       const said = stderrOf(error)
@@ -115,21 +135,21 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
         throw new UserError("The machine's SSH host key is not the one recorded for it", {
           code: 'SSH_HOST_KEY_CHANGED',
           details: said.split('\n').filter((line) => line.trim() !== '' && !line.startsWith('@')),
-          hint: `Another guest may answer on port ${options.target.port}, or the machine's disk was replaced. If the change is expected, remove ${options.target.knownHostsFile} and run vm up again.`,
+          hint: `Another guest may answer at ${endpoint(target)}, or the machine's disk was replaced. If the change is expected, remove ${target.knownHostsFile} and run vm up again.`,
         })
       refusedSince = KEY_REFUSED.test(said) ? (refusedSince ?? Date.now()) : undefined
       if (refusedSince !== undefined && Date.now() - refusedSince >= KEY_REFUSED_FOR_MS)
-        throw new UserError(`The machine answers on SSH but refuses its key (${options.target.identityFile})`, {
+        throw new UserError(`The machine answers on SSH but refuses its key (${target.identityFile})`, {
           code: 'SSH_KEY_REFUSED',
-          details: [`user ${options.target.user} on ${options.target.host}:${options.target.port}: ${said.trim().split('\n').at(-1)}`],
-          hint: `The guest's ~${options.target.user}/.ssh/authorized_keys lacks the machine's key (was the machine killed right after its first boot?). "vm destroy" and "vm up" make it afresh; or add the key from ${options.target.identityFile}.pub in the guest.`,
+          details: [`user ${target.user} on ${endpoint(target)}: ${said.trim().split('\n').at(-1)}`],
+          hint: `The guest's ~${target.user}/.ssh/authorized_keys lacks the machine's key (was the machine killed right after its first boot?). "vm destroy" and "vm up" make it afresh; or add the key from ${target.identityFile}.pub in the guest.`,
         })
       await sleep(700)
     }
   }
   throw new UserError(`The machine did not answer on SSH within ${Math.round(options.timeoutMs / 1000)} s (boot_timeout)`, {
     code: 'BOOT_TIMEOUT',
-    details: await options.watch.bootEvidence(),
-    hint: 'Raise boot_timeout in the Vmfile if the machine is just slow (software emulation is), or look at the serial log above.',
+    details: await watch.bootEvidence(),
+    hint: 'Raise boot_timeout in the Vmfile if the machine is just slow (software emulation is), or look at the boot output above.',
   })
 }

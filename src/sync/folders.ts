@@ -1,9 +1,9 @@
 import {existsSync} from 'node:fs'
 
 import {stderrOf, UserError} from '../errors/errors.js'
-import type {ShareSpec} from '../driver/qemu/spec.js'
-import {runProgram, runStreaming} from '../process/run.js'
-import {sshArgs, type SshTarget} from '../ssh/options.js'
+import {runStreaming} from '../process/run.js'
+import {runInGuest, sshCommandLine} from '../ssh/exec.js'
+import type {SshTarget} from '../ssh/options.js'
 import type {SyncedFolder} from '../vmfile/types.js'
 import {shellQuote} from '../provision/shell.js'
 
@@ -12,27 +12,27 @@ export function shareTag(index: number): string {
   return `vm${index}`
 }
 
-/** 9p devices for QEMU: every folder whose type is 9p or auto (auto may fall back later). */
-export function sharesFor(folders: readonly SyncedFolder[]): ShareSpec[] {
-  return folders.flatMap((folder, index) =>
-    folder.type === 'rsync' ? [] : [{tag: shareTag(index), path: folder.host, readOnly: folder.readOnly}],
-  )
-}
-
 async function guest(target: SshTarget, command: string): Promise<{code: number; output: string}> {
   try {
-    const {stdout} = await runProgram('ssh', [...sshArgs(target, {batch: true}), command], {timeoutMs: 60_000})
+    const {stdout} = await runInGuest(target, command, {timeoutMs: 60_000})
     return {code: 0, output: stdout}
   } catch (error) {
     return {code: 1, output: stderrOf(error)}
   }
 }
 
-/** rsync options for a folder: .vm/ always left out, plus the folder's excludes. */
+/**
+ * rsync options for a folder: .vm/ always left out, plus the folder's excludes. The machine's
+ * ssh command line goes in -e, each word quoted as rsync splits it; an IPv6 guest address is
+ * bracketed in the destination, as rsync reads [addr]:path.
+ */
 export function rsyncArgs(folder: SyncedFolder, target: SshTarget): string[] {
-  const ssh = ['ssh', ...sshArgs(target, {batch: true}).slice(0, -1)].map((part) => shellQuote(part)).join(' ')
+  const ssh = sshCommandLine(target)
+    .map((part) => shellQuote(part))
+    .join(' ')
   const excludes = ['.vm/', ...folder.exclude].flatMap((pattern) => ['--exclude', pattern])
-  return ['-a', '--delete', ...excludes, '--rsync-path', 'sudo -n rsync', '-e', ssh, `${folder.host}/`, `${target.host}:${folder.guest}/`]
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host
+  return ['-a', '--delete', ...excludes, '--rsync-path', 'sudo -n rsync', '-e', ssh, `${folder.host}/`, `${host}:${folder.guest}/`]
 }
 
 /** Copies a folder host to guest with rsync over the machine's SSH settings. */

@@ -79,6 +79,16 @@ describe('ansible inventory', () => {
     expect(inventory).toContain(String.raw`ansible_ssh_private_key_file='/my p/it'\''s key'`)
     expect(inventory).toContain(String.raw`ansible_ssh_common_args='-o '\''UserKnownHostsFile=/my p/known_hosts'\'' -o HostKeyAlias=vm-1`)
   })
+
+  it('passes a jump host on to ssh, and refuses one ssh would read as something else', () => {
+    const jumped = {...target, host: '192.168.122.10', jump: {host: 'gw.example.org', port: 2222, user: 'ops'}}
+    expect(renderInventory('web', jumped)).toContain('web ansible_host=192.168.122.10 ')
+    expect(renderInventory('web', jumped)).toMatch(/ansible_ssh_common_args='[^']* -o ProxyJump=ops@gw\.example\.org:2222'$/m)
+    // Brackets are quoted for Ansible's splitting, which reads back: -o 'ProxyJump=[fd00::7]'.
+    expect(renderInventory('web', {...target, jump: {host: 'fd00::7'}})).toContain(String.raw`-o '\''ProxyJump=[fd00::7]'\'''`)
+    expect(renderInventory('web', target)).not.toContain('ProxyJump')
+    expect(() => renderInventory('web', {...target, jump: {host: 'gw', user: 'ops;id'}})).toThrow(/Cannot write the SSH ProxyJump user/)
+  })
 })
 
 describe('ansible provisioner', () => {

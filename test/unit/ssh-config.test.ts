@@ -5,7 +5,7 @@ import path from 'node:path'
 
 import {describe, expect, it} from 'vitest'
 
-import {renderSshConfig, sshArgs} from '../../src/ssh/options.js'
+import {renderSshConfig, sshArgs, type JumpHost} from '../../src/ssh/options.js'
 import {sampleTarget} from '../helpers/ssh-target.js'
 
 const target = sampleTarget
@@ -51,6 +51,28 @@ describe('ssh reads back exactly the values vm writes', () => {
       const options = sshG(['-F', '/dev/null', ...sshArgs({...target, identityFile: file})])
       expect(options.get('identityfile')).toBe(file.replaceAll('%', '%%'))
       expect(options.get('port')).toBe('2201')
+    })
+  }
+
+  // ssh -G prints the jump as it parsed it (user, host, port), bracketing addresses.
+  const jumps: Array<[JumpHost, string]> = [
+    [{host: 'libvirt.example.org', port: 2222, user: 'ops'}, 'ops@libvirt.example.org:2222'],
+    [{host: 'gw'}, 'gw'],
+    [{host: 'fd00::1', port: 22, user: 'ops'}, 'ops@[fd00::1]:22'],
+    [{host: '10.0.0.1', port: 22}, '[10.0.0.1]:22'],
+    [{host: 'none', port: 22}, 'none:22'],
+  ]
+  for (const [jump, parsed] of jumps) {
+    it(`ssh_config and -o arguments: ProxyJump ${JSON.stringify(jump)}`, () => {
+      const guest = {...target, host: '192.168.122.10', jump}
+      const config = path.join(dir, 'config')
+      writeFileSync(config, renderSshConfig('web', guest))
+      for (const options of [sshG(['-F', config, 'web']), sshG(['-F', '/dev/null', ...sshArgs(guest)])]) {
+        expect(options.get('proxyjump')).toBe(parsed)
+        expect(options.get('hostname')).toBe('192.168.122.10')
+        expect(options.get('port')).toBe('2201')
+        expect(options.has('proxycommand')).toBe(false)
+      }
     })
   }
 })

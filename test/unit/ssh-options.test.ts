@@ -64,4 +64,50 @@ describe('ssh options', () => {
     const config = renderSshConfig('web', {...target, identityFile: `/a "b" c\\d/#e/it's/100%/key`})
     expect(config).toContain(`  IdentityFile "/a \\"b\\" c\\\\d/#e/it's/100%%/key"`)
   })
+
+  describe('through a jump host', () => {
+    const jump = {host: 'libvirt.example.org', port: 2222, user: 'ops'}
+
+    it('renders ProxyJump user@host:port as an -o option and as a config line', () => {
+      const args = sshArgs({...target, host: '192.168.122.10', jump}, {batch: true})
+      expect(args).toContain('ProxyJump=ops@libvirt.example.org:2222')
+      expect(args.at(-1)).toBe('192.168.122.10')
+      expect(renderSshConfig('web', {...target, host: '192.168.122.10', jump})).toContain(
+        '  HostName 192.168.122.10\n  Port 2201\n  ProxyJump ops@libvirt.example.org:2222\n',
+      )
+    })
+
+    it('leaves out the parts it is not given, and brackets an IPv6 address', () => {
+      expect(sshArgs({...target, jump: {host: 'gw'}})).toContain('ProxyJump=gw')
+      expect(sshArgs({...target, jump: {host: 'gw', user: 'ops'}})).toContain('ProxyJump=ops@gw')
+      expect(sshArgs({...target, jump: {host: '10.0.0.1', port: 22}})).toContain('ProxyJump=10.0.0.1:22')
+      expect(sshArgs({...target, jump: {host: 'fd00::1', port: 22, user: 'ops'}})).toContain('ProxyJump=ops@[fd00::1]:22')
+      expect(sshArgs({...target, jump: {host: '::1'}})).toContain('ProxyJump=[::1]')
+    })
+
+    it('writes no ProxyJump without a jump host', () => {
+      expect(sshArgs({...target, jump: undefined}).some((arg) => arg.startsWith('ProxyJump'))).toBe(false)
+      expect(renderSshConfig('web', target)).not.toMatch(/ProxyJump/i)
+    })
+
+    it('refuses jump users, hosts and ports ssh would read as something else', () => {
+      const refused = (value: {host: string; port?: number; user?: string}, what: RegExp) => {
+        expect(() => sshArgs({...target, jump: value}), JSON.stringify(value)).toThrow(what)
+        expect(() => renderSshConfig('web', {...target, jump: value}), JSON.stringify(value)).toThrow(what)
+      }
+      // ssh runs the jump as a shell command line "ssh -l USER -p PORT -W ... HOST": no shell syntax may pass.
+      for (const user of ['ops;touch /tmp/x', 'ops x', 'a@b', '-oProxyCommand=x', 'ops\nProxyCommand x', '$(id)', '']) {
+        refused({host: 'gw', user}, /Cannot write the SSH ProxyJump user/)
+      }
+      // A comma starts a second jump host, "#" a comment, "%" a token; "-" an option.
+      for (const host of ['gw,evil', 'gw#x', '-oProxyCommand=x', 'gw x', 'a%h', 'gw\n  ProxyCommand x', '`id`', '', '[::1]', 'ops@gw']) {
+        refused({host}, /Cannot write the SSH ProxyJump host/)
+      }
+      for (const port of [0, 65536, 22.5, -1, Number.NaN]) refused({host: 'gw', port}, /Cannot write the SSH ProxyJump port/)
+      // "none" alone means no jump host at all to ssh.
+      refused({host: 'none'}, /ProxyJump/)
+      refused({host: 'NONE'}, /ProxyJump/)
+      expect(sshArgs({...target, jump: {host: 'none', port: 22}})).toContain('ProxyJump=none:22')
+    })
+  })
 })

@@ -5,7 +5,7 @@ import {stderrOf, UserError} from '../../errors/errors.js'
 import type {MachineRecord} from '../../machine/record.js'
 import {releaseForwards, resolveForwards} from '../../network/forwards.js'
 import {leasePort, releaseLease, transferLease, VNC_PORT_RANGE} from '../../network/ports.js'
-import {readTail, type BootWatch} from '../../ssh/wait.js'
+import {labelledTail, readTail, type BootWatch} from '../../ssh/wait.js'
 import {processesHolding} from '../../state/process-check.js'
 import {ensureRuntimeDir} from '../../state/private-dir.js'
 import {shareTag} from '../../sync/folders.js'
@@ -204,9 +204,8 @@ export const qemuDriver: MachineDriver = {
         const serial = await readTail(paths.serialLog)
         const stderr = await readTail(paths.stderr, 5)
         return [
-          `serial log (${paths.serialLog}):`,
-          ...(serial === '' ? ['  (empty)'] : serial.split('\n').map((line) => `  | ${line}`)),
-          ...(stderr === '' ? [] : ['QEMU stderr:', ...stderr.split('\n').map((line) => `  | ${line}`)]),
+          ...labelledTail(`serial log (${paths.serialLog}):`, serial),
+          ...(stderr === '' ? [] : labelledTail('QEMU stderr:', stderr)),
         ]
       },
     }
