@@ -3,9 +3,7 @@ import path from 'node:path'
 
 import {UserError} from '../errors/errors.js'
 import {packageRoot} from '../state/package-root.js'
-import {defaultOf} from '../vmfile/defaults.js'
-import {DEFAULT_SYNCED_FOLDER} from '../vmfile/schema.js'
-import {VMFILE_NAME} from '../vmfile/load.js'
+import {DEFAULT_SYNCED_FOLDER, defaultOf, VMFILE_NAME} from '../vmfile/index.js'
 
 /** The box `vm init` puts in a new Vmfile when none is named. */
 export const DEFAULT_BOX = 'vmfile/debian-12'
