@@ -259,3 +259,43 @@ describe('vm init shows the defaults the schema declares', () => {
     expect(checked).toBeGreaterThan(10)
   })
 })
+
+describe('the checks read the defaults of omitted keys from the schema too', () => {
+  /** The schema node of a forwarded port's field, found by walking the schema. */
+  const portField = (key: string) => {
+    const ports = vmfileSchema.fields.forwarded_ports
+    if (ports?.kind !== 'array' || ports.items.kind !== 'object') throw new Error('forwarded_ports is a list of objects')
+    const node = ports.items.fields[key]
+    if (node === undefined || !hasDefault(node)) throw new Error(`forwarded_ports[].${key} declares a default`)
+    return node
+  }
+  const clashes = (ports: Raw[]) => {
+    try {
+      resolve({box: 'vmfile/tiny', forwarded_ports: ports})
+      return false
+    } catch (error) {
+      if (/is taken twice/.test(String(error))) return true
+      throw error
+    }
+  }
+
+  it.each(['host_ip', 'protocol', 'auto_correct'])('host port clashes follow the schema default of %s', (key) => {
+    const node = portField(key)
+    const original = node.default
+    const other = otherValue(node)
+    // Two forwards of host port 9000: the first writes the other value, the second omits the key
+    // (a clash is reported on the later forward, so it is the one whose default decides).
+    const written = {guest: 1, host: 9000, [key]: other}
+    const omitting = {guest: 2, host: 9000}
+    const asOriginal = clashes([written, {...omitting, [key]: original}])
+    const asOther = clashes([written, {...omitting, [key]: other}])
+    expect(asOther, `${key}: ${JSON.stringify(other)} and ${JSON.stringify(original)} differ for the check`).not.toBe(asOriginal)
+    expect(clashes([written, omitting]), `${key} omitted counts as ${JSON.stringify(original)}`).toBe(asOriginal)
+    node.default = other as never
+    try {
+      expect(clashes([written, omitting]), `${key} omitted follows the schema default changed to ${JSON.stringify(other)}`).toBe(asOther)
+    } finally {
+      node.default = original as never
+    }
+  })
+})
