@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {validateProject, type ValidateResult} from '../project/validate.js'
+import {validateProject, type ValidateResult} from '../vmfile/index.js'
 
 export default class Validate extends BaseCommand<ValidateResult> {
   static override summary = 'Check the Vmfile and report every problem at once.'

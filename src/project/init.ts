@@ -3,8 +3,7 @@ import path from 'node:path'
 
 import {UserError} from '../errors/errors.js'
 import {packageRoot} from '../state/package-root.js'
-import {defaultOf} from '../vmfile/defaults.js'
-import {VMFILE_NAME} from '../vmfile/load.js'
+import {DEFAULT_SYNCED_FOLDER, defaultOf, VMFILE_NAME} from '../vmfile/index.js'
 
 /** The box `vm init` puts in a new Vmfile when none is named. */
 export const DEFAULT_BOX = 'vmfile/debian-12'
@@ -23,18 +22,18 @@ export async function renderVmfile(options: InitOptions = {}): Promise<string> {
     noEscape: true,
     strict: true,
   })
-  return template({
-    box: options.box ?? DEFAULT_BOX,
-    boxVersion: options.boxVersion ?? '',
-    minimal: options.minimal === true,
-    cpus: defaultOf('cpus'),
-    memory: defaultOf('memory'),
-    accel: defaultOf('accel'),
-    bootTimeout: defaultOf('boot_timeout'),
-    hostname: 'dev',
-    vnc: defaultOf('vnc'),
-    sshPort: 22,
-  })
+  // {{default "ssh.port"}} shows what the schema declares (and fails for a key without one).
+  const helpers = {default: (keyPath: string) => defaultOf(keyPath)}
+  return template(
+    {
+      box: options.box ?? DEFAULT_BOX,
+      boxVersion: options.boxVersion ?? '',
+      minimal: options.minimal === true,
+      hostname: 'dev',
+      syncedFolder: DEFAULT_SYNCED_FOLDER,
+    },
+    {helpers},
+  )
 }
 
 export interface InitResult {

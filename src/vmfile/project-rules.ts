@@ -3,6 +3,8 @@ import path from 'node:path'
 
 import {isMap, isSeq, type Node, type YAMLMap} from 'yaml'
 
+import {DEFAULT_MACHINE, defaultOf} from './defaults.js'
+
 type Located = Node | null | undefined
 
 /** What the rules need from the validator: merged pairs, alias resolution, plain values, reports. */
@@ -51,7 +53,7 @@ function machineEntries(walker: RuleWalker, root: YAMLMap): MachineEntries[] {
   const topFolders = listEntries(walker, topFoldersNode, 'synced_folders')
   const machines = field(walker, root, 'machines')
   const named = isMap(machines) ? walker.pairs(machines) : []
-  if (named.length === 0) return [{name: 'default', ports: topPorts, folders: topFolders}]
+  if (named.length === 0) return [{name: DEFAULT_MACHINE, ports: topPorts, folders: topFolders}]
   return named.map(({key, value}) => {
     const prefix = `machines.${key}`
     const ownFoldersNode = field(walker, value, 'synced_folders')
@@ -91,15 +93,17 @@ function checkHostPorts(walker: RuleWalker, machines: MachineEntries[]): void {
     for (const entry of machine.ports) {
       const {host, host_ip: hostIp, protocol, auto_correct: autoCorrect} = entry.value
       if (typeof host !== 'number' || !Number.isInteger(host)) continue
+      // This runs before defaults are filled in: an omitted (or mistyped) key counts as the schema's default.
       const claim: Claim = {
         machine: machine.name,
         path: entry.path,
-        ip: typeof hostIp === 'string' ? hostIp : '127.0.0.1',
+        ip: typeof hostIp === 'string' ? hostIp : String(defaultOf('forwarded_ports.host_ip')),
         port: host,
-        protocol: typeof protocol === 'string' ? protocol : 'tcp',
+        protocol: typeof protocol === 'string' ? protocol : String(defaultOf('forwarded_ports.protocol')),
       }
+      const corrects = typeof autoCorrect === 'boolean' ? autoCorrect : defaultOf('forwarded_ports.auto_correct') === true
       const clash = claims.find((other) => other.port === claim.port && other.protocol === claim.protocol && overlaps(other.ip, claim.ip))
-      if (clash !== undefined && autoCorrect !== true && !reported.has(entry.node)) {
+      if (clash !== undefined && !corrects && !reported.has(entry.node)) {
         reported.add(entry.node)
         const where =
           clash.path === claim.path

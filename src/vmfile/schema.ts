@@ -179,6 +179,14 @@ const syncedFolder: ObjectNode = {
   required: ['host', 'guest'],
 }
 
+/**
+ * The folder a machine gets when neither it nor the top level lists synced_folders: the
+ * project directory. Not a `default:` of the key, because lists add up from the top level to
+ * each machine and this folder applies only when no level lists any, which a JSON Schema
+ * default cannot say; defaults.ts applies it.
+ */
+export const DEFAULT_SYNCED_FOLDER = {host: '.', guest: '/vm'} as const
+
 /** Keys a machine may set; the top level sets the same keys as defaults for every machine. */
 export const machineFields: Record<string, SchemaNode> = {
   box: {kind: 'string', description: 'Box to boot: a name in the store or registry (org/name).', examples: ['vmfile/debian-12']},
@@ -212,7 +220,7 @@ export const machineFields: Record<string, SchemaNode> = {
   synced_folders: {
     kind: 'anyOf',
     expected: 'false or a list of folders',
-    description: 'Host folders in the guest; the project directory appears at /vm unless this is false.',
+    description: `Host folders in the guest; the project directory appears at ${DEFAULT_SYNCED_FOLDER.guest} unless this is false.`,
     options: [
       {kind: 'literal', value: false},
       {kind: 'array', items: syncedFolder},
