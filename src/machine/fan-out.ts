@@ -1,8 +1,7 @@
 // The machine verbs over a project: its Vmfile loaded, the machines a command names (or all,
 // or the primary) picked, and up, halt, destroy, status or provision run on each.
 import {UserError} from '../errors/errors.js'
-import {hostWarnings} from '../project/validate.js'
-import {loadProject} from '../vmfile/index.js'
+import {hostWarnings, loadProject} from '../vmfile/index.js'
 import type {ProjectConfig} from '../vmfile/types.js'
 import {destroyMachine, haltMachine, type DestroyResult, type HaltResult} from './halt.js'
 import {inspectMachine, type MachineStatus} from './inspect.js'

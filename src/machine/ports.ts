@@ -1,6 +1,7 @@
 import type {ResolvedForward} from '../network/forwards.js'
 import {runningTarget} from './ssh.js'
 import {inspectMachine} from './inspect.js'
+import {defaultOf} from '../vmfile/index.js'
 
 export interface PortMapping extends ResolvedForward {
   /** SSH is listed too, as Vagrant does. */
@@ -11,6 +12,12 @@ export interface PortMapping extends ResolvedForward {
 export async function machinePorts(projectDir: string, name: string): Promise<PortMapping[]> {
   const target = await runningTarget(projectDir, name)
   const {record} = await inspectMachine(projectDir, name)
-  const ssh: PortMapping = {id: 'ssh', guest: record?.config.ssh.port ?? 22, host: target.port, hostIp: target.host, protocol: 'tcp'}
+  const ssh: PortMapping = {
+    id: 'ssh',
+    guest: record?.config.ssh.port ?? (defaultOf('ssh.port') as number),
+    host: target.port,
+    hostIp: target.host,
+    protocol: 'tcp',
+  }
   return [ssh, ...(record?.forwards ?? []).map((forward) => ({...forward, id: `${forward.protocol}/${forward.guest}`}))]
 }
