@@ -1,15 +1,13 @@
-import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import {VmError} from '../errors/errors.js'
-import {tryFileLock} from '../state/file-lock.js'
-import {processCommandLine} from '../state/process-check.js'
+import {lockHolderPid, tryFileLock} from '../state/file-lock.js'
 import {ensureStateDir} from '../state/private-dir.js'
 
 /**
- * An exclusive lock on a machine for one vm process (the lock file in the machine's directory,
- * which is made private first). A lock whose holder is gone is taken over; a live holder is
- * named in the error.
+ * An exclusive lock on a machine for one vm process: a lock file (src/state/file-lock.ts) in
+ * the machine's directory, which is made private first. A lock whose holder is gone (or whose
+ * PID now belongs to another process) is taken over; a live holder is named in the error.
  */
 export async function lockMachine(file: string, machine: string): Promise<() => Promise<void>> {
   await ensureStateDir(path.dirname(file))
@@ -25,7 +23,5 @@ export async function lockMachine(file: string, machine: string): Promise<() => 
 
 /** The PID of the live vm process holding the machine lock, if one does. */
 export async function lockHolder(file: string): Promise<number | undefined> {
-  const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim())
-  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined
-  return processCommandLine(pid) === undefined ? undefined : pid
+  return lockHolderPid(file)
 }

@@ -1,12 +1,10 @@
 import {createSocket} from 'node:dgram'
-import {lstat, readFile, rm} from 'node:fs/promises'
 import {createServer} from 'node:net'
 import path from 'node:path'
 
-import {createExclusive, writeFileAtomic} from '../state/atomic-file.js'
-import {acquireFileLock} from '../state/file-lock.js'
-import {ensurePrivateDir} from '../state/private-dir.js'
-import {processStartTime} from '../state/process-check.js'
+import {removeIfUnchanged} from '../state/atomic-file.js'
+import {claimFile, handOver, holderOf, releaseFile} from '../state/file-lock.js'
+import {ensurePrivateDir, ensureRuntimeDir} from '../state/private-dir.js'
 
 /** The default range for SSH ports forwarded from 127.0.0.1 to guests, as Vagrant's. */
 export const SSH_PORT_RANGE: readonly [number, number] = [2200, 2299]
@@ -23,14 +21,15 @@ export interface HostPort {
 
 const LOOPBACK_TCP = {protocol: 'tcp', hostIp: '127.0.0.1'} as const
 
-interface Lease {
-  pid: number
-  owner: string
-}
+/** The name of the lease directory in the runtime directory. */
+export const LEASES_SUBDIR = 'ports'
 
-/** Whether the lease holder still runs: a zombie (a QEMU not yet reaped) holds no port. */
-function alive(pid: number): boolean {
-  return processStartTime(pid) !== undefined
+/**
+ * The directory of host-port leases (`ports` in the runtime directory), made private to this
+ * user first: the one place that says where leases live.
+ */
+export function leasesDir(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return ensureRuntimeDir(LEASES_SUBDIR, env)
 }
 
 /** Whether nothing listens on host:port right now (we can bind it). */
@@ -61,54 +60,21 @@ export function leaseFile(leaseDir: string, target: HostPort): string {
   return path.join(leaseDir, `${target.protocol}-${address}-${target.port}.lease`)
 }
 
-async function readLease(file: string): Promise<Lease | undefined> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as Lease
-  } catch {
-    return undefined
-  }
-}
-
 /**
- * Takes one host port for `owner` if no other live lease holds it and nothing is bound to it:
- * the lease file is created exclusively (O_EXCL|O_NOFOLLOW) in the private `leaseDir`, so two
- * machines starting at the same moment never both get it; a lease whose holder process is
- * gone is taken over. False when the port is not available.
+ * Takes one host port for `owner` if no other live lease holds it and nothing is bound to it.
+ * A lease is a lock file (src/state/file-lock.ts) in the private `leaseDir` naming the process
+ * that holds the port and the machine that owns it: created exclusively, so two machines
+ * starting at the same moment never both get it; a lease whose holder process is gone (or
+ * whose PID now belongs to another process) is taken over. False when the port is not available.
  */
 export async function leaseHostPort(leaseDir: string, owner: string, target: HostPort): Promise<boolean> {
   await ensurePrivateDir(leaseDir)
   const file = leaseFile(leaseDir, target)
-  const existing = await readLease(file)
-  if (existing?.owner === owner && existing.pid === process.pid) return false
-  if (existing !== undefined && alive(existing.pid)) return false
-  if (existing !== undefined || (await isLeftover(file))) await takeOver(leaseDir, file)
-  if (!(await createExclusive(file, JSON.stringify({pid: process.pid, owner} satisfies Lease)))) return false
+  const claim = await claimFile(file, holderOf(process.pid, owner))
+  if (!claim.claimed) return false
   if (await hostPortIsFree(target)) return true
-  await rm(file, {force: true})
+  await removeIfUnchanged(file, claim.content)
   return false
-}
-
-/** A lease file that is not a lease vm wrote and is older than any write in progress. */
-async function isLeftover(file: string): Promise<boolean> {
-  try {
-    return Date.now() - (await lstat(file)).mtimeMs > 10_000
-  } catch {
-    return false
-  }
-}
-
-/**
- * Removes a dead lease, under a lock so two processes that both found it dead cannot remove
- * each other's fresh lease: the one that comes second sees the new, live lease and keeps it.
- */
-async function takeOver(leaseDir: string, file: string): Promise<void> {
-  const unlock = await acquireFileLock(path.join(leaseDir, '.takeover.lock'))
-  try {
-    const lease = await readLease(file)
-    if (lease === undefined ? await isLeftover(file) : !alive(lease.pid)) await rm(file, {force: true})
-  } finally {
-    await unlock()
-  }
 }
 
 /**
@@ -130,8 +96,9 @@ export async function leasePort(
 }
 
 /**
- * Hands a lease to the process that now holds the port (QEMU), so it lives as long as it.
- * Written atomically without following links (a fresh temp file renamed over the name).
+ * Hands a lease to the process that now holds the port (QEMU), so it lives as long as it: the
+ * lease then names that process (with its start time, like any holder). Written atomically
+ * without following links (a fresh temp file renamed over the name).
  */
 export async function transferLease(
   leaseDir: string,
@@ -141,9 +108,10 @@ export async function transferLease(
   address: Omit<HostPort, 'port'> = LOOPBACK_TCP,
 ): Promise<void> {
   await ensurePrivateDir(leaseDir)
-  await writeFileAtomic(leaseFile(leaseDir, {...address, port}), JSON.stringify({pid, owner} satisfies Lease), {mode: 0o600})
+  await handOver(leaseFile(leaseDir, {...address, port}), pid, owner)
 }
 
+/** Gives back the lease of `port` if `owner` owns it, whichever process holds it now. */
 export async function releaseLease(
   leaseDir: string,
   port: number,
@@ -151,7 +119,5 @@ export async function releaseLease(
   address: Omit<HostPort, 'port'> = LOOPBACK_TCP,
 ): Promise<void> {
   await ensurePrivateDir(leaseDir)
-  const file = leaseFile(leaseDir, {...address, port})
-  const lease = await readLease(file)
-  if (lease?.owner === owner) await rm(file, {force: true})
+  await releaseFile(leaseFile(leaseDir, {...address, port}), (holder) => holder.owner === owner)
 }
