@@ -4,10 +4,9 @@ import path from 'node:path'
 import {stderrOf, UserError} from '../../errors/errors.js'
 import type {MachineRecord} from '../../machine/record.js'
 import {releaseForwards, resolveForwards} from '../../network/forwards.js'
-import {leasePort, releaseLease, transferLease, VNC_PORT_RANGE} from '../../network/ports.js'
+import {leasePort, leasesDir, releaseLease, transferLease, VNC_PORT_RANGE} from '../../network/ports.js'
 import {labelledTail, readTail, type BootWatch} from '../../ssh/wait.js'
 import {processesHolding} from '../../state/process-check.js'
-import {ensureRuntimeDir} from '../../state/private-dir.js'
 import {shareTag} from '../../sync/folders.js'
 import type {SyncedFolder} from '../../vmfile/types.js'
 import type {CreatedMachine, DriverMachine, EngineState, HostReport, MachineDriver, Started, StartOptions, Stopped} from '../driver.js'
@@ -24,11 +23,6 @@ import type {Accelerator, MachineSpec, NicSpec, ShareSpec} from './spec.js'
 
 /** The kernel's last words on a clean power-off, as the serial console shows them. */
 const CLEAN_POWEROFF = /reboot: Power down|reboot: System halted/
-
-/** The leases of host ports (SSH, VNC, forwarded ports), in the private runtime directory. */
-function leasesDir(): Promise<string> {
-  return ensureRuntimeDir('ports')
-}
 
 function pathsOf(machine: DriverMachine): QemuPaths {
   return qemuPaths(machine.dir, machine.id)
