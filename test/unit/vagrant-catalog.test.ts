@@ -26,7 +26,7 @@ interface Seen {
  * types by extension, and files without one (DIR/org/box) served as application/json. It
  * records every request.
  */
-async function serveDir(dir: string): Promise<{url: string; seen: Seen[]; server: Server}> {
+async function serveDir(dir: string, bare = 'application/json'): Promise<{url: string; seen: Seen[]; server: Server}> {
   const seen: Seen[] = []
   const server = createServer((req, res) => {
     const pathname = decodeURIComponent(new URL(req.url ?? '/', 'http://127.0.0.1').pathname)
@@ -37,7 +37,7 @@ async function serveDir(dir: string): Promise<{url: string; seen: Seen[]; server
       return
     }
     const extension = path.extname(file)
-    const type = extension === '.box' ? 'application/octet-stream' : 'application/json'
+    const type = extension === '.json' ? 'application/json' : extension === '' ? bare : 'application/octet-stream'
     res.writeHead(200, {'content-type': type, 'content-length': statSync(file).size})
     if (req.method === 'HEAD') res.end()
     else createReadStream(file).pipe(res)
@@ -165,6 +165,23 @@ describe('catalogs that Vagrant reads', () => {
     expect(sha256(path.join(leaf.box.dir, 'box.img'))).toBe(sha256(path.join(stored, 'box.img')))
     const named = await addBox({source: path.dirname(path.dirname(stored)), env, architecture: 'amd64'})
     expect(named).toMatchObject({alreadyPresent: true, box: {name: 'org/tiny', version: '1.2.3'}})
+  })
+
+  it('a server that types files without an extension as octet-stream does not satisfy Vagrant', {timeout: 120_000}, async () => {
+    // Most servers' default (nginx, python -m http.server): Vagrant then takes BASE/org/box for a box file.
+    const plain = await serveDir(dir, 'application/octet-stream')
+    try {
+      const home = path.join(work, 'vagrant-plain')
+      await expect(vagrant(home, ['box', 'add', 'org/tiny', '--provider', 'libvirt'], {VAGRANT_SERVER_URL: plain.url})).rejects.toThrow(
+        /A name is required when adding a box file directly/,
+      )
+      expect(plain.seen.map((entry) => `${entry.method} ${entry.path}`)).toEqual(['HEAD /org/tiny'])
+      expect(await vagrant(home, ['box', 'list'])).not.toMatch(/org\/tiny/)
+    } finally {
+      plain.server.closeAllConnections()
+      await new Promise((resolve) => plain.server.close(resolve))
+    }
+    expect(trap.seen).toEqual([])
   })
 
   it('vm reads the same registry: catalog URL, short name over HTTP and from DIR', async () => {
