@@ -18,7 +18,7 @@ import {replaceStoredBox} from './replace.js'
 import {hostArchitecture, installBox, listBoxes, readStoredBox, SOURCE_FILE, type BoxKey, type BoxSource, type StoredBox} from './store.js'
 import {describeBareImage, sealBox, verifyUnpackedBox} from './verify.js'
 import {fsUserError, isFsError, onUserData} from './fs-errors.js'
-import {parseByteSize, type UnpackLimits} from './unpack-budget.js'
+import {declaredBound, parseByteSize, UnpackBudget, type UnpackLimits} from './unpack-budget.js'
 import {BOX_NAME_RULE, FIELD_RULES, fieldProblem, isValidBoxName, isValidToken, quoteValue} from './fields.js'
 
 export interface AddBoxOptions {
@@ -173,17 +173,31 @@ async function addFromFolder(folder: string, options: AddBoxOptions, env: NodeJS
   if (found.dir !== folder) options.onStatus?.(`Taking the box in ${found.dir}`)
   const metadata = await readBoxFolder(found.dir)
   const plan: Plan = {url: pathToFileURL(found.dir).href, catalog: undefined, key: {}, checksumType: undefined, checksum: undefined}
-  await mkdir(paths.boxes, {recursive: true})
-  await removeStaleTemps(paths.boxes)
-  const temp = await mkdtemp(path.join(paths.boxes, `.tmp-${process.pid}-`))
-  let bytes: number
+  // The same lock as a download of the same source: two adds of one folder never race to install it.
+  const cacheKey = createHash('sha256').update(`${plan.url}\0:`).digest('hex').slice(0, 32)
+  const release = await acquireFileLock(path.join(paths.downloads, `${cacheKey}.lock`), {
+    signal: options.signal,
+    onWait: (pid) => options.onStatus?.(`Waiting for vm process ${pid}, which is adding the same box`),
+  })
   try {
-    bytes = await copyBoxFolder(found.dir, temp, metadata)
-  } catch (error) {
-    await rm(temp, {recursive: true, force: true, maxRetries: 3})
-    throw error
+    await mkdir(paths.boxes, {recursive: true})
+    await removeStaleTemps(paths.boxes)
+    const temp = await mkdtemp(path.join(paths.boxes, `.tmp-${process.pid}-`))
+    let bytes: number
+    try {
+      // The bounds an archive is unpacked within: free space, the declared size, the ceiling.
+      const budget = await UnpackBudget.start(temp, found.dir, {maxBytes: parseByteSize(env.VM_BOX_MAX_UNPACKED), ...options.limits})
+      const bound = declaredBound(metadata)
+      if (bound !== undefined) budget.declare(bound.limit, bound.reason)
+      bytes = await copyBoxFolder(found.dir, temp, metadata, (size) => budget.take(size))
+    } catch (error) {
+      await rm(temp, {recursive: true, force: true, maxRetries: 3})
+      throw error
+    }
+    return await installUnpacked(temp, 'box', plan, found.layout, options, env, bytes)
+  } finally {
+    await release()
   }
-  return installUnpacked(temp, 'box', plan, found.layout, options, env, bytes)
 }
 
 function addFromCatalog(catalog: Catalog, options: AddBoxOptions, http: HttpOptions, env: NodeJS.ProcessEnv): Promise<AddBoxResult> {

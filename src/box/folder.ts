@@ -141,13 +141,23 @@ export async function readBoxFolder(dir: string): Promise<BoxMetadata> {
   return metadata
 }
 
-/** Copies metadata.json and the files it names from `from` into `to` (a clone where the filesystem can). */
-export async function copyBoxFolder(from: string, to: string, metadata: BoxMetadata): Promise<number> {
+/**
+ * Copies metadata.json and the files it names from `from` into `to` (a clone where the
+ * filesystem can); `take` is told each file's size first and may refuse it by throwing.
+ */
+export async function copyBoxFolder(
+  from: string,
+  to: string,
+  metadata: BoxMetadata,
+  take: (bytes: number) => Promise<void>,
+): Promise<number> {
   let bytes = 0
   for (const file of [METADATA_FILE, ...referencedFiles(metadata)]) {
+    const size = (await stat(path.join(from, file))).size
+    await take(size)
     await mkdir(path.dirname(path.join(to, file)), {recursive: true})
     await copyFile(path.join(from, file), path.join(to, file), constants.COPYFILE_FICLONE)
-    bytes += (await stat(path.join(to, file))).size
+    bytes += size
   }
   return bytes
 }

@@ -102,6 +102,30 @@ describe('vm box add FOLDER', () => {
     expect(renamed.box).toMatchObject({name: 'mine/deb', version: '4.3.2'})
   })
 
+  it('keeps within the same bounds as an archive (VM_BOX_MAX_UNPACKED, free space), leaving nothing behind', async () => {
+    const {root, env, work, leftovers} = setup()
+    const folder = boxFolder(path.join(work, 'big'), {provider: 'libvirt', format: 'qcow2', name: 'org/big', version: '1'})
+    const ceiling = addBox({source: folder, env: {...env, VM_BOX_MAX_UNPACKED: '1K'}, architecture: 'amd64'})
+    await expect(ceiling).rejects.toMatchObject({code: 'BOX_TOO_BIG'})
+    const full = addBox({
+      source: folder,
+      env,
+      architecture: 'amd64',
+      limits: {freeSpace: async () => ({available: 1 << 20, size: 1 << 30})},
+    })
+    await expect(full).rejects.toMatchObject({code: 'DISK_FULL'})
+    expect(leftovers()).toEqual([])
+    expect(readdirSync(root)).toEqual([])
+  })
+
+  it('two adds of the same folder at once: one installs it, the other finds it', async () => {
+    const {env, work, leftovers} = setup()
+    const folder = boxFolder(path.join(work, 'twice'), {provider: 'libvirt', format: 'qcow2', name: 'org/twice', version: '1'})
+    const results = await Promise.all([1, 2].map(() => addBox({source: folder, env, architecture: 'amd64'})))
+    expect(results.map((result) => result.alreadyPresent).sort()).toEqual([false, true])
+    expect(leftovers()).toEqual([])
+  })
+
   const cases: Array<{label: string; make: (dir: string) => void; message: RegExp}> = [
     {label: 'an empty folder', make: (dir) => mkdirSync(dir), message: /Cannot add the folder .*\/bad: it is empty/},
     {
