@@ -16,6 +16,9 @@ packages+=(ansible-core)
 # Networks: ip for taps and bridges; dnsmasq-base (no system service) serves DHCP in the tests'
 # network namespaces; util-linux gives unshare and setpriv.
 packages+=(iproute2 dnsmasq-base util-linux)
+# Vagrant itself, to check that it reads the catalogs and registries vm writes (box add only:
+# no provider plugin is needed).
+packages+=(vagrant)
 if [ -f boxes/host-packages.txt ]; then
   while read -r name; do
     name=${name%%#*}

@@ -1,7 +1,8 @@
 import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
-import {mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import path from 'node:path'
+import {fileURLToPath, pathToFileURL} from 'node:url'
 
 import {UsageError, UserError, VmError} from '../errors/errors.js'
 import {processCommandLine} from '../state/process-check.js'
@@ -10,13 +11,14 @@ import {unpackStream} from './archive.js'
 import {CHECKSUM_TYPES, parseCatalog, selectFromCatalog, toUrl, type Catalog} from './catalog.js'
 import {discardPartial, openSource, RestartDownload, type DownloadProgress, type HttpOptions} from './download.js'
 import {fetchCatalog} from './fetch.js'
+import {copyBoxFolder, readBoxFolder, resolveBoxFolder} from './folder.js'
 import {acquireFileLock} from '../state/file-lock.js'
 import {isShortName, lookupShortName} from './registry.js'
 import {replaceStoredBox} from './replace.js'
 import {hostArchitecture, installBox, listBoxes, readStoredBox, SOURCE_FILE, type BoxKey, type BoxSource, type StoredBox} from './store.js'
 import {describeBareImage, sealBox, verifyUnpackedBox} from './verify.js'
 import {fsUserError, isFsError, onUserData} from './fs-errors.js'
-import {parseByteSize, type UnpackLimits} from './unpack-budget.js'
+import {declaredBound, parseByteSize, UnpackBudget, type UnpackLimits} from './unpack-budget.js'
 import {BOX_NAME_RULE, FIELD_RULES, fieldProblem, isValidBoxName, isValidToken, quoteValue} from './fields.js'
 
 export interface AddBoxOptions {
@@ -128,6 +130,9 @@ export async function addBox(options: AddBoxOptions): Promise<AddBoxResult> {
       catalog = await lookupShortName(options.source, {...http, env})
     } else {
       const url = toUrl(options.source, cwd)
+      const local = /^file:/i.test(url) ? fileURLToPath(url) : undefined
+      if (local !== undefined && (await stat(local).catch(() => undefined))?.isDirectory() === true)
+        return await addFromFolder(local, options, env)
       if (!/^(https?|file):/i.test(url))
         throw new UsageError(`Cannot add ${quoteValue(options.source)}: vm reads boxes from http(s) URLs and files`, {
           hint: 'Give an http(s) URL, a path, or a box name such as org/box.',
@@ -154,6 +159,44 @@ export async function addBox(options: AddBoxOptions): Promise<AddBoxResult> {
     // Whatever filesystem step failed, the user gets the path and what it means.
     if (isFsError(error)) throw fsUserError(error, 'use')
     throw error
+  }
+}
+
+/** Adds an unpacked box folder (see folder.ts): the same checks and install as an archive. */
+async function addFromFolder(folder: string, options: AddBoxOptions, env: NodeJS.ProcessEnv): Promise<AddBoxResult> {
+  const paths = vmPaths(env)
+  const found = await resolveBoxFolder(folder, {
+    constraint: options.constraint,
+    provider: options.provider,
+    architecture: options.architecture ?? hostArchitecture(),
+  })
+  if (found.dir !== folder) options.onStatus?.(`Taking the box in ${found.dir}`)
+  const metadata = await readBoxFolder(found.dir)
+  const plan: Plan = {url: pathToFileURL(found.dir).href, catalog: undefined, key: {}, checksumType: undefined, checksum: undefined}
+  // The same lock as a download of the same source: two adds of one folder never race to install it.
+  const cacheKey = createHash('sha256').update(`${plan.url}\0:`).digest('hex').slice(0, 32)
+  const release = await acquireFileLock(path.join(paths.downloads, `${cacheKey}.lock`), {
+    signal: options.signal,
+    onWait: (pid) => options.onStatus?.(`Waiting for vm process ${pid}, which is adding the same box`),
+  })
+  try {
+    await mkdir(paths.boxes, {recursive: true})
+    await removeStaleTemps(paths.boxes)
+    const temp = await mkdtemp(path.join(paths.boxes, `.tmp-${process.pid}-`))
+    let bytes: number
+    try {
+      // The bounds an archive is unpacked within: free space, the declared size, the ceiling.
+      const budget = await UnpackBudget.start(temp, found.dir, {maxBytes: parseByteSize(env.VM_BOX_MAX_UNPACKED), ...options.limits})
+      const bound = declaredBound(metadata)
+      if (bound !== undefined) budget.declare(bound.limit, bound.reason)
+      bytes = await copyBoxFolder(found.dir, temp, metadata, (size) => budget.take(size))
+    } catch (error) {
+      await rm(temp, {recursive: true, force: true, maxRetries: 3})
+      throw error
+    }
+    return await installUnpacked(temp, 'box', plan, found.layout, options, env, bytes)
+  } finally {
+    await release()
   }
 }
 
@@ -249,9 +292,36 @@ async function addFromUrl(plan: Plan, options: AddBoxOptions, http: HttpOptions,
       await release()
       return await addFromCatalog(parseCatalog(result.text ?? '', plan.url), options, http, env)
     }
+    const added = await installUnpacked(temp, result.kind === 'image' ? 'image' : 'box', plan, {}, options, env, result.bytes)
+    temp = undefined
+    if (!added.alreadyPresent) await discardPartial(source)
+    return added
+  } finally {
+    if (temp !== undefined) await rm(temp, {recursive: true, force: true, maxRetries: 3})
+    await release()
+  }
+}
+
+/**
+ * The last steps of every add, from an archive, an image or a folder: verify what is in
+ * `temp` (an unpacked box in the store's root), decide its key, record its source, seal it and
+ * install it atomically. `temp` is consumed: installed or removed.
+ */
+async function installUnpacked(
+  unpacked: string,
+  kind: 'box' | 'image',
+  plan: Plan,
+  layout: Partial<BoxKey>,
+  options: AddBoxOptions,
+  env: NodeJS.ProcessEnv,
+  bytes: number,
+): Promise<AddBoxResult> {
+  const paths = vmPaths(env)
+  let temp: string | undefined = unpacked
+  try {
     options.onStatus?.('Verifying the box')
     let metadata
-    if (result.kind === 'image') {
+    if (kind === 'image') {
       if (options.name === undefined) {
         throw new UsageError(`${plan.url} is a bare disk image: give the box a name with --name`, {
           hint: 'For example: vm box add disk.qcow2 --name my/box',
@@ -261,20 +331,20 @@ async function addFromUrl(plan: Plan, options: AddBoxOptions, http: HttpOptions,
     } else {
       metadata = await verifyUnpackedBox(temp, plan.url)
     }
-    const name = plan.key.name ?? options.name ?? metadata.name
+    const name = plan.key.name ?? options.name ?? metadata.name ?? layout.name
     if (name === undefined)
       throw new UsageError(`The box at ${plan.url} does not name itself: give it a name with --name`, {
         hint: 'For example: vm box add URL --name my/box',
       })
     const key: BoxKey = {
       name,
-      version: plan.key.version ?? metadata.version ?? '0',
-      architecture: plan.key.architecture ?? metadata.architecture ?? options.architecture ?? hostArchitecture(),
+      version: plan.key.version ?? metadata.version ?? layout.version ?? '0',
+      architecture: plan.key.architecture ?? metadata.architecture ?? layout.architecture ?? options.architecture ?? hostArchitecture(),
       provider: plan.key.provider ?? metadata.provider,
     }
     checkKey(key)
     const stored = options.force === true ? undefined : await readStoredBox(key, paths.boxes)
-    if (stored !== undefined) return {box: stored, alreadyPresent: true, url: plan.url, catalogUrl: plan.catalog?.url, bytes: result.bytes}
+    if (stored !== undefined) return {box: stored, alreadyPresent: true, url: plan.url, catalogUrl: plan.catalog?.url, bytes}
     const record: BoxSource = {
       url: plan.url,
       catalogUrl: plan.catalog?.url,
@@ -288,12 +358,10 @@ async function addFromUrl(plan: Plan, options: AddBoxOptions, http: HttpOptions,
     if (options.force === true) await replaceStoredBox(temp, key, paths.boxes, env)
     else await installBox(temp, key, false, paths.boxes)
     temp = undefined
-    await discardPartial(source)
     const box = await readStoredBox(key, paths.boxes)
     if (box === undefined) throw new VmError(`The box ${key.name} ${key.version} vanished from the store right after it was added`)
-    return {box, alreadyPresent: false, url: plan.url, catalogUrl: plan.catalog?.url, bytes: result.bytes}
+    return {box, alreadyPresent: false, url: plan.url, catalogUrl: plan.catalog?.url, bytes}
   } finally {
     if (temp !== undefined) await rm(temp, {recursive: true, force: true, maxRetries: 3})
-    await release()
   }
 }

@@ -1,11 +1,12 @@
 import {createHash} from 'node:crypto'
 import {createReadStream} from 'node:fs'
-import {open, readdir, readFile, rename, stat, writeFile} from 'node:fs/promises'
+import {lstat, mkdir, open, readdir, readFile, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {UserError} from '../errors/errors.js'
+import {UsageError, UserError} from '../errors/errors.js'
+import {writeFileAtomic} from '../state/atomic-file.js'
 import {decompressor, detectCompression} from './archive.js'
 import {parseBoxMetadata, type BoxMetadata} from './metadata.js'
 import {compareVersions} from './version.js'
@@ -25,10 +26,17 @@ export interface WriteCatalogOptions {
   /** Box name for archives whose metadata.json names none. */
   name?: string | undefined
   description?: string | undefined
+  /**
+   * The URL DIR is served at. With it, box URLs are absolute (Vagrant resolves a relative URL
+   * against its own working directory, not the catalog's URL) and each catalog is also written
+   * at DIR/<org>/<box>, the path Vagrant asks for under VAGRANT_SERVER_URL.
+   */
+  baseUrl?: string | undefined
 }
 
 export interface WriteCatalogResult {
-  catalogs: Array<{file: string; name: string; versions: string[]}>
+  /** `serverFile`: the copy at DIR/<org>/<box> (only with a base URL and an org/box name). */
+  catalogs: Array<{file: string; serverFile: string | undefined; name: string; versions: string[]}>
   boxes: CatalogEntry[]
 }
 
@@ -70,13 +78,52 @@ async function inspectArchive(file: string): Promise<{sha256: string; metadata: 
   return {sha256: hash.digest('hex'), metadata: parseBoxMetadata(text, file)}
 }
 
+/** The base URL as a directory URL (ending in /); http(s) and file only. */
+export function parseBaseUrl(text: string): URL {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new UsageError(`--base-url ${JSON.stringify(text)} is not a URL`, {
+      hint: 'For example --base-url https://boxes.example.com/vmfile',
+    })
+  }
+  if (!['http:', 'https:', 'file:'].includes(url.protocol))
+    throw new UsageError(`--base-url ${JSON.stringify(text)} is not an http(s) or file URL`, {
+      hint: 'For example --base-url https://boxes.example.com/vmfile',
+    })
+  if (url.search !== '' || url.hash !== '')
+    throw new UsageError(`--base-url ${JSON.stringify(text)} has a query or fragment`, {hint: 'Give the URL of the directory only.'})
+  if (!url.pathname.endsWith('/')) url.pathname = `${url.pathname}/`
+  return url
+}
+
+/** The absolute URL of `file` (a name in DIR) under the base: the name is percent-encoded. */
+export function boxFileUrl(base: URL, file: string): string {
+  return new URL(encodeURIComponent(file), base).href
+}
+
+/** Writes a catalog readable by the web server that serves it, atomically. */
+async function writeCatalogFile(file: string, text: string): Promise<void> {
+  const existing = await lstat(file).catch(() => undefined)
+  if (existing !== undefined && !existing.isFile())
+    throw new UserError(`Cannot write the catalog ${file}: something other than a file is in the way`, {
+      code: 'BOX_INVALID',
+      hint: 'Move it away and run the command again.',
+    })
+  await writeFileAtomic(file, text, {mode: 0o644})
+}
+
 const FILE_NAME = /^(.+?)-(\d+(?:\.[0-9A-Za-z]+)*)(?:-([a-z0-9_]+))?\.box$/
 
 /**
- * Writes `<dir>/<box>.json` for the .box files in `dir` (relative URLs, sha256 checksums,
- * sizes). Existing catalogs are updated: entries for other files are kept.
+ * Writes `<dir>/<box>.json` for the .box files in `dir` (sha256 checksums, sizes; URLs relative
+ * to the catalog, or absolute under `baseUrl`). Existing catalogs are updated: entries for
+ * other files are kept.
  */
 export async function writeCatalogs(options: WriteCatalogOptions): Promise<WriteCatalogResult> {
+  const base = options.baseUrl === undefined ? undefined : parseBaseUrl(options.baseUrl)
+  const link = (file: string) => (base === undefined ? file : boxFileUrl(base, file))
   const names = (await readdir(options.dir)).filter((file) => file.endsWith('.box')).sort()
   if (names.length === 0) throw new UserError(`${options.dir} holds no .box files`, {code: 'BOX_NOT_FOUND'})
   const boxes: CatalogEntry[] = []
@@ -121,7 +168,7 @@ export async function writeCatalogs(options: WriteCatalogOptions): Promise<Write
               box.version === entry.version &&
               box.provider === provider.name &&
               box.architecture === (provider.architecture ?? box.architecture),
-          ) && !names.includes(String(provider.url)),
+          ) && !names.some((file) => provider.url === file || provider.url === link(file)),
       )
       versions.set(entry.version, kept)
     }
@@ -132,7 +179,7 @@ export async function writeCatalogs(options: WriteCatalogOptions): Promise<Write
       )
       list.push({
         name: box.provider,
-        url: box.file,
+        url: link(box.file),
         checksum_type: 'sha256',
         checksum: box.sha256,
         size: box.size,
@@ -147,9 +194,16 @@ export async function writeCatalogs(options: WriteCatalogOptions): Promise<Write
       description: options.description ?? old?.description ?? name,
       versions: sorted.map(([version, providers]) => ({version, providers})),
     }
-    await writeFile(`${file}.tmp`, `${JSON.stringify(catalog, null, 2)}\n`)
-    await rename(`${file}.tmp`, file)
-    catalogs.push({file, name, versions: sorted.map(([version]) => version)})
+    const text = `${JSON.stringify(catalog, null, 2)}\n`
+    await writeCatalogFile(file, text)
+    // Vagrant's server convention: VAGRANT_SERVER_URL=BASE asks for BASE/<org>/<box>.
+    let serverFile: string | undefined
+    if (base !== undefined && name.includes('/')) {
+      serverFile = path.join(options.dir, ...name.split('/'))
+      await mkdir(path.dirname(serverFile), {recursive: true})
+      await writeCatalogFile(serverFile, text)
+    }
+    catalogs.push({file, serverFile, name, versions: sorted.map(([version]) => version)})
   }
   return {catalogs, boxes}
 }
