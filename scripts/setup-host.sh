@@ -16,6 +16,9 @@ packages+=(ansible-core)
 # Networks: ip for taps and bridges; dnsmasq-base (no system service) serves DHCP in the tests'
 # network namespaces; util-linux gives unshare and setpriv.
 packages+=(iproute2 dnsmasq-base util-linux)
+# The NoCloud seed tests read the ISO 9660 images vm writes with independent readers, without
+# mounting: isoinfo (genisoimage) and 7z (p7zip-full); python3 parses user-data as cloud-init does.
+packages+=(genisoimage p7zip-full python3)
 if [ -f boxes/host-packages.txt ]; then
   while read -r name; do
     name=${name%%#*}
