@@ -26,8 +26,10 @@ import {writeFileAtomic} from '../state/atomic-file.js'
  *
  * Deliberate deviations, each the same as genisoimage's (and so as every NoCloud seed in use):
  * - The volume identifier is written as given, lower case included: ECMA-119 allows only upper
- *   case there, but cloud-init up to 22.x looks the seed up with `blkid -t LABEL=cidata`, which
- *   is case-sensitive; blkid reads the label from the Joliet descriptor when there is one.
+ *   case there, but blkid matches `LABEL=` case-sensitively and cloud-init's NoCloud looks for
+ *   `cidata` (22.4 tries `CIDATA` and `cidata`; older releases only the configured spelling),
+ *   so the label `cidata` must read back as written; blkid takes it from the Joliet descriptor
+ *   when there is one, and from the primary one otherwise.
  * - Joliet file identifiers carry no `;1` version suffix (Linux strips one when present).
  */
 
