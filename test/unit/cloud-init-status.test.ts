@@ -3,7 +3,10 @@ import {describe, expect, it} from 'vitest'
 import {cloudInitLogCommand, cloudInitWaitCommand, parseCloudInitStatus} from '../../src/cloud-init/status.js'
 
 // Each sample is what `cloud-init status --wait --long` prints in the guest (the command
-// cloudInitWaitCommand() returns), in the shape of cloud-init's cmd/status.py of that version.
+// cloudInitWaitCommand() returns). The 22.4 ones are the output of Debian 12's cloud-init
+// 22.4.2 cmd/status.py itself (handle_status_args run over a status.json and result.json of that
+// content: dots while waiting, then a line break and the report). The 24.x ones follow the
+// templates of upstream's cmd/status.py (TABULAR_LONG_TMPL), not run here.
 
 describe('cloud-init status --wait --long', () => {
   it('is the command run in the guest', () => {
