@@ -157,14 +157,15 @@ function renderPart(part: Part): string {
 
 /**
  * `user-data`: vm's cloud-config alone, or, when the user brings user-data of their own
- * (`extra`: any cloud-init format), a MIME multipart/mixed message holding the user's part,
+ * (`extra`: any cloud-init format; blank counts as none), a MIME multipart/mixed message holding the user's part,
  * then vm's, merged as MERGE_TYPE says. The user's document is not parsed, only identified
  * by its first line.
  */
 export function userData(options: {user: string; publicKey: string; extra?: string}): string {
   const vm = vmCloudConfig(options)
-  if (options.extra === undefined) return vm
-  const extra = options.extra.replace(/^\uFEFF/, '')
+  const extra = options.extra?.replace(/^\uFEFF/, '')
+  // Blank user-data is no user-data (an empty Vmfile value or file).
+  if (extra === undefined || extra.trim() === '') return vm
   const parts: Part[] = [
     {contentType: userDataFormat(extra), filename: 'user-data', content: extra},
     {contentType: 'text/cloud-config', filename: 'vm.cfg', content: vm},

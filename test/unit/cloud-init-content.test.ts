@@ -103,6 +103,7 @@ describe("vm's user-data", () => {
     expect(vmCloudConfig({user: 'vm', publicKey: KEY})).toBe(VM_PART)
     // Without user-data of the user's own, it is the whole user-data.
     expect(userData({user: 'vm', publicKey: `${KEY}\n`})).toBe(VM_PART)
+    expect(userData({user: 'vm', publicKey: KEY, extra: ' \n'})).toBe(VM_PART)
   })
 
   it('refuses a user name or key that would not be one safe line', () => {
