@@ -19,6 +19,9 @@ packages+=(iproute2 dnsmasq-base util-linux)
 # Vagrant itself, to check that it reads the catalogs and registries vm writes (box add only:
 # no provider plugin is needed).
 packages+=(vagrant)
+# The NoCloud seed tests read the ISO 9660 images vm writes with independent readers, without
+# mounting: isoinfo (genisoimage) and 7z (p7zip-full); python3 parses user-data as cloud-init does.
+packages+=(genisoimage p7zip-full python3)
 if [ -f boxes/host-packages.txt ]; then
   while read -r name; do
     name=${name%%#*}
