@@ -239,11 +239,11 @@ t.close()`
     )
   })
 
-  it('adding a directory, or a device', async () => {
+  it('adding a folder that holds no box, or a device', async () => {
     const dir = mkdtempSync(path.join(work, 'a-dir-'))
-    await expectCleanFailure(home(), ['box', 'add', dir, '--name', 't/dir'], /is a directory, not a box/)
+    await expectCleanFailure(home(), ['box', 'add', dir, '--name', 't/dir'], /Cannot add the folder .*a-dir-.*: it is empty/)
     mkdirSync(path.join(work, 'org', 'box'), {recursive: true})
-    await expectCleanFailure(home(), ['box', 'add', 'org/box'], /is a directory, not a box/)
+    await expectCleanFailure(home(), ['box', 'add', 'org/box'], /Cannot add the folder .*org\/box: it is empty/)
     await expectCleanFailure(home(), ['box', 'add', '/dev/zero', '--name', 't/dev'], /is not a regular file/)
   })
 
