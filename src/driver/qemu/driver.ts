@@ -197,10 +197,7 @@ export const qemuDriver: MachineDriver = {
       bootEvidence: async () => {
         const serial = await readTail(paths.serialLog)
         const stderr = await readTail(paths.stderr, 5)
-        return [
-          ...labelledTail(`serial log (${paths.serialLog}):`, serial),
-          ...(stderr === '' ? [] : labelledTail('QEMU stderr:', stderr)),
-        ]
+        return [...labelledTail(`serial log (${paths.serialLog}):`, serial), ...(stderr === '' ? [] : labelledTail('QEMU stderr:', stderr))]
       },
     }
   },
