@@ -229,4 +229,35 @@ describe.each(cases)('a box packaged the vagrant-libvirt way: $label', (box) => 
     const status = JSON.parse((await vmRun(['status', '--json'])).stdout) as {result: {machines: Array<{state: string}>}}
     expect(status.result.machines[0]?.state).toBe('not_created')
   })
+
+  // Once, on the box added from a file: the Vmfile's ssh settings against a real guest.
+  if (box.from === 'file') {
+    it('a user the guest does not have: the error names the user and every key tried, and what to set', async () => {
+      writeFileSync(path.join(project, 'Vmfile'), `box: ${box.name}\nmemory: 512M\nsynced_folders: false\nssh: {username: nobody}\n`)
+      const up = await vmRun(['up'])
+      expect(up.code).not.toBe(0)
+      expect(up.stderr).toContain('refuses user nobody')
+      for (const key of ['vmfile_insecure_key', 'vagrant_insecure_key_ed25519', 'vagrant_insecure_key_rsa'])
+        expect(up.stderr).toContain(path.join(KEYS, key))
+      expect(up.stderr).toContain('ssh.private_key_path')
+      expect(up.stderr).not.toMatch(/vm destroy|\.pub\b/)
+      expect((await vmRun(['destroy', '-f'])).code).toBe(0)
+    })
+
+    it('private_key_path with insert_key: false keeps logging in with that key, and vm up warns', async () => {
+      writeFileSync(path.join(project, 'box-key'), readFileSync(path.join(KEYS, box.key)), {mode: 0o600})
+      writeFileSync(
+        path.join(project, 'Vmfile'),
+        `box: ${box.name}\nmemory: 512M\nsynced_folders: false\nssh: {private_key_path: box-key, insert_key: false}\n`,
+      )
+      const up = await vmRun(['up'])
+      expect(up.code, `${up.stdout}\n${up.stderr}`).toBe(0)
+      expect(up.stderr).toMatch(/insert_key is false: .*box-key/)
+      expect((await vmRun(['ssh', '-c', 'id -un'])).stdout.trim()).toBe('vagrant')
+      expect((await vmRun(['ssh-config'])).stdout).toContain(`IdentityFile ${path.join(project, 'box-key')}`)
+      const authorized = await vmRun(['ssh', '-c', 'cat ~/.ssh/authorized_keys'])
+      expect(authorized.stdout).toContain(readFileSync(path.join(KEYS, `${box.key}.pub`), 'utf8').split(' ')[1])
+      expect((await vmRun(['destroy', '-f'])).code).toBe(0)
+    })
+  }
 })
