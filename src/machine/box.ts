@@ -15,6 +15,7 @@ function pin(box: StoredBox): PinnedBox {
     cmdline: box.cmdline,
     firmware: box.firmware,
     sshUser: box.sshUser,
+    virtualSize: box.metadata.virtualSize,
   }
 }
 

@@ -3,7 +3,7 @@ import {machinePaths} from '../state/machine-files.js'
 import type {Provisioner} from '../vmfile/types.js'
 import {writeRecord, type MachineRecord} from './record.js'
 import type {MachineEvents} from './events.js'
-import {sshTarget} from './ssh-target.js'
+import {machineKeys, sshTarget} from './ssh-target.js'
 
 /**
  * Runs the machine's provisioners for `trigger` and, when the run covered every once/always
@@ -24,7 +24,7 @@ export async function provisionRecord(
   const ran = await runProvisioners(
     selected,
     {
-      target: sshTarget(record, paths, paths.privateKey, 'yes'),
+      target: sshTarget(record, paths, machineKeys(record, paths), 'yes'),
       projectDir,
       machine: record.name,
       stateDir: paths.dir,

@@ -24,6 +24,8 @@ export interface PinnedBox {
   cmdline?: string | undefined
   firmware?: string | undefined
   sshUser?: string | undefined
+  /** The box's virtual_size (GB, as Vagrant's libvirt boxes give it): the first disk is at least this large. */
+  virtualSize?: number | undefined
 }
 
 export type BridgeKind = 'linux' | 'ovs'
@@ -50,7 +52,16 @@ export interface MachineRecord {
   macs: string[]
   accel?: string | undefined
   /** Where SSH answers (the endpoint the driver returned) and as whom. */
-  ssh?: {host: string; port: number; user: string; keyReplaced: boolean; jump?: SshJump | undefined}
+  ssh?: {
+    host: string
+    port: number
+    user: string
+    /** The key stage is done: the machine's own key replaced the first-login keys, or insert_key: false kept them (loginKeys). */
+    keyReplaced: boolean
+    jump?: SshJump | undefined
+    /** With insert_key: false, the keys vm keeps logging in with; absent: the machine's own key. */
+    loginKeys?: string[] | undefined
+  }
   vncDisplay?: number | undefined
   /** Forwarded ports as set up at the last boot (auto_correct may have changed host ports). */
   forwards?: ResolvedForward[]

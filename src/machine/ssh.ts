@@ -5,7 +5,7 @@ import {machinePaths} from '../state/machine-files.js'
 import {inspectMachine} from './inspect.js'
 import {lockHolder} from './lock.js'
 import {firstBootUnfinished} from './stages.js'
-import {sshTarget} from './ssh-target.js'
+import {machineKeys, sshTarget} from './ssh-target.js'
 
 /** How to reach a running machine over SSH with its own key and pinned host key. */
 export async function runningTarget(projectDir: string, name: string): Promise<SshTarget> {
@@ -32,7 +32,7 @@ export async function runningTarget(projectDir: string, name: string): Promise<S
     })
   }
   const paths = machinePaths(projectDir, name)
-  return sshTarget(record, paths, paths.privateKey, 'yes')
+  return sshTarget(record, paths, machineKeys(record, paths), 'yes')
 }
 
 /** Runs OpenSSH against the machine: a shell, or `command`; resolves with ssh's exit status. */

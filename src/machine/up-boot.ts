@@ -28,11 +28,13 @@ export async function bootMachine(boot: Boot): Promise<void> {
       boot.release ??= boot.options.interrupt?.hold()
     },
   })
-  const keyReplaced = started.record.ssh?.keyReplaced ?? false
+  const loginKeys = started.record.ssh?.loginKeys
+  // Kept first-login keys are replaced once the Vmfile no longer says insert_key: false.
+  const keyReplaced = (started.record.ssh?.keyReplaced ?? false) && (loginKeys === undefined || !started.record.config.ssh.insertKey)
   boot.record = {
     ...started.record,
     accel: started.accel,
-    ssh: {...started.ssh, user: loginUser(started.record), keyReplaced},
+    ssh: {...started.ssh, user: loginUser(started.record), keyReplaced, ...(loginKeys === undefined ? {} : {loginKeys})},
     lastState: 'running',
     pending: stagesForBoot(keyReplaced),
   }

@@ -1,65 +1,103 @@
 import {existsSync} from 'node:fs'
 import {rm} from 'node:fs/promises'
+import path from 'node:path'
 
 import {UserError, VmError} from '../errors/errors.js'
-import {generateKeyPair, insecurePrivateKey} from '../ssh/keys.js'
+import {generateKeyPair, insecureKeyPairs, insecurePrivateKeys} from '../ssh/keys.js'
 import {driverMachine, finishBootStage, type Boot} from './boot-context.js'
 import type {MachineRecord} from './record.js'
-import {sshTarget} from './ssh-target.js'
+import {machineKeys, sshTarget} from './ssh-target.js'
+
+/**
+ * The keys offered for the first login: the keys the machine kept (insert_key: false), else
+ * the Vmfile's ssh.private_key_path (which replaces the insecure keys, as in Vagrant), else
+ * copies of the insecure keys (vm's and Vagrant's). `copies` are the files made here.
+ */
+async function firstLoginKeys(boot: Boot, keep: boolean): Promise<{keys: string[]; copies: string[]; names: string[] | undefined}> {
+  const kept = boot.record.ssh?.loginKeys
+  if (kept !== undefined) return {keys: kept, copies: [], names: undefined}
+  const configured = boot.record.config.ssh.privateKeyPaths
+  if (configured !== undefined) return {keys: configured, copies: [], names: undefined}
+  const copies = await insecurePrivateKeys(boot.paths.dir)
+  // Messages name the shipped keys: a temporary copy is gone by the time the user reads them.
+  return {keys: copies, copies: keep ? [] : copies, names: keep ? undefined : insecureKeyPairs().map((pair) => pair.privateKey)}
+}
 
 /**
  * Stage "connect": waits until the guest answers on the endpoint its driver returned (the host
- * key recorded on first contact), then replaces the insecure key the box trusts with a key
- * pair made for this machine.
+ * key recorded on first contact), then replaces the first-login keys the box trusts with a key
+ * pair made for this machine; with insert_key: false it keeps them, and says so.
  */
 export async function connectToGuest(boot: Boot): Promise<number | undefined> {
   const {paths, guest} = boot
   const signal = boot.options.interrupt?.signal
+  const insertKey = boot.record.config.ssh.insertKey
   const ssh = (): NonNullable<MachineRecord['ssh']> => boot.record.ssh!
-  let key = paths.privateKey
-  let insecureCopy: string | undefined
+  let keys = machineKeys(boot.record, paths)
+  let copies: string[] = []
+  let names: string[] | undefined
   let bootMs: number | undefined
-  if (!ssh().keyReplaced) insecureCopy = key = await insecurePrivateKey(paths.dir)
+  const firstLogin = !ssh().keyReplaced
+  if (firstLogin) ({keys, copies, names} = await firstLoginKeys(boot, !insertKey))
+  if (!insertKey && (firstLogin || ssh().loginKeys !== undefined)) {
+    boot.events.warn(
+      `ssh.insert_key is false: machine ${boot.record.name} keeps trusting ${keys.join(', ')}; anyone who has ${keys.length === 1 ? 'that key' : 'one of those keys'} can log in (the insecure keys are public)`,
+    )
+  }
   try {
     try {
       bootMs = await guest.waitForSsh({
-        target: sshTarget(boot.record, paths, key, ssh().keyReplaced ? 'yes' : 'accept-new'),
+        target: sshTarget(boot.record, paths, keys, ssh().keyReplaced ? 'yes' : 'accept-new'),
         timeoutMs: boot.record.config.bootTimeout * 1000,
         watch: boot.driver.bootWatch(driverMachine(boot)),
         onProgress: boot.events.progress,
         signal,
+        keyNames: names,
       })
     } catch (error) {
       // An interrupted key stage may have replaced the key in the guest but not in the record.
       const refused = error instanceof VmError && error.code === 'SSH_KEY_REFUSED'
-      if (!refused || insecureCopy === undefined || !(await machineKeyWorks(boot, signal))) throw error
-      boot.record = {...boot.record, ssh: {...ssh(), keyReplaced: true}}
+      if (!refused || !firstLogin || !insertKey || !(await machineKeyWorks(boot, signal))) throw error
+      boot.record = {...boot.record, ssh: {...withoutLoginKeys(ssh()), keyReplaced: true}}
     }
     await finishBootStage(boot, 'ssh')
-    if (!ssh().keyReplaced) await replaceInsecureKey(boot, key, signal)
-    boot.record = {...boot.record, ssh: {...ssh(), keyReplaced: true}}
+    if (!ssh().keyReplaced) {
+      if (insertKey) {
+        await replaceInsecureKey(boot, keys, signal)
+        // Copies kept while insert_key was false are not needed any more (the user's own keys stay).
+        copies = [...copies, ...(ssh().loginKeys ?? []).filter((file) => path.dirname(file) === paths.dir)]
+        boot.record = {...boot.record, ssh: {...withoutLoginKeys(ssh()), keyReplaced: true}}
+      } else {
+        boot.record = {...boot.record, ssh: {...ssh(), keyReplaced: true, loginKeys: keys}}
+      }
+    }
     await finishBootStage(boot, 'key')
   } finally {
-    if (insecureCopy !== undefined) await rm(insecureCopy, {force: true})
+    for (const copy of copies) await rm(copy, {force: true})
   }
   return bootMs
+}
+
+function withoutLoginKeys(ssh: NonNullable<MachineRecord['ssh']>): NonNullable<MachineRecord['ssh']> {
+  const {loginKeys: _loginKeys, ...rest} = ssh
+  return rest
 }
 
 /** Whether the guest accepts the machine's own key (the key stage may have finished in the guest only). */
 async function machineKeyWorks(boot: Boot, signal?: AbortSignal): Promise<boolean> {
   if (!existsSync(boot.paths.privateKey)) return false
-  return boot.guest.guestAcceptsKey(sshTarget(boot.record, boot.paths, boot.paths.privateKey, 'yes'), signal)
+  return boot.guest.guestAcceptsKey(sshTarget(boot.record, boot.paths, [boot.paths.privateKey], 'yes'), signal)
 }
 
 /**
  * Replaces the insecure key the box trusts with a key pair made for this machine; synced to
  * the guest's disk at once, so a machine killed right after its first boot still takes the key.
  */
-async function replaceInsecureKey(boot: Boot, insecureKey: string, signal?: AbortSignal): Promise<void> {
+async function replaceInsecureKey(boot: Boot, firstKeys: readonly string[], signal?: AbortSignal): Promise<void> {
   const {record, paths} = boot
   const publicKey = await generateKeyPair(paths.privateKey, `vmfile ${record.name} ${record.id}`)
   const script = `umask 077 && mkdir -p ~/.ssh && printf '%s\\n' '${publicKey}' > ~/.ssh/authorized_keys.new && mv ~/.ssh/authorized_keys.new ~/.ssh/authorized_keys && sync`
-  await boot.guest.runInGuest(sshTarget(record, paths, insecureKey, 'yes'), script, {connectTimeout: 5, timeoutMs: 30_000, signal})
+  await boot.guest.runInGuest(sshTarget(record, paths, firstKeys, 'yes'), script, {connectTimeout: 5, timeoutMs: 30_000, signal})
   if (!(await machineKeyWorks(boot, signal))) {
     throw new UserError(`Machine ${record.name} did not accept its new key after the insecure key was replaced`, {
       code: 'KEY_REPLACEMENT_FAILED',

@@ -5,7 +5,7 @@ import type {SyncedFolder} from '../vmfile/types.js'
 import {finishBootStage, type Boot} from './boot-context.js'
 import {configureGuestNetworks} from './networks.js'
 import {provisionRecord} from './provision.js'
-import {sshTarget} from './ssh-target.js'
+import {machineKeys, sshTarget} from './ssh-target.js'
 
 /**
  * The synced folders as the machine's engine can provide them: `auto` becomes rsync on an
@@ -52,7 +52,7 @@ export async function provisionAfterBoot(boot: Omit<Boot, 'guest' | 'driver'>): 
 export async function convergeGuest(boot: Boot): Promise<string[]> {
   const {events, paths} = boot
   const pending = (): readonly string[] => boot.record.pending ?? []
-  const target = () => sshTarget(boot.record, paths, paths.privateKey, 'yes')
+  const target = () => sshTarget(boot.record, paths, machineKeys(boot.record, paths), 'yes')
   if (pending().includes('networks')) {
     const nics = await configureGuestNetworks(boot.record, boot.driver.natAddress, target(), (text) => events.warn(text))
     const addresses = nics.slice(1).flatMap((nic) => (nic.address === undefined ? [] : [`${nic.address} (${nic.type} ${nic.network})`]))

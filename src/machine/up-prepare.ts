@@ -69,6 +69,16 @@ export async function macsFor(id: string, networks: MachineConfig['networks'], r
   return macs
 }
 
+/**
+ * The size of a new machine's first disk, in MiB: the larger of the Vmfile's disk and the
+ * box's virtual_size (GB = GiB, as vagrant-libvirt reads it); undefined keeps the box disk's size.
+ */
+export function firstDiskMiB(configDisk: number | undefined, virtualSizeGB: number | undefined): number | undefined {
+  const boxMiB = virtualSizeGB === undefined ? undefined : Math.ceil(virtualSizeGB * 1024)
+  if (configDisk === undefined) return boxMiB
+  return boxMiB === undefined ? configDisk : Math.max(configDisk, boxMiB)
+}
+
 /** Creates a machine: its box pinned, its disks made by `driver`, its record and index entry written. */
 export async function createMachine(
   projectDir: string,
@@ -97,7 +107,7 @@ export async function createMachine(
   // The store records the machine as the box's user before its disks exist (box remove checks it).
   const disks = driver.diskFiles(paths, box.disks.length)
   await recordBoxUse(box, {id, name: config.name, projectDir, overlays: disks}, () =>
-    driver.createDisks({name: config.name, dir: paths.dir, id, record}, config.disk),
+    driver.createDisks({name: config.name, dir: paths.dir, id, record}, firstDiskMiB(config.disk, box.virtualSize)),
   )
   await writeRecord(paths.record, record)
   await addToIndex({id, name: config.name, projectDir})

@@ -28,6 +28,8 @@ export function renderInventory(host: string, target: SshTarget): string {
     `HostKeyAlias=${target.hostKeyAlias}`,
     'StrictHostKeyChecking=yes',
     'IdentitiesOnly=yes',
+    // The first key is ansible's private_key_file; ssh offers the others after it.
+    ...target.identityFiles.slice(1).map((file) => `IdentityFile=${file}`),
     ...(target.jump === undefined ? [] : [`ProxyJump=${renderProxyJump(target.jump)}`]),
   ]
   const common = options.map((option) => `-o ${quoteForAnsible(option)}`).join(' ')
@@ -35,7 +37,7 @@ export function renderInventory(host: string, target: SshTarget): string {
     `ansible_host=${target.host}`,
     `ansible_port=${target.port}`,
     `ansible_user=${quoteForAnsible(target.user)}`,
-    `ansible_ssh_private_key_file=${quoteForAnsible(target.identityFile)}`,
+    `ansible_ssh_private_key_file=${quoteForAnsible(target.identityFiles[0] ?? '')}`,
     `ansible_ssh_common_args=${shellQuote(common)}`,
   ]
   return `${host} ${vars.join(' ')}\n`

@@ -21,7 +21,8 @@ export interface SshTarget {
   /** Reach `host` through this host (ProxyJump); none: connect directly. */
   jump?: JumpHost | undefined
   user: string
-  identityFile: string
+  /** The private keys ssh offers, in order (one IdentityFile each); never empty. */
+  identityFiles: readonly string[]
   knownHostsFile: string
   /** Names the guest's host key in known_hosts independent of the forwarded port. */
   hostKeyAlias: string
@@ -96,13 +97,18 @@ export function renderProxyJump(jump: JumpHost): string {
   return value
 }
 
+function identityFiles(target: SshTarget): readonly string[] {
+  if (target.identityFiles.length === 0) refuse('IdentityFile', '', 'no key to log in with')
+  return target.identityFiles
+}
+
 function options(target: SshTarget): Array<[string, string]> {
   return [
     ['HostName', encode('HostName', target.host, 'host')],
     ['Port', checkPort('Port', target.port)],
     ...(target.jump === undefined ? [] : [['ProxyJump', renderProxyJump(target.jump)] as [string, string]]),
     ['User', encode('User', target.user, 'name')],
-    ['IdentityFile', encode('IdentityFile', target.identityFile, 'path')],
+    ...identityFiles(target).map((file): [string, string] => ['IdentityFile', encode('IdentityFile', file, 'path')]),
     ['IdentitiesOnly', 'yes'],
     ['UserKnownHostsFile', encode('UserKnownHostsFile', target.knownHostsFile, 'path')],
     ['HostKeyAlias', encode('HostKeyAlias', target.hostKeyAlias, 'host')],

@@ -84,6 +84,25 @@ export interface WaitOptions {
   onProgress?: (lastLine: string) => void
   /** Stops waiting (with the signal's reason) when aborted. */
   signal?: AbortSignal | undefined
+  /** How to name the target's keys in messages, in the same order (e.g. the shipped file a temporary copy was made from); default: their paths. */
+  keyNames?: readonly string[] | undefined
+}
+
+/**
+ * The guest refuses every key offered: name the user and each key tried (files that exist,
+ * as the caller named them) and what the Vmfile can set.
+ */
+export function keyRefused(target: SshTarget, keyNames: readonly string[], said: string): UserError {
+  const plural = keyNames.length === 1 ? 'key' : `${keyNames.length} keys`
+  return new UserError(`The machine answers on SSH but refuses user ${target.user} with the ${plural} vm offered`, {
+    code: 'SSH_KEY_REFUSED',
+    details: [
+      `user ${target.user} on ${endpoint(target)}: ${said.trim().split('\n').at(-1) ?? ''}`,
+      'keys tried, in order:',
+      ...keyNames.map((name) => `  ${name}`),
+    ],
+    hint: `The guest has no user "${target.user}", or its ~${target.user}/.ssh/authorized_keys trusts none of these keys. If the box logs in as another user or with another key, set ssh.user (Vagrant's ssh.username) and ssh.private_key_path in the Vmfile.`,
+  })
 }
 
 /** Where the target's sshd is, as people write it: host:port ([v6]:port), and the jump host on the way. */
@@ -139,11 +158,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
         })
       refusedSince = KEY_REFUSED.test(said) ? (refusedSince ?? Date.now()) : undefined
       if (refusedSince !== undefined && Date.now() - refusedSince >= KEY_REFUSED_FOR_MS)
-        throw new UserError(`The machine answers on SSH but refuses its key (${target.identityFile})`, {
-          code: 'SSH_KEY_REFUSED',
-          details: [`user ${target.user} on ${endpoint(target)}: ${said.trim().split('\n').at(-1)}`],
-          hint: `The guest's ~${target.user}/.ssh/authorized_keys lacks the machine's key (was the machine killed right after its first boot?). "vm destroy" and "vm up" make it afresh; or add the key from ${target.identityFile}.pub in the guest.`,
-        })
+        throw keyRefused(target, options.keyNames ?? target.identityFiles, said)
       await sleep(700)
     }
   }

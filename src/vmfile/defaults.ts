@@ -104,11 +104,17 @@ export function defaultOf(keyPath: string): unknown {
   return node.default
 }
 
+/** An ssh mapping with Vagrant's `username` read as `user` (validation allows one of them). */
+function sshWithUser(value: unknown): Raw {
+  const {username, ...ssh} = asRaw(value)
+  return username === undefined ? ssh : {...ssh, user: username}
+}
+
 /** Machine keys inherit from the top level; lists add up (top level first), ssh merges. */
 function inherit(top: Raw, own: Raw): Raw {
   const merged: Raw = {...top, ...own}
   for (const key of ['forwarded_ports', 'networks', 'provision']) merged[key] = [...list(top[key]), ...list(own[key])]
-  merged.ssh = {...asRaw(top.ssh), ...asRaw(own.ssh)}
+  merged.ssh = {...sshWithUser(top.ssh), ...sshWithUser(own.ssh)}
   if (own.synced_folders === false || top.synced_folders === false) merged.synced_folders = own.synced_folders ?? false
   else if (top.synced_folders !== undefined || own.synced_folders !== undefined) {
     merged.synced_folders = [...list(top.synced_folders), ...list(own.synced_folders)]
@@ -185,7 +191,13 @@ function resolveMachine(name: string, raw: Raw, dir: string): MachineConfig {
     bootTimeout: Number(raw.boot_timeout),
     hostname: optionalString(raw.hostname),
     vnc: raw.vnc === true,
-    ssh: {user: optionalString(ssh.user), port: Number(ssh.port), forwardAgent: ssh.forward_agent === true},
+    ssh: {
+      user: optionalString(ssh.user),
+      port: Number(ssh.port),
+      forwardAgent: ssh.forward_agent === true,
+      privateKeyPaths: ssh.private_key_path === undefined ? undefined : words(ssh.private_key_path).map((file) => path.resolve(dir, file)),
+      insertKey: ssh.insert_key === true,
+    },
     forwardedPorts: list(raw.forwarded_ports).map((entry) => {
       const port = asRaw(entry)
       return {

@@ -145,6 +145,29 @@ function checkSyncedFolders(walker: RuleWalker, machines: MachineEntries[], dir:
   }
 }
 
+/** Each ssh.private_key_path entry (top level and machines) must be an existing file, relative to the Vmfile's. */
+function checkPrivateKeys(walker: RuleWalker, root: YAMLMap, dir: string): void {
+  const machines = field(walker, root, 'machines')
+  const places: Array<{ssh: Located; prefix: string}> = [{ssh: field(walker, root, 'ssh'), prefix: 'ssh'}]
+  if (isMap(machines))
+    for (const {key, value} of walker.pairs(machines)) places.push({ssh: field(walker, value, 'ssh'), prefix: `machines.${key}.ssh`})
+  for (const {ssh, prefix} of places) {
+    const node = walker.resolve(field(walker, ssh, 'private_key_path'))
+    if (node === undefined || node === null) continue
+    const items = isSeq(node)
+      ? node.items.map((item, index) => ({node: walker.resolve(item), path: `${prefix}.private_key_path[${index}]`}))
+      : [{node, path: `${prefix}.private_key_path`}]
+    for (const item of items) {
+      const file = walker.plain(item.node)
+      if (typeof file !== 'string' || file.includes('\0')) continue
+      const stats = statSync(path.resolve(dir, file), {throwIfNoEntry: false})
+      if (stats === undefined)
+        walker.report(item.node, item.path, `the key "${file}" does not exist (relative paths start at the Vmfile's directory)`)
+      else if (!stats.isFile()) walker.report(item.node, item.path, `"${file}" is not a file: name a private key file`)
+    }
+  }
+}
+
 /**
  * Rules about the project as a whole, after the schema: clashing host ports and, when the
  * Vmfile's directory is known, missing synced-folder directories.
@@ -153,5 +176,8 @@ export function checkProjectRules(walker: RuleWalker, root: Located, dir: string
   if (!isMap(root)) return
   const machines = machineEntries(walker, root)
   checkHostPorts(walker, machines)
-  if (dir !== undefined) checkSyncedFolders(walker, machines, dir)
+  if (dir !== undefined) {
+    checkSyncedFolders(walker, machines, dir)
+    checkPrivateKeys(walker, root, dir)
+  }
 }

@@ -210,10 +210,44 @@ export const machineFields: Record<string, SchemaNode> = {
     kind: 'object',
     description: 'How vm logs in.',
     fields: {
-      user: {kind: 'string', description: "Login user; the box's default (vm) when absent."},
+      user: {
+        kind: 'string',
+        description: "Login user; absent: the box's (its metadata's ssh_user), else vagrant as Vagrant's boxes expect.",
+      },
+      username: {kind: 'string', description: 'The same as user, as Vagrant spells it (set one of them).'},
       port: {kind: 'integer', min: 1, max: 65535, default: 22, description: 'SSH port in the guest.'},
       forward_agent: {kind: 'boolean', default: false, description: 'Forward the SSH agent.'},
+      private_key_path: stringOrList(
+        "Private key(s) for the first login, relative to the Vmfile; they replace the insecure keys (vm's and Vagrant's) as in Vagrant.",
+      ),
+      insert_key: {
+        kind: 'boolean',
+        default: true,
+        description: 'Replace the first-login key with one made for the machine; false keeps trusting the configured or insecure keys.',
+      },
+      password: {kind: 'any', description: 'Not supported: vm logs in with SSH keys only (a Vmfile that sets it is refused).'},
     },
+    rules: [
+      (value) =>
+        value.user !== undefined && value.username !== undefined
+          ? [
+              {
+                key: 'username',
+                message: 'is set together with "user": they are the same setting (username is Vagrant\'s name for it); keep one',
+              },
+            ]
+          : [],
+      (value) =>
+        value.password === undefined
+          ? []
+          : [
+              {
+                key: 'password',
+                message:
+                  "is not supported: vm logs in with SSH keys only; put a public key in the guest user's ~/.ssh/authorized_keys and set ssh.private_key_path to its private key",
+              },
+            ],
+    ],
   },
   forwarded_ports: {kind: 'array', items: forwardedPort, description: 'Ports forwarded from the host to the guest.'},
   networks: {kind: 'array', items: network, description: 'Extra NICs (the first NIC is always user-mode NAT).'},

@@ -8,6 +8,13 @@ export interface SshConfig {
   user: string | undefined
   port: number
   forwardAgent: boolean
+  /**
+   * Absolute paths of the private keys offered for the first login, in order, instead of the
+   * insecure keys (as in Vagrant); undefined: the insecure keys.
+   */
+  privateKeyPaths: string[] | undefined
+  /** false: the first-login keys stay the machine's keys (never replaced by its own). */
+  insertKey: boolean
 }
 
 export interface ForwardedPort {

@@ -5,7 +5,7 @@ export const sampleTarget: SshTarget = {
   host: '127.0.0.1',
   port: 2201,
   user: 'vm',
-  identityFile: '/p/.vm/machines/default/id_ed25519',
+  identityFiles: ['/p/.vm/machines/default/id_ed25519'],
   knownHostsFile: '/p/.vm/machines/default/known_hosts',
   hostKeyAlias: 'vm-0123456789abcdef',
   strictHostKeyChecking: 'yes',

@@ -22,7 +22,7 @@ import {lockMachine} from '../../src/machine/lock.js'
 import {writeRecord, type MachineRecord} from '../../src/machine/record.js'
 import {leasePort, releaseLease, transferLease} from '../../src/network/ports.js'
 import {runAnsible} from '../../src/provision/ansible.js'
-import {generateKeyPair, insecurePrivateKey} from '../../src/ssh/keys.js'
+import {generateKeyPair, insecurePrivateKeys} from '../../src/ssh/keys.js'
 import {acquireFileLock} from '../../src/state/file-lock.js'
 
 // Written for root (the tests run as root here) and for ordinary users alike: another user's
@@ -106,14 +106,18 @@ describe('state, key and cache files are written without following links', () =>
     expect(JSON.parse(readFileSync(path.join(base, 'kvm-probe.json'), 'utf8')).probe.usable).toBe(false)
   })
 
-  it('the copy of the insecure key', async () => {
+  it('the copies of the insecure keys', async () => {
     const base = scratch()
     const target = victim(base)
-    symlinkSync(target, path.join(base, 'vmfile_insecure_key'))
-    const key = await insecurePrivateKey(base)
+    for (const name of ['vmfile_insecure_key', 'vagrant_insecure_key_ed25519', 'vagrant_insecure_key_rsa'])
+      symlinkSync(target, path.join(base, name))
+    const keys = await insecurePrivateKeys(base)
+    expect(keys).toHaveLength(3)
     expect(readFileSync(target, 'utf8')).toBe('precious\n')
-    expect(readFileSync(key, 'utf8')).toContain('PRIVATE KEY')
-    expect(mode(key)).toBe(0o600)
+    for (const key of keys) {
+      expect(readFileSync(key, 'utf8')).toContain('PRIVATE KEY')
+      expect(mode(key)).toBe(0o600)
+    }
   })
 
   it('the ansible inventory', async () => {
@@ -126,7 +130,7 @@ describe('state, key and cache files are written without following links', () =>
       host: '127.0.0.1',
       port: 1,
       user: 'vm',
-      identityFile: '/k',
+      identityFiles: ['/k'],
       knownHostsFile: '/kh',
       hostKeyAlias: 'a',
       strictHostKeyChecking: 'yes' as const,

@@ -58,7 +58,7 @@ const target: SshTarget = {
   host: '127.0.0.1',
   port: 2201,
   user: 'vm',
-  identityFile: '/p/key',
+  identityFiles: ['/p/key'],
   knownHostsFile: '/p/known_hosts',
   hostKeyAlias: 'vm-1',
   strictHostKeyChecking: 'yes',
@@ -72,7 +72,7 @@ describe('ansible inventory', () => {
   })
 
   it('quotes paths with spaces and quotes twice: for the INI line and for the ssh arguments', () => {
-    const inventory = renderInventory('web', {...target, identityFile: "/my p/it's key", knownHostsFile: '/my p/known_hosts'})
+    const inventory = renderInventory('web', {...target, identityFiles: ["/my p/it's key"], knownHostsFile: '/my p/known_hosts'})
     // What `ansible-inventory -i FILE --list` (ansible-core 2.14) reads back from this line:
     // ansible_ssh_private_key_file "/my p/it's key", ansible_ssh_common_args
     // "-o 'UserKnownHostsFile=/my p/known_hosts' -o HostKeyAlias=vm-1 ...".

@@ -38,7 +38,7 @@ describe('ssh reads back exactly the values vm writes', () => {
   for (const file of awkwardPaths) {
     it(`ssh_config: IdentityFile ${JSON.stringify(file)}`, () => {
       const config = path.join(dir, 'config')
-      writeFileSync(config, renderSshConfig('web', {...target, identityFile: file}))
+      writeFileSync(config, renderSshConfig('web', {...target, identityFiles: [file]}))
       const options = sshG(['-F', config, 'web'])
       // ssh -G shows file options before %-token expansion, so % stays doubled.
       expect(options.get('identityfile')).toBe(file.replaceAll('%', '%%'))
@@ -48,7 +48,7 @@ describe('ssh reads back exactly the values vm writes', () => {
     })
 
     it(`-o arguments: IdentityFile ${JSON.stringify(file)}`, () => {
-      const options = sshG(['-F', '/dev/null', ...sshArgs({...target, identityFile: file})])
+      const options = sshG(['-F', '/dev/null', ...sshArgs({...target, identityFiles: [file]})])
       expect(options.get('identityfile')).toBe(file.replaceAll('%', '%%'))
       expect(options.get('port')).toBe('2201')
     })

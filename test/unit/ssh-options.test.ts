@@ -16,13 +16,13 @@ describe('ssh options', () => {
   })
 
   it('quotes paths with spaces and escapes % in them, as ssh parses -o like a config line', () => {
-    const args = sshArgs({...target, identityFile: '/my project/.vm/key', knownHostsFile: '/100% done/known_hosts'})
+    const args = sshArgs({...target, identityFiles: ['/my project/.vm/key'], knownHostsFile: '/100% done/known_hosts'})
     expect(args).toContain('IdentityFile="/my project/.vm/key"')
     expect(args).toContain('UserKnownHostsFile="/100%% done/known_hosts"')
   })
 
   it('renders an ssh_config Host block', () => {
-    expect(renderSshConfig('web', {...target, identityFile: '/my dir/key'})).toBe(
+    expect(renderSshConfig('web', {...target, identityFiles: ['/my dir/key']})).toBe(
       [
         'Host web',
         '  HostName 127.0.0.1',
@@ -56,12 +56,12 @@ describe('ssh options', () => {
     expect(() => renderSshConfig('web', {...target, host: '-oProxyCommand=x'})).toThrow(/SSH HostName/)
     expect(() => renderSshConfig('web\n  ProxyCommand x', target)).toThrow(/SSH Host alias/)
     expect(() => renderSshConfig('web *', target)).toThrow(/SSH Host alias/)
-    expect(() => renderSshConfig('web', {...target, identityFile: '/p/${HOME}/key'})).toThrow(/expand/)
-    expect(() => renderSshConfig('web', {...target, identityFile: '/p/\u001B[2J/key'})).toThrow(/control character/)
+    expect(() => renderSshConfig('web', {...target, identityFiles: ['/p/${HOME}/key']})).toThrow(/expand/)
+    expect(() => renderSshConfig('web', {...target, identityFiles: ['/p/\u001B[2J/key']})).toThrow(/control character/)
   })
 
   it('quotes paths with quotes, backslashes, # and %, as OpenSSH splits arguments', () => {
-    const config = renderSshConfig('web', {...target, identityFile: `/a "b" c\\d/#e/it's/100%/key`})
+    const config = renderSshConfig('web', {...target, identityFiles: [`/a "b" c\\d/#e/it's/100%/key`]})
     expect(config).toContain(`  IdentityFile "/a \\"b\\" c\\\\d/#e/it's/100%%/key"`)
   })
 

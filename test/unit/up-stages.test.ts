@@ -25,6 +25,8 @@ import {key, project, storeWith} from '../helpers/box-users.js'
 
 interface FakeDriver extends MachineDriver {
   calls: string[]
+  /** The first-disk size createDisks was given, per call (MiB; undefined keeps the box's). */
+  diskSizes: Array<number | undefined>
   running: boolean
   failStart?: Error | undefined
   sshPort: number
@@ -37,6 +39,7 @@ function fakeDriver(): FakeDriver {
     features: {shares: ['rsync'], networks: [], ssh: 'guest-address', snapshots: false, suspend: false},
     natAddress: undefined,
     calls: [],
+    diskSizes: [],
     running: false,
     sshPort: 2222,
     async probeHost() {
@@ -45,8 +48,9 @@ function fakeDriver(): FakeDriver {
     },
     validate: () => [],
     diskFiles: (machine, count) => Array.from({length: count}, (_unused, index) => path.join(machine.dir, `fake${index}.img`)),
-    async createDisks(machine: CreatedMachine) {
+    async createDisks(machine: CreatedMachine, sizeMiB) {
       driver.calls.push('createDisks')
+      driver.diskSizes.push(sizeMiB)
       writeFileSync(path.join(machine.dir, 'fake0.img'), 'disk')
     },
     async start(machine: CreatedMachine, _host, options: StartOptions) {
@@ -121,6 +125,14 @@ function record(): MachineRecord {
   return JSON.parse(readFileSync(machinePaths(dir, 'default').record, 'utf8')) as MachineRecord
 }
 
+/** config() for a project in another directory. */
+function config2(projectDir: string, extra: string) {
+  mkdirSync(projectDir, {recursive: true})
+  const text = `box: org/box\nbox_version: "1.0.0"\nsynced_folders: false\n${extra}`
+  writeFileSync(path.join(projectDir, 'Vmfile'), text)
+  return resolveVmfileText(text, path.join(projectDir, 'Vmfile')).machines[0]!
+}
+
 beforeEach(() => {
   const home = storeWith([key('1.0.0')])
   dir = project(home.home, 'fake')
@@ -138,16 +150,20 @@ describe('vm up against a fake driver', () => {
     const guest = fakeGuest()
     const result = await upMachine(dir, config(), events(), {driver: 'fake'}, guest)
     expect(result).toMatchObject({created: true, alreadyRunning: false, accel: 'fake-accel', bootMs: 1234})
-    expect(result.ssh).toEqual({host: '192.0.2.7', port: 2222, user: 'vm'})
+    // The box declares no ssh_user: Vagrant's convention, user vagrant.
+    expect(result.ssh).toEqual({host: '192.0.2.7', port: 2222, user: 'vagrant'})
     expect(driver.calls).toEqual(['createDisks', 'probeHost', 'start'])
-    expect(guest.waits[0]).toMatchObject({host: '192.0.2.7', port: 2222, strictHostKeyChecking: 'accept-new'})
-    expect(guest.waits[0]!.identityFile).toMatch(/vmfile_insecure_key$/)
-    // The key replacement logged in with the insecure key and installed the machine's own.
+    expect(guest.waits[0]).toMatchObject({host: '192.0.2.7', port: 2222, user: 'vagrant', strictHostKeyChecking: 'accept-new'})
+    // vm's insecure key first, then Vagrant's published ones (ed25519, RSA).
+    const firstKeys = guest.waits[0]!.identityFiles.map((file) => path.basename(file))
+    expect(firstKeys).toEqual(['vmfile_insecure_key', 'vagrant_insecure_key_ed25519', 'vagrant_insecure_key_rsa'])
+    // The key replacement logged in with the insecure keys and installed the machine's own.
     const paths = machinePaths(dir, 'default')
     const publicKey = readFileSync(`${paths.privateKey}.pub`, 'utf8').trim()
     expect(guest.commands).toHaveLength(1)
+    expect(guest.commands[0]!.target.identityFiles.map((file) => path.basename(file))).toEqual(firstKeys)
     expect(guest.commands[0]!.command).toContain(publicKey)
-    expect(existsSync(path.join(paths.dir, 'vmfile_insecure_key'))).toBe(false)
+    for (const name of firstKeys) expect(existsSync(path.join(paths.dir, name))).toBe(false)
     expect(record()).toMatchObject({driver: 'fake', lastState: 'running', pending: [], ssh: {host: '192.0.2.7', keyReplaced: true}})
     expect((await inspectMachine(dir, 'default')).status.state).toBe('running')
   })
@@ -161,10 +177,67 @@ describe('vm up against a fake driver', () => {
     const result = await upMachine(dir, config(), events(), {}, guest)
     expect(result).toMatchObject({created: false, alreadyRunning: false})
     expect(driver.calls).toEqual(['createDisks', 'probeHost', 'start', 'stop 1000', 'probeHost', 'start'])
-    expect(guest.waits[0]).toMatchObject({strictHostKeyChecking: 'yes', identityFile: machinePaths(dir, 'default').privateKey})
+    expect(guest.waits[0]).toMatchObject({strictHostKeyChecking: 'yes', identityFiles: [machinePaths(dir, 'default').privateKey]})
     expect(guest.commands).toEqual([])
     // A third vm up finds it running.
     expect(await upMachine(dir, config(), events(), {}, fakeGuest())).toMatchObject({alreadyRunning: true})
+  })
+
+  it('ssh.private_key_path replaces the insecure keys for the first login; the machine key replaces it after', async () => {
+    mkdirSync(path.join(dir, 'keys'), {recursive: true})
+    writeFileSync(path.join(dir, 'keys', 'box_key'), 'a key')
+    const guest = fakeGuest()
+    await upMachine(dir, config('ssh: {username: builder, private_key_path: keys/box_key}\n'), events(), {driver: 'fake'}, guest)
+    expect(guest.waits[0]).toMatchObject({user: 'builder', identityFiles: [path.join(dir, 'keys', 'box_key')]})
+    expect(guest.commands[0]!.target.identityFiles).toEqual([path.join(dir, 'keys', 'box_key')])
+    expect(existsSync(path.join(machinePaths(dir, 'default').dir, 'vmfile_insecure_key'))).toBe(false)
+    expect(record().ssh).toMatchObject({keyReplaced: true, user: 'builder'})
+    expect(record().ssh?.loginKeys).toBeUndefined()
+  })
+
+  it('ssh.insert_key false: the first-login keys stay the machine keys, vm up warns each boot, and true later replaces them', async () => {
+    const guest = fakeGuest()
+    const first = events()
+    await upMachine(dir, config('ssh: {insert_key: false}\n'), first, {driver: 'fake'}, guest)
+    expect(guest.commands).toEqual([])
+    expect(first.warn).toHaveBeenCalledWith(expect.stringMatching(/insert_key is false: .*vagrant_insecure_key_rsa.*can log in/))
+    const kept = record().ssh?.loginKeys
+    expect(kept?.map((file) => path.basename(file))).toEqual([
+      'vmfile_insecure_key',
+      'vagrant_insecure_key_ed25519',
+      'vagrant_insecure_key_rsa',
+    ])
+    // The copies the machine logs in with stay (mode 0600), and vm ssh uses them.
+    for (const file of kept ?? []) expect(existsSync(file)).toBe(true)
+    const {runningTarget} = await import('../../src/machine/ssh.js')
+    expect((await runningTarget(dir, 'default')).identityFiles).toEqual(kept)
+    expect(record()).toMatchObject({pending: [], ssh: {keyReplaced: true}})
+    await haltMachine(dir, 'default', 1000)
+    const again = fakeGuest()
+    const second = events()
+    await upMachine(dir, config('ssh: {insert_key: false}\n'), second, {}, again)
+    expect(again.waits[0]).toMatchObject({identityFiles: kept, strictHostKeyChecking: 'yes'})
+    expect(again.commands).toEqual([])
+    expect(second.warn).toHaveBeenCalledWith(expect.stringContaining('insert_key is false'))
+    // insert_key back to true (applied as vm reload does): the kept keys log in once more and the machine's own key replaces them.
+    await haltMachine(dir, 'default', 1000)
+    const third = fakeGuest()
+    await upMachine(dir, config(), events(), {applyConfig: true}, third)
+    expect(third.waits[0]!.identityFiles).toEqual(kept)
+    expect(third.commands).toHaveLength(1)
+    expect(record().ssh?.loginKeys).toBeUndefined()
+    for (const file of kept ?? []) expect(existsSync(file)).toBe(false)
+    expect((await runningTarget(dir, 'default')).identityFiles).toEqual([machinePaths(dir, 'default').privateKey])
+  })
+
+  it("the box's virtual_size is honoured: the first disk is the larger of it and the Vmfile's disk", async () => {
+    const metadata = path.join(process.env.VM_HOME!, 'data', 'boxes', 'org-VAGRANTSLASH-box', '1.0.0', 'amd64', 'libvirt', 'metadata.json')
+    writeFileSync(metadata, JSON.stringify({provider: 'libvirt', format: 'qcow2', virtual_size: 3}))
+    await upMachine(dir, config(), events(), {driver: 'fake'}, fakeGuest())
+    await upMachine(path.join(dir, 'big'), config2(path.join(dir, 'big'), 'disk: 5G\n'), events(), {driver: 'fake'}, fakeGuest())
+    await upMachine(path.join(dir, 'small'), config2(path.join(dir, 'small'), 'disk: 1G\n'), events(), {driver: 'fake'}, fakeGuest())
+    expect(driver.diskSizes).toEqual([3072, 5120, 3072])
+    expect(record().box.virtualSize).toBe(3)
   })
 
   it('a driver that fails to start: the error as it was, a machine recorded as powered off', async () => {

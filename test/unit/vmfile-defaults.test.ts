@@ -21,7 +21,7 @@ describe('defaults', () => {
         bootTimeout: 300,
         hostname: undefined,
         vnc: false,
-        ssh: {user: undefined, port: 22, forwardAgent: false},
+        ssh: {user: undefined, port: 22, forwardAgent: false, privateKeyPaths: undefined, insertKey: true},
         forwardedPorts: [],
         networks: [],
         syncedFolders: [{host: '/work/app', guest: '/vm', type: 'auto', readOnly: false, exclude: []}],
