@@ -54,11 +54,12 @@ export function machineSpec(
     memoryMiB: config.memory,
     accel,
     disks: record.box.disks.map((_disk, index) => ({path: paths.overlay(index), format: 'qcow2' as const})),
+    seed: record.cloudInit === undefined ? undefined : path.join(paths.dir, record.cloudInit.seed),
     kernel:
       record.box.kernel === undefined
         ? undefined
         : {kernel: record.box.kernel, initrd: record.box.initrd, cmdline: record.box.cmdline, firmware: record.box.firmware},
-    nics: [{kind: 'user', mac: record.macs[0]!, forwards}, ...extraNics],
+    nics: [{kind: 'user', mac: record.macs[0]!, forwards, restrict: config.nat.isolated}, ...extraNics],
     shares: sharesFor(config.syncedFolders),
     vncDisplay: record.vncDisplay,
     files: {pidfile: paths.pid, qmpSocket: paths.qmpSocket, serialLog: paths.serialLog},
@@ -197,10 +198,7 @@ export const qemuDriver: MachineDriver = {
       bootEvidence: async () => {
         const serial = await readTail(paths.serialLog)
         const stderr = await readTail(paths.stderr, 5)
-        return [
-          ...labelledTail(`serial log (${paths.serialLog}):`, serial),
-          ...(stderr === '' ? [] : labelledTail('QEMU stderr:', stderr)),
-        ]
+        return [...labelledTail(`serial log (${paths.serialLog}):`, serial), ...(stderr === '' ? [] : labelledTail('QEMU stderr:', stderr))]
       },
     }
   },
