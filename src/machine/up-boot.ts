@@ -28,13 +28,15 @@ export async function bootMachine(boot: Boot): Promise<void> {
       boot.release ??= boot.options.interrupt?.hold()
     },
   })
-  const keyReplaced = started.record.ssh?.keyReplaced ?? false
+  // A cloud-init machine never trusts an insecure key: its seed installs the machine's own.
+  const keyReplaced = started.record.ssh?.keyReplaced ?? started.record.cloudInit !== undefined
+  const ssh = {...started.ssh, user: loginUser(started.record), keyReplaced}
   boot.record = {
     ...started.record,
     accel: started.accel,
-    ssh: {...started.ssh, user: loginUser(started.record), keyReplaced},
+    ssh,
     lastState: 'running',
-    pending: stagesForBoot(keyReplaced),
+    pending: stagesForBoot({...started.record, ssh}),
   }
   await writeRecord(boot.paths.record, boot.record)
 }

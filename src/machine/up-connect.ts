@@ -23,7 +23,7 @@ export async function connectToGuest(boot: Boot): Promise<number | undefined> {
   try {
     try {
       bootMs = await guest.waitForSsh({
-        target: sshTarget(boot.record, paths, key, ssh().keyReplaced ? 'yes' : 'accept-new'),
+        target: sshTarget(boot.record, paths, key, ssh().keyReplaced && !firstCloudInitContact(boot) ? 'yes' : 'accept-new'),
         timeoutMs: boot.record.config.bootTimeout * 1000,
         watch: boot.driver.bootWatch(driverMachine(boot)),
         onProgress: boot.events.progress,
@@ -43,6 +43,11 @@ export async function connectToGuest(boot: Boot): Promise<number | undefined> {
     if (insecureCopy !== undefined) await rm(insecureCopy, {force: true})
   }
   return bootMs
+}
+
+/** A cloud-init machine logs in with its own key from the first boot, when no host key is recorded yet. */
+function firstCloudInitContact(boot: Boot): boolean {
+  return boot.record.cloudInit !== undefined && !existsSync(boot.paths.knownHosts)
 }
 
 /** Whether the guest accepts the machine's own key (the key stage may have finished in the guest only). */
