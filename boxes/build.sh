@@ -22,7 +22,7 @@ export LC_ALL=C
 BOXES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_BOXES_OUT=${VM_BOXES_OUT:-$BOXES_DIR/dist}
 VM_BOXES_CACHE=${VM_BOXES_CACHE:-/var/cache/vmfile/boxes}
-ALL_BOXES="tiny debian-12"
+ALL_BOXES="tiny debian-12 debian-12-cloud"
 
 usage() {
   # The comment block at the top of this file.

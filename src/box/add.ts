@@ -19,7 +19,7 @@ import {hostArchitecture, installBox, listBoxes, readStoredBox, SOURCE_FILE, typ
 import {describeBareImage, sealBox, verifyUnpackedBox} from './verify.js'
 import {fsUserError, isFsError, onUserData} from './fs-errors.js'
 import {declaredBound, parseByteSize, UnpackBudget, type UnpackLimits} from './unpack-budget.js'
-import {BOX_NAME_RULE, FIELD_RULES, fieldProblem, isValidBoxName, isValidToken, quoteValue} from './fields.js'
+import {BOX_NAME_RULE, FIELD_RULES, fieldProblem, isValidBoxName, isValidBoxVersion, isValidToken, quoteValue} from './fields.js'
 
 export interface AddBoxOptions {
   /** A path, URL, catalog URL/path, or short name (org/box) looked up in the registries. */
@@ -74,6 +74,16 @@ function checkKey(key: BoxKey): void {
     code: problems[0]!.startsWith('"name"') ? 'BOX_NAME' : 'BOX_INVALID',
     details: problems.slice(1),
     hint: 'Box names look like org/box or box (letters, digits, . _ -); versions like 1.2.3. Pass --name to choose another name.',
+  })
+}
+
+/** The version a bare disk image is stored under: --box-version when it is a plain version, else 0. */
+export function bareImageVersion(constraint: string | undefined): string {
+  if (constraint === undefined) return '0'
+  const version = constraint.trim().replace(/^=\s*/, '')
+  if (isValidBoxVersion(version)) return version
+  throw new UsageError(`--box-version ${quoteValue(constraint)} cannot version a bare disk image`, {
+    hint: 'A bare image has no catalog to choose from: give the version to store it under, such as --box-version 1.0.0 (0 when absent).',
   })
 }
 
@@ -327,7 +337,7 @@ async function installUnpacked(
           hint: 'For example: vm box add disk.qcow2 --name my/box',
         })
       }
-      metadata = await describeBareImage(temp, 'box.img', plan.url, options.name, plan.key.version ?? '0')
+      metadata = await describeBareImage(temp, 'box.img', plan.url, options.name, plan.key.version ?? bareImageVersion(options.constraint))
     } else {
       metadata = await verifyUnpackedBox(temp, plan.url)
     }

@@ -32,6 +32,12 @@ export interface BoxMetadata {
   architecture: string | undefined
   name: string | undefined
   version: string | undefined
+  /**
+   * vm's own field `cloud_init`: the box is a cloud image with no user and no key of its own.
+   * Its machines boot with a NoCloud seed that creates the login user with the machine's own
+   * key; no insecure key is ever trusted. Bare disk images are stored this way.
+   */
+  cloudInit: boolean
 }
 
 /** Whether a path from a box's metadata stays inside the box: relative, no "..", no NUL. */
@@ -124,7 +130,10 @@ export function parseBoxMetadata(text: string, where: string): BoxMetadata {
     architecture: checked(record, 'architecture', FIELD_RULES.architecture, problems),
     name: checked(record, 'name', FIELD_RULES.name, problems),
     version: checked(record, 'version', FIELD_RULES.version, problems),
+    cloudInit: record.cloud_init === true,
   }
+  if (record.cloud_init !== undefined && record.cloud_init !== null && typeof record.cloud_init !== 'boolean')
+    problems.push(`"cloud_init" is ${quoteValue(record.cloud_init)}; it must be true or false`)
   if (problems.length > 0) {
     throw new UserError(`The metadata.json of ${where} is not usable`, {
       code: 'BOX_INVALID',

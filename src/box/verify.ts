@@ -114,7 +114,11 @@ export async function verifyUnpackedBox(dir: string, where: string): Promise<Box
   return metadata
 }
 
-/** Turns a bare disk image into a one-disk box by writing its metadata.json. */
+/**
+ * Turns a bare disk image into a one-disk box by writing its metadata.json. A bare image
+ * declares no login convention (no user, no key): it is stored as a cloud image, booted with
+ * a cloud-init seed that creates the login user with the machine's own key.
+ */
 export async function describeBareImage(dir: string, image: string, where: string, name: string, version: string): Promise<BoxMetadata> {
   const facts = await checkDisk(path.join(dir, image), undefined, where)
   const json = {
@@ -123,6 +127,7 @@ export async function describeBareImage(dir: string, image: string, where: strin
     virtual_size: Math.max(1, Math.ceil(facts.virtualSize / 1024 ** 3)),
     name,
     version,
+    cloud_init: true,
   }
   const text = `${JSON.stringify(json, null, 2)}\n`
   await writeFile(path.join(dir, METADATA_FILE), text)

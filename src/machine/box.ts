@@ -3,6 +3,9 @@ import {findBox, type StoredBox} from '../box/store.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import type {PinnedBox} from './record.js'
 
+/** The login user vm's user-data creates on a cloud image when the Vmfile names none. */
+export const CLOUD_IMAGE_USER = 'vm'
+
 function pin(box: StoredBox): PinnedBox {
   return {
     name: box.name,
@@ -14,7 +17,9 @@ function pin(box: StoredBox): PinnedBox {
     initrd: box.initrd,
     cmdline: box.cmdline,
     firmware: box.firmware,
-    sshUser: box.sshUser,
+    // A cloud image names no user: vm's cloud-init user-data creates vm's default one.
+    sshUser: box.sshUser ?? (box.metadata.cloudInit ? CLOUD_IMAGE_USER : undefined),
+    cloudInit: box.metadata.cloudInit || undefined,
     virtualSize: box.metadata.virtualSize,
   }
 }

@@ -26,6 +26,8 @@ export interface PinnedBox {
   sshUser?: string | undefined
   /** The box's virtual_size (GB, as Vagrant's libvirt boxes give it): the first disk is at least this large. */
   virtualSize?: number | undefined
+  /** A cloud image: no user and no key of its own; its machines boot with a cloud-init seed. */
+  cloudInit?: boolean | undefined
 }
 
 export type BridgeKind = 'linux' | 'ovs'
@@ -73,6 +75,11 @@ export interface MachineRecord {
   lastState: 'poweroff' | 'running'
   /** Every provisioner succeeded once; until then each vm up runs them again. */
   provisioned?: boolean
+  /**
+   * A machine of a cloud-image box: its NoCloud seed, a file in the machine's directory that
+   * the engine attaches read-only (cloud-init creates the SSH user with the machine's own key).
+   */
+  cloudInit?: {seed: string} | undefined
   /** Stages of the current boot not finished yet (stages.ts); a vm up finishes them. */
   pending?: BootStage[] | undefined
   updatedAt: string

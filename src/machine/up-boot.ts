@@ -29,14 +29,17 @@ export async function bootMachine(boot: Boot): Promise<void> {
     },
   })
   const loginKeys = started.record.ssh?.loginKeys
+  // A cloud-init machine never trusts an insecure key: its seed installs the machine's own.
+  const recorded = started.record.ssh?.keyReplaced ?? started.record.cloudInit !== undefined
   // Kept first-login keys are replaced once the Vmfile no longer says insert_key: false.
-  const keyReplaced = (started.record.ssh?.keyReplaced ?? false) && (loginKeys === undefined || !started.record.config.ssh.insertKey)
+  const keyReplaced = recorded && (loginKeys === undefined || !started.record.config.ssh.insertKey)
+  const ssh = {...started.ssh, user: loginUser(started.record), keyReplaced, ...(loginKeys === undefined ? {} : {loginKeys})}
   boot.record = {
     ...started.record,
     accel: started.accel,
-    ssh: {...started.ssh, user: loginUser(started.record), keyReplaced, ...(loginKeys === undefined ? {} : {loginKeys})},
+    ssh,
     lastState: 'running',
-    pending: stagesForBoot(keyReplaced),
+    pending: stagesForBoot({...started.record, ssh}),
   }
   await writeRecord(boot.paths.record, boot.record)
 }

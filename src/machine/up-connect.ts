@@ -47,7 +47,7 @@ export async function connectToGuest(boot: Boot): Promise<number | undefined> {
   try {
     try {
       bootMs = await guest.waitForSsh({
-        target: sshTarget(boot.record, paths, keys, ssh().keyReplaced ? 'yes' : 'accept-new'),
+        target: sshTarget(boot.record, paths, keys, ssh().keyReplaced && !firstCloudInitContact(boot) ? 'yes' : 'accept-new'),
         timeoutMs: boot.record.config.bootTimeout * 1000,
         watch: boot.driver.bootWatch(driverMachine(boot)),
         onProgress: boot.events.progress,
@@ -81,6 +81,11 @@ export async function connectToGuest(boot: Boot): Promise<number | undefined> {
 function withoutLoginKeys(ssh: NonNullable<MachineRecord['ssh']>): NonNullable<MachineRecord['ssh']> {
   const {loginKeys: _loginKeys, ...rest} = ssh
   return rest
+}
+
+/** A cloud-init machine logs in with its own key from the first boot, when no host key is recorded yet. */
+function firstCloudInitContact(boot: Boot): boolean {
+  return boot.record.cloudInit !== undefined && !existsSync(boot.paths.knownHosts)
 }
 
 /** Whether the guest accepts the machine's own key (the key stage may have finished in the guest only). */

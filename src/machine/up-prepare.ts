@@ -9,6 +9,7 @@ import {addToIndex, listIndex, readIndex} from '../state/global-index.js'
 import {machineId, machinePaths, type MachinePaths} from '../state/machine-files.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import {resolveBox} from './box.js'
+import {writeMachineSeed} from './cloud-init.js'
 import type {MachineEvents} from './events.js'
 import {readRecord, writeRecord, type MachineRecord} from './record.js'
 
@@ -109,6 +110,9 @@ export async function createMachine(
   await recordBoxUse(box, {id, name: config.name, projectDir, overlays: disks}, () =>
     driver.createDisks({name: config.name, dir: paths.dir, id, record}, firstDiskMiB(config.disk, box.virtualSize)),
   )
+  if (box.cloudInit === true) record.cloudInit = await writeMachineSeed(record, paths)
+  else if (config.cloudInit !== undefined)
+    events.warn(`cloud_init is ignored: box ${box.name} is not a cloud image (only bare disk images added with "vm box add --name" are)`)
   await writeRecord(paths.record, record)
   await addToIndex({id, name: config.name, projectDir})
   return record

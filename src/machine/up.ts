@@ -11,6 +11,7 @@ import {inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
 import {adoptMovedProject} from './moved.js'
 import type {MachineRecord} from './record.js'
+import {waitForCloudInit} from './cloud-init.js'
 import {describeStages, firstBootUnfinished, unfinishedStages} from './stages.js'
 import {bootMachine, stopUnfinished} from './up-boot.js'
 import {connectToGuest} from './up-connect.js'
@@ -84,6 +85,7 @@ async function finishBoot(boot: Boot): Promise<UpResult> {
   const stages = async (): Promise<void> => {
     if (connecting) bootMs = await connectToGuest(boot)
     connecting = false
+    await waitForCloudInit(boot)
     provisioned = await convergeGuest(boot)
   }
   try {

@@ -14,6 +14,8 @@ export const MachineFile = {
   privateKey: 'id_ed25519',
   knownHosts: 'known_hosts',
   lock: 'lock',
+  /** The NoCloud seed of a machine of a cloud-image box (ISO 9660, label cidata). */
+  cloudInitSeed: 'cidata.iso',
 } as const
 
 export interface MachinePaths {

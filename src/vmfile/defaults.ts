@@ -3,7 +3,7 @@ import path from 'node:path'
 import {InternalError} from '../errors/errors.js'
 import {DEFAULT_SYNCED_FOLDER, machineNode} from './schema.js'
 import type {SchemaNode} from './schema-types.js'
-import type {MachineConfig, NetworkConfig, ProjectConfig, Provisioner, SyncedFolder} from './types.js'
+import type {CloudInitConfig, MachineConfig, NetworkConfig, ProjectConfig, Provisioner, SyncedFolder} from './types.js'
 import {parseSizeMiB} from './units.js'
 
 /*
@@ -115,6 +115,7 @@ function inherit(top: Raw, own: Raw): Raw {
   const merged: Raw = {...top, ...own}
   for (const key of ['forwarded_ports', 'networks', 'provision']) merged[key] = [...list(top[key]), ...list(own[key])]
   merged.ssh = {...sshWithUser(top.ssh), ...sshWithUser(own.ssh)}
+  merged.nat = {...asRaw(top.nat), ...asRaw(own.nat)}
   if (own.synced_folders === false || top.synced_folders === false) merged.synced_folders = own.synced_folders ?? false
   else if (top.synced_folders !== undefined || own.synced_folders !== undefined) {
     merged.synced_folders = [...list(top.synced_folders), ...list(own.synced_folders)]
@@ -175,6 +176,17 @@ function resolveProvisioner(entry: unknown, index: number): Provisioner {
   }
 }
 
+function resolveCloudInit(value: unknown, dir: string): CloudInitConfig | undefined {
+  if (!isRaw(value)) return undefined
+  const file = (key: string): string | undefined => (value[key] === undefined ? undefined : path.resolve(dir, String(value[key])))
+  return {
+    userData: optionalString(value.user_data),
+    userDataFile: file('user_data_file'),
+    networkConfig: optionalString(value.network_config),
+    networkConfigFile: file('network_config_file'),
+  }
+}
+
 /** Converts a machine whose defaults are filled in (every defaulted key is present). */
 function resolveMachine(name: string, raw: Raw, dir: string): MachineConfig {
   const ssh = asRaw(raw.ssh)
@@ -198,6 +210,8 @@ function resolveMachine(name: string, raw: Raw, dir: string): MachineConfig {
       privateKeyPaths: ssh.private_key_path === undefined ? undefined : words(ssh.private_key_path).map((file) => path.resolve(dir, file)),
       insertKey: ssh.insert_key === true,
     },
+    nat: {isolated: asRaw(raw.nat).isolated === true},
+    cloudInit: resolveCloudInit(raw.cloud_init, dir),
     forwardedPorts: list(raw.forwarded_ports).map((entry) => {
       const port = asRaw(entry)
       return {

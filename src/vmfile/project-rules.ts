@@ -168,6 +168,26 @@ function checkPrivateKeys(walker: RuleWalker, root: YAMLMap, dir: string): void 
   }
 }
 
+/** The files `cloud_init:` names (user_data_file, network_config_file) must be files, relative to the Vmfile's directory. */
+function checkCloudInitFiles(walker: RuleWalker, root: YAMLMap, dir: string): void {
+  const machines = field(walker, root, 'machines')
+  const places: Array<{node: Located; prefix: string}> = [{node: field(walker, root, 'cloud_init'), prefix: 'cloud_init'}]
+  if (isMap(machines))
+    for (const {key, value} of walker.pairs(machines))
+      places.push({node: field(walker, value, 'cloud_init'), prefix: `machines.${key}.cloud_init`})
+  for (const {node, prefix} of places) {
+    for (const key of ['user_data_file', 'network_config_file']) {
+      const fileNode = field(walker, node, key)
+      const file = walker.plain(fileNode)
+      if (typeof file !== 'string' || file.includes('\0')) continue
+      const stats = statSync(path.resolve(dir, file), {throwIfNoEntry: false})
+      if (stats === undefined)
+        walker.report(fileNode, `${prefix}.${key}`, `the file "${file}" does not exist (relative paths start at the Vmfile's directory)`)
+      else if (!stats.isFile()) walker.report(fileNode, `${prefix}.${key}`, `"${file}" is not a file`)
+    }
+  }
+}
+
 /**
  * Rules about the project as a whole, after the schema: clashing host ports and, when the
  * Vmfile's directory is known, missing synced-folder directories.
@@ -179,5 +199,6 @@ export function checkProjectRules(walker: RuleWalker, root: Located, dir: string
   if (dir !== undefined) {
     checkSyncedFolders(walker, machines, dir)
     checkPrivateKeys(walker, root, dir)
+    checkCloudInitFiles(walker, root, dir)
   }
 }

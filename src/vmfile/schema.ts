@@ -249,6 +249,38 @@ export const machineFields: Record<string, SchemaNode> = {
             ],
     ],
   },
+  nat: {
+    kind: 'object',
+    description: 'The first NIC: user-mode NAT, through which vm reaches SSH and forwarded ports.',
+    fields: {
+      isolated: {
+        kind: 'boolean',
+        default: false,
+        description: "Cut the guest off from everything but the host's forwarded services (SSH, forwarded_ports): no route out, no DNS.",
+      },
+    },
+  },
+  cloud_init: {
+    kind: 'object',
+    description:
+      'cloud-init for machines of a cloud-image box (a bare disk image added with vm box add --name): your user-data and network config, merged with the user-data vm writes to create the SSH user.',
+    fields: {
+      user_data: {kind: 'string', description: 'User-data in any cloud-init format (e.g. starting with #cloud-config).'},
+      user_data_file: {kind: 'string', description: 'A file holding user-data, relative to the Vmfile.'},
+      network_config: {kind: 'string', description: 'cloud-init network config (version 1 or 2); DHCP on the first NIC when absent.'},
+      network_config_file: {kind: 'string', description: 'A file holding the network config, relative to the Vmfile.'},
+    },
+    rules: [
+      (value) => [
+        ...(value.user_data !== undefined && value.user_data_file !== undefined
+          ? [{message: 'set "user_data" or "user_data_file", not both'}]
+          : []),
+        ...(value.network_config !== undefined && value.network_config_file !== undefined
+          ? [{message: 'set "network_config" or "network_config_file", not both'}]
+          : []),
+      ],
+    ],
+  },
   forwarded_ports: {kind: 'array', items: forwardedPort, description: 'Ports forwarded from the host to the guest.'},
   networks: {kind: 'array', items: network, description: 'Extra NICs (the first NIC is always user-mode NAT).'},
   synced_folders: {

@@ -61,6 +61,14 @@ export type Provisioner =
       uploadPath: string
     })
 
+/** Vmfile `cloud_init:`; file paths are absolute. */
+export interface CloudInitConfig {
+  userData: string | undefined
+  userDataFile: string | undefined
+  networkConfig: string | undefined
+  networkConfigFile: string | undefined
+}
+
 export interface MachineConfig {
   name: string
   box: string
@@ -77,6 +85,10 @@ export interface MachineConfig {
   hostname: string | undefined
   vnc: boolean
   ssh: SshConfig
+  /** The first NIC; isolated: the guest reaches nothing but the host's forwarded services. */
+  nat: {isolated: boolean}
+  /** Vmfile `cloud_init:` (used by machines of cloud-image boxes); undefined when absent. */
+  cloudInit: CloudInitConfig | undefined
   forwardedPorts: ForwardedPort[]
   networks: NetworkConfig[]
   syncedFolders: SyncedFolder[]

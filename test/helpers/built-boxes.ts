@@ -10,7 +10,7 @@ import path from 'node:path'
 export const repoRoot = path.resolve(import.meta.dirname, '../..')
 
 /** The boxes the end-to-end tests boot, in the order they are built. */
-export const E2E_BOXES = ['tiny', 'debian-12'] as const
+export const E2E_BOXES = ['tiny', 'debian-12', 'debian-12-cloud'] as const
 export type E2eBox = (typeof E2E_BOXES)[number]
 
 /** The key under which the global setup hands its build failures (box -> message) to the workers. */

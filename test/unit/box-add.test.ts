@@ -205,6 +205,20 @@ describe('vm box add from files', () => {
     ])
   })
 
+  it('stores a bare disk image as a cloud image, versioned by --box-version', async () => {
+    const env = home()
+    const image = makeDisk(path.join(work, 'cloud.qcow2'))
+    const cloud = await add(env, {source: image, name: 'test/cloud', constraint: '1.2.3'})
+    expect(cloud.box.version).toBe('1.2.3')
+    expect(cloud.box.metadata.cloudInit).toBe(true)
+    expect(JSON.parse(readFileSync(path.join(cloud.box.dir, 'metadata.json'), 'utf8')).cloud_init).toBe(true)
+    expect((await add(env, {source: image, name: 'test/cloud0'})).box.version).toBe('0')
+    const ranged = await failure(add(home(), {source: image, name: 'test/cloud', constraint: '>= 1.0'}))
+    expect(ranged.message).toContain('--box-version')
+    const plain = makeBox(work, 'plain-nocloud.box', {compress: 'none'})
+    expect((await add(env, {source: plain, name: 'test/plain'})).box.metadata.cloudInit).toBe(false)
+  })
+
   it('adds a multi-disk box', async () => {
     const env = home()
     const disk2 = makeDisk(path.join(work, 'multi', 'disk2.qcow2'))

@@ -11,8 +11,17 @@ import {finishStage, firstBootUnfinished, stagesForBoot, unfinishedStages} from 
 
 describe('boot stages', () => {
   it('a first boot has every stage, the key stage included; later boots have no key stage', () => {
-    expect(stagesForBoot(false)).toEqual(['ssh', 'key', 'networks', 'folders', 'provision'])
-    expect(stagesForBoot(true)).toEqual(['ssh', 'networks', 'folders', 'provision'])
+    expect(stagesForBoot({ssh: {keyReplaced: false}})).toEqual(['ssh', 'key', 'networks', 'folders', 'provision'])
+    expect(stagesForBoot({ssh: {keyReplaced: true}})).toEqual(['ssh', 'networks', 'folders', 'provision'])
+  })
+  it('a machine of a cloud-image box waits for cloud-init on every boot and never has a key stage', () => {
+    const cloud = {cloudInit: {seed: 'cidata.iso'}}
+    expect(stagesForBoot({...cloud, ssh: {keyReplaced: true}})).toEqual(['ssh', 'cloud-init', 'networks', 'folders', 'provision'])
+    // A failed cloud-init stage stays unfinished: the next vm up checks again.
+    expect(unfinishedStages({...cloud, ssh: {keyReplaced: true}, pending: ['cloud-init', 'folders']})).toEqual(['cloud-init', 'folders'])
+    expect(firstBootUnfinished({...cloud, ssh: {keyReplaced: true}, pending: ['cloud-init']})).toBe(false)
+    // Other machines never wait for cloud-init, whatever an edited record says.
+    expect(unfinishedStages({ssh: {keyReplaced: true}, pending: ['cloud-init', 'folders']})).toEqual(['folders'])
   })
   it('a running machine whose key was never replaced is unfinished, whatever pending says', () => {
     expect(unfinishedStages({ssh: {keyReplaced: false}, pending: []})).toEqual(['ssh', 'key'])
@@ -21,7 +30,7 @@ describe('boot stages', () => {
     expect(firstBootUnfinished({ssh: {keyReplaced: false}, pending: []})).toBe(true)
   })
   it('stages left after the key are still unfinished, in order', () => {
-    let pending = stagesForBoot(false)
+    let pending = stagesForBoot({ssh: {keyReplaced: false}})
     for (const stage of ['ssh', 'key', 'networks'] as const) pending = finishStage(pending, stage)
     expect(unfinishedStages({ssh: {keyReplaced: true}, pending})).toEqual(['folders', 'provision'])
     expect(firstBootUnfinished({ssh: {keyReplaced: true}, pending})).toBe(false)

@@ -153,6 +153,20 @@ describe('buildQemuArgs, per NIC kind (file snapshots)', () => {
     await expect(render(buildQemuArgs({...base, nics: [user]}, withQboot))).toMatchFileSnapshot(snapshot('nic-user-forwards'))
   })
 
+  it('an isolated NAT NIC (restrict=on, hostfwd kept) and a cloud-init seed attached read-only after the disks', async () => {
+    const isolated: NicSpec = {
+      kind: 'user',
+      mac: '52:54:00:aa:bb:cc',
+      restrict: true,
+      forwards: [{protocol: 'tcp', hostIp: '127.0.0.1', hostPort: 2200, guestPort: 22}],
+    }
+    const args = buildQemuArgs({...base, nics: [isolated], seed: '/p/.vm/machines/web/cidata.iso'}, withQboot)
+    expect(args).toContain('user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2200-:22')
+    expect(args).toContain('file=/p/.vm/machines/web/cidata.iso,format=raw,if=virtio,index=1,readonly=on')
+    expect(buildQemuArgs(base, withQboot).join(' ')).not.toMatch(/restrict|cidata/)
+    await expect(render(args)).toMatchFileSnapshot(snapshot('nic-user-restricted-seed'))
+  })
+
   it('user networking with no forwards at all', async () => {
     const spec: MachineSpec = {...base, nics: [{kind: 'user', mac: '52:54:00:aa:bb:cc', forwards: []}]}
     await expect(render(buildQemuArgs(spec, withQboot))).toMatchFileSnapshot(snapshot('nic-user-no-forwards'))

@@ -294,3 +294,84 @@ describe('vm up against a fake driver', () => {
     expect(existsSync(path.join(machinePaths(dir, 'default').dir, 'vmfile_insecure_key'))).toBe(false)
   }, 30_000)
 })
+
+describe('vm up of a cloud-image box against a fake driver', () => {
+  const DONE = 'status: done\nextended_status: done\ndetail: DataSourceNoCloud [seed=/dev/vdb]\nerrors: []\n'
+  const FAILED = "status: error\nextended_status: error - done\nerrors:\n\t- ('scripts_user', RuntimeError('Runparts: 1 failures'))\n"
+
+  /** The store's org/box 1.0.0 made a cloud image, as vm box add stores a bare disk image. */
+  function makeCloudBox(): void {
+    const box = path.join(process.env.VM_HOME!, 'data', 'boxes', 'org-VAGRANTSLASH-box', '1.0.0', 'amd64', 'libvirt')
+    writeFileSync(path.join(box, 'metadata.json'), JSON.stringify({provider: 'libvirt', format: 'qcow2', cloud_init: true}))
+  }
+
+  /** A guest whose cloud-init reports `status` (with exit code `code`) and whose log has one line. */
+  function cloudGuest(status: string, code: number): FakeGuest {
+    const guest = fakeGuest()
+    guest.runInGuest = async (target, command) => {
+      guest.commands.push({target, command})
+      if (command.startsWith('cloud-init status')) return {code, stdout: status, stderr: ''}
+      if (command.includes('cloud-init-output.log')) return {code: 0, stdout: 'runcmd: false: exit 1\n', stderr: ''}
+      return {code: 0, stdout: '', stderr: ''}
+    }
+    return guest
+  }
+
+  it('the seed is written at creation with the machine key; SSH uses that key from the first boot; cloud-init is awaited on every boot', async () => {
+    makeCloudBox()
+    const guest = cloudGuest(DONE, 0)
+    const cfg = config('hostname: web.example\ncloud_init: {user_data: "#cloud-config\\nruncmd: [touch /x]\\n"}\n')
+    await upMachine(dir, cfg, events(), {driver: 'fake'}, guest)
+    const paths = machinePaths(dir, 'default')
+    const seedFile = path.join(paths.dir, 'cidata.iso')
+    const seed = readFileSync(seedFile, 'latin1')
+    const publicKey = readFileSync(`${paths.privateKey}.pub`, 'utf8').trim()
+    const {instanceIdFor} = await import('../../src/cloud-init/seed.js')
+    expect(seed).toContain('CIDATA'.toLowerCase())
+    expect(seed).toContain(publicKey)
+    expect(seed).toContain(instanceIdFor(record()))
+    expect(seed).toContain('"local-hostname": "web.example"')
+    expect(seed).toContain('runcmd: [touch /x]')
+    expect(record()).toMatchObject({cloudInit: {seed: 'cidata.iso'}, pending: [], ssh: {keyReplaced: true, user: 'vm'}})
+    // No insecure key at any point: the first login uses the machine's own key, accepting the new host key.
+    expect(guest.waits).toHaveLength(1)
+    expect(guest.waits[0]).toMatchObject({identityFiles: [paths.privateKey], strictHostKeyChecking: 'accept-new', user: 'vm'})
+    expect(guest.commands.map((call) => call.command)).toEqual(['cloud-init status --wait --long'])
+    expect(guest.commands[0]!.target.identityFiles).toEqual([paths.privateKey])
+    expect(existsSync(path.join(paths.dir, 'vmfile_insecure_key'))).toBe(false)
+
+    // Halt and up: the same seed (same instance-id: no once-only module runs again), the host key pinned, cloud-init awaited again.
+    const before = readFileSync(seedFile)
+    await haltMachine(dir, 'default', 1000)
+    writeFileSync(paths.knownHosts, '[192.0.2.7]:2222 ssh-ed25519 AAAA\n')
+    const again = cloudGuest(DONE, 0)
+    await upMachine(dir, cfg, events(), {}, again)
+    expect(readFileSync(seedFile).equals(before)).toBe(true)
+    expect(again.waits[0]).toMatchObject({identityFiles: [paths.privateKey], strictHostKeyChecking: 'yes'})
+    expect(again.commands.map((call) => call.command)).toEqual(['cloud-init status --wait --long'])
+  })
+
+  it('a cloud-init failure is reported with its log, the machine keeps running, and the next vm up checks again', async () => {
+    makeCloudBox()
+    const error = await upMachine(dir, config(), events(), {driver: 'fake'}, cloudGuest(FAILED, 1)).catch((caught: unknown) => caught)
+    expect(error).toBeInstanceOf(UserError)
+    expect((error as VmError).code).toBe('CLOUD_INIT_FAILED')
+    expect((error as VmError).message).toContain('scripts_user')
+    expect((error as VmError).details).toContain('runcmd: false: exit 1')
+    expect(driver.running).toBe(true)
+    expect(record().pending).toEqual(['cloud-init', 'networks', 'folders', 'provision'])
+    const guest = cloudGuest(DONE, 0)
+    expect(await upMachine(dir, config(), events(), {}, guest)).toMatchObject({alreadyRunning: false, created: false})
+    expect(guest.waits).toEqual([])
+    expect(guest.commands.map((call) => call.command)).toEqual(['cloud-init status --wait --long'])
+    expect(record().pending).toEqual([])
+  })
+
+  it('cloud_init on a box that is not a cloud image: a warning, no seed, the insecure key replaced as usual', async () => {
+    const log = events()
+    await upMachine(dir, config('cloud_init: {user_data: "#cloud-config\\n"}\n'), log, {driver: 'fake'}, fakeGuest())
+    expect(log.warn).toHaveBeenCalledWith(expect.stringContaining('cloud_init is ignored'))
+    expect(existsSync(path.join(machinePaths(dir, 'default').dir, 'cidata.iso'))).toBe(false)
+    expect(record().cloudInit).toBeUndefined()
+  })
+})

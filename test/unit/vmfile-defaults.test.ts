@@ -22,6 +22,8 @@ describe('defaults', () => {
         hostname: undefined,
         vnc: false,
         ssh: {user: undefined, port: 22, forwardAgent: false, privateKeyPaths: undefined, insertKey: true},
+        nat: {isolated: false},
+        cloudInit: undefined,
         forwardedPorts: [],
         networks: [],
         syncedFolders: [{host: '/work/app', guest: '/vm', type: 'auto', readOnly: false, exclude: []}],

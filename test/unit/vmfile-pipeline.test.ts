@@ -67,4 +67,33 @@ describe('the Vmfile pipeline has one owner', () => {
     expect(loadError(other, '../bad.vmfile')).toEqual({message: error?.message, code: error?.code, details: error?.details})
     expect(error?.message).toBe('../bad.vmfile has 2 problems')
   })
+
+  it('cloud_init and nat: files resolved against the Vmfile, a missing file and two sources refused with their location', async () => {
+    const dir = tempProject()
+    mkdirSync(path.join(dir, 'ci'))
+    writeFileSync(path.join(dir, 'ci', 'user-data'), '#cloud-config\n')
+    writeFileSync(
+      path.join(dir, 'Vmfile'),
+      'box: org/cloud\nnat: {isolated: true}\ncloud_init:\n  user_data_file: ci/user-data\n  network_config: "version: 2"\n',
+    )
+    const [machine] = loadProject(dir).machines
+    expect(machine?.nat).toEqual({isolated: true})
+    expect(machine?.cloudInit).toEqual({
+      userData: undefined,
+      userDataFile: path.join(dir, 'ci', 'user-data'),
+      networkConfig: 'version: 2',
+      networkConfigFile: undefined,
+    })
+    writeFileSync(
+      path.join(dir, 'Vmfile'),
+      'box: org/cloud\nmachines:\n  web:\n    cloud_init:\n      user_data_file: ci/missing\n      network_config: x\n      network_config_file: ci\n',
+    )
+    const {error} = await validateJson(['--cwd', dir])
+    expect(error?.details).toEqual([
+      expect.stringMatching(/^Vmfile:5:\d+ machines\.web\.cloud_init: set "network_config" or "network_config_file", not both$/),
+      expect.stringMatching(/^Vmfile:5:\d+ machines\.web\.cloud_init\.user_data_file: the file "ci\/missing" does not exist/),
+      expect.stringMatching(/^Vmfile:7:\d+ machines\.web\.cloud_init\.network_config_file: "ci" is not a file$/),
+    ])
+    expect(loadError(dir).details).toEqual(error?.details)
+  })
 })

@@ -158,6 +158,7 @@ const containers: Raw = {
     {type: 'ansible', playbook: 'p.yml'},
   ],
   ssh: {},
+  nat: {},
 }
 const baseDoc: Raw = {box: 'vmfile/tiny', ...containers, machines: {web: {...containers, forwarded_ports: [{guest: 81, host: 8081}]}}}
 

@@ -21,7 +21,7 @@ export interface BoxAddResult {
 
 export default class BoxAdd extends BaseCommand<BoxAddResult> {
   static override summary = 'Download a box into the local store.'
-  static override description = `SOURCE is a .box file or URL (tar, optionally gzip/zstd/xz-compressed), a bare qcow2 or raw disk image (needs --name), a folder holding an unpacked box (metadata.json and the disks it names, or Vagrant's ~/.vagrant.d/boxes/NAME, NAME/VERSION or NAME/VERSION/[ARCH/]PROVIDER folder: the newest version meeting --box-version is taken), a catalog (Vagrant box metadata JSON) path or URL, or a short name org/box looked up in the registries from VM_BOX_REGISTRIES (comma-separated base URLs or directories) and <config dir>/registries.json.
+  static override description = `SOURCE is a .box file or URL (tar, optionally gzip/zstd/xz-compressed), a bare qcow2 or raw disk image such as a distribution's cloud image (needs --name; stored as a cloud image whose machines are set up by cloud-init; its version is --box-version, 0 when absent), a folder holding an unpacked box (metadata.json and the disks it names, or Vagrant's ~/.vagrant.d/boxes/NAME, NAME/VERSION or NAME/VERSION/[ARCH/]PROVIDER folder: the newest version meeting --box-version is taken), a catalog (Vagrant box metadata JSON) path or URL, or a short name org/box looked up in the registries from VM_BOX_REGISTRIES (comma-separated base URLs or directories) and <config dir>/registries.json.
 
 Interrupted downloads resume on the next run; VM_BOX_TOKEN is sent as a bearer token to servers when the URL carries no credentials.`
 
@@ -36,7 +36,7 @@ Interrupted downloads resume on the next run; VM_BOX_TOKEN is sent as a bearer t
   }
 
   static override flags = {
-    'box-version': Flags.string({summary: 'Version constraint, e.g. ">= 1.0, < 2".'}),
+    'box-version': Flags.string({summary: 'Version constraint, e.g. ">= 1.0, < 2"; for a bare disk image, the version to store it under.'}),
     provider: Flags.string({summary: 'Provider to take from a catalog (default: qemu, then libvirt).', options: ['qemu', 'libvirt']}),
     architecture: Flags.string({summary: `Architecture to take from a catalog (default: this host's, ${hostArchitecture()}).`}),
     checksum: Flags.string({summary: 'Expected checksum of the download (hex).', dependsOn: ['checksum-type']}),

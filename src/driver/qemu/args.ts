@@ -9,7 +9,7 @@ function netdev(nic: NicSpec, id: string): string {
   switch (nic.kind) {
     case 'user': {
       const forwards = nic.forwards.map((f) => `,hostfwd=${f.protocol}:${f.hostIp}:${f.hostPort}-:${f.guestPort}`).join('')
-      return `user,id=${id}${forwards}`
+      return `user,id=${id}${nic.restrict === true ? ',restrict=on' : ''}${forwards}`
     }
     case 'tap':
       return `tap,id=${id},ifname=${escapeOption(nic.ifname)},script=no,downscript=no`
@@ -43,6 +43,8 @@ export function buildQemuArgs(spec: MachineSpec, host: HostFacts): string[] {
   spec.disks.forEach((disk, index) => {
     args.push('-drive', `file=${escapeOption(disk.path)},format=${disk.format},if=virtio,index=${index},cache=writeback,discard=unmap`)
   })
+  if (spec.seed !== undefined)
+    args.push('-drive', `file=${escapeOption(spec.seed)},format=raw,if=virtio,index=${spec.disks.length},readonly=on`)
   if (spec.kernel !== undefined) {
     args.push('-kernel', spec.kernel.kernel)
     if (spec.kernel.initrd !== undefined) args.push('-initrd', spec.kernel.initrd)

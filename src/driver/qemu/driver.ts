@@ -54,11 +54,12 @@ export function machineSpec(
     memoryMiB: config.memory,
     accel,
     disks: record.box.disks.map((_disk, index) => ({path: paths.overlay(index), format: 'qcow2' as const})),
+    seed: record.cloudInit === undefined ? undefined : path.join(paths.dir, record.cloudInit.seed),
     kernel:
       record.box.kernel === undefined
         ? undefined
         : {kernel: record.box.kernel, initrd: record.box.initrd, cmdline: record.box.cmdline, firmware: record.box.firmware},
-    nics: [{kind: 'user', mac: record.macs[0]!, forwards}, ...extraNics],
+    nics: [{kind: 'user', mac: record.macs[0]!, forwards, restrict: config.nat.isolated}, ...extraNics],
     shares: sharesFor(config.syncedFolders),
     vncDisplay: record.vncDisplay,
     files: {pidfile: paths.pid, qmpSocket: paths.qmpSocket, serialLog: paths.serialLog},

@@ -15,6 +15,8 @@ export const QemuFile = {
 export const OVERLAY_NAME = /^disk\d+\.qcow2$/
 
 export interface QemuPaths {
+  /** The machine's own state directory. */
+  dir: string
   pid: string
   serialLog: string
   /** QEMU's own start-up output. */
@@ -33,6 +35,7 @@ export interface QemuPaths {
 export function qemuPaths(dir: string, id: string | undefined, env: NodeJS.ProcessEnv = process.env): QemuPaths {
   const at = (file: string): string => path.join(dir, file)
   return {
+    dir,
     pid: at(QemuFile.pid),
     serialLog: at(QemuFile.serialLog),
     stderr: at(QemuFile.stderr),

@@ -24,7 +24,8 @@ export interface PortForward {
 }
 
 export type NicSpec =
-  | {kind: 'user'; mac: string; forwards: PortForward[]}
+  /** restrict: the guest reaches nothing but the forwarded ports (QEMU's restrict=on). */
+  | {kind: 'user'; mac: string; forwards: PortForward[]; restrict?: boolean | undefined}
   | {kind: 'tap'; mac: string; ifname: string}
   | {kind: 'bridge'; mac: string; bridge: string}
   /** A private network: a Unix stream socket of the network's switch. */
@@ -43,6 +44,8 @@ export interface MachineSpec {
   memoryMiB: number
   accel: Accelerator
   disks: DiskSpec[]
+  /** A cloud-init seed image (raw ISO 9660), attached read-only after the disks. */
+  seed?: string | undefined
   kernel?: KernelBoot | undefined
   nics: NicSpec[]
   shares: ShareSpec[]
