@@ -192,7 +192,8 @@ describe('the machine key across hard stops', () => {
     const start = Date.now()
     const up = await run(['up'])
     expect(up.code).toBe(1)
-    expect(up.stderr).toContain('The machine answers on SSH but refuses its key')
+    expect(up.stderr).toContain('The machine answers on SSH but refuses user vm with the key vm offered')
+    expect(up.stderr).toContain(`keys tried, in order:`)
     expect(up.stderr).toContain('Permission denied (publickey)')
     expect(Date.now() - start).toBeLessThan(120_000)
     const status = JSON.parse((await run(['status', '--json'])).stdout).result.machines[0]
