@@ -5,7 +5,7 @@ import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {builtBox, root, vm, type CliResult} from '../helpers/vm-cli.js'
+import {builtBox, keyLogin, root, vm, type CliResult} from '../helpers/vm-cli.js'
 
 /**
  * End-to-end: a box packaged the way vagrant-libvirt documents it (user vagrant trusting one of
@@ -196,22 +196,8 @@ describe.each(cases)('a box packaged the vagrant-libvirt way: $label', (box) => 
     const port = /^\s*Port (\d+)$/m.exec(config)?.[1]
     expect(port).toBeDefined()
     expect(config).toMatch(/^\s*User vagrant$/m)
-    const key = path.join(work, 'vagrant-key')
-    writeFileSync(key, readFileSync(path.join(KEYS, box.key)), {mode: 0o600})
-    const options = [
-      '-o',
-      'IdentitiesOnly=yes',
-      '-o',
-      'BatchMode=yes',
-      '-o',
-      'StrictHostKeyChecking=no',
-      '-o',
-      'UserKnownHostsFile=/dev/null',
-    ]
-    const login = spawnSync('ssh', ['-i', key, ...options, '-o', 'ConnectTimeout=5', '-p', port!, 'vagrant@127.0.0.1', 'true'], {
-      encoding: 'utf8',
-    })
-    expect(login.status).not.toBe(0)
+    const login = keyLogin(work, Number(port), path.join(KEYS, box.key), 'vagrant')
+    expect(login.ok).toBe(false)
     expect(login.stderr).toMatch(/Permission denied/)
     const authorized = await vmRun(['ssh', '-c', 'cat ~/.ssh/authorized_keys'])
     expect(authorized.stdout).not.toContain(readFileSync(path.join(KEYS, `${box.key}.pub`), 'utf8').split(' ')[1])

@@ -115,10 +115,13 @@ export function machineFixture(
   }
 }
 
-/** Whether the box's well-known insecure key logs into the machine whose SSH is on `port`. */
-export function insecureLoginWorks(home: string, port: number): boolean {
-  const key = path.join(home, 'insecure-key')
-  writeFileSync(key, readFileSync(path.join(root, 'boxes/keys/vmfile_insecure_key')), {mode: 0o600})
+/**
+ * One batch login to 127.0.0.1:`port` as `user` with a copy of the private key `keyFile`, and
+ * nothing else (no agent, no other key, no known_hosts): whether that key alone gets in.
+ */
+export function keyLogin(home: string, port: number, keyFile: string, user: string): {ok: boolean; stderr: string} {
+  const key = path.join(home, `login-key-${path.basename(keyFile)}`)
+  writeFileSync(key, readFileSync(keyFile), {mode: 0o600})
   const options = [
     '-o',
     'IdentitiesOnly=yes',
@@ -129,5 +132,13 @@ export function insecureLoginWorks(home: string, port: number): boolean {
     '-o',
     'UserKnownHostsFile=/dev/null',
   ]
-  return spawnSync('ssh', ['-i', key, ...options, '-o', 'ConnectTimeout=5', '-p', String(port), 'vm@127.0.0.1', 'true']).status === 0
+  const login = spawnSync('ssh', ['-i', key, ...options, '-o', 'ConnectTimeout=5', '-p', String(port), `${user}@127.0.0.1`, 'true'], {
+    encoding: 'utf8',
+  })
+  return {ok: login.status === 0, stderr: login.stderr}
+}
+
+/** Whether the box's well-known insecure key logs into the machine whose SSH is on `port`. */
+export function insecureLoginWorks(home: string, port: number): boolean {
+  return keyLogin(home, port, path.join(root, 'boxes/keys/vmfile_insecure_key'), 'vm').ok
 }
