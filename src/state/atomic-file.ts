@@ -56,18 +56,28 @@ export async function createExclusive(file: string, data: string, mode = 0o600):
 }
 
 /**
+ * Renames `file` to a name of its own beside it, so that what is there can be examined without
+ * another process replacing it meanwhile; undefined when there is no such file.
+ */
+export async function moveAside(file: string): Promise<string | undefined> {
+  const aside = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.stale`
+  try {
+    await rename(file, aside)
+    return aside
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
+}
+
+/**
  * Removes `file` only if it still holds `expected` (a lock or lease whose holder is gone), and
  * never a fresh one that another process put there since it was read: the file is moved aside
  * first, checked, and put back if it was not the one meant.
  */
 export async function removeIfUnchanged(file: string, expected: string): Promise<void> {
-  const aside = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.stale`
-  try {
-    await rename(file, aside)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
-    throw error
-  }
+  const aside = await moveAside(file)
+  if (aside === undefined) return
   try {
     const content = await readFile(aside, 'utf8').catch(() => undefined)
     if (content !== expected) await link(aside, file).catch(() => undefined)

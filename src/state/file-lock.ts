@@ -1,10 +1,9 @@
-import {randomBytes} from 'node:crypto'
 import {constants, readFileSync} from 'node:fs'
 import {link, lstat, readFile, rename, rm} from 'node:fs/promises'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {createExclusive, removeIfUnchanged, writeFileAtomic} from './atomic-file.js'
+import {createExclusive, moveAside, removeIfUnchanged, writeFileAtomic} from './atomic-file.js'
 import {ensureStateDir} from './private-dir.js'
 import {processCommandLine, processStartTime} from './process-check.js'
 
@@ -125,13 +124,8 @@ export async function readHolder(file: string): Promise<FileHolder> {
  */
 async function removeNonFile(file: string): Promise<void> {
   if ((await lstat(file).catch(() => undefined))?.isDirectory() !== false) return
-  const aside = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.stale`
-  try {
-    await rename(file, aside)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
-    throw error
-  }
+  const aside = await moveAside(file)
+  if (aside === undefined) return
   const stats = await lstat(aside)
   if (stats.isDirectory()) {
     await rename(aside, file).catch(() => undefined)
