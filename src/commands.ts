@@ -1,8 +1,11 @@
 import BoxAdd from './commands/box/add.js'
 import BoxCatalog from './commands/box/catalog.js'
 import BoxList from './commands/box/list.js'
+import BoxLogin from './commands/box/login.js'
+import BoxLogout from './commands/box/logout.js'
 import BoxOutdated from './commands/box/outdated.js'
 import BoxPrune from './commands/box/prune.js'
+import BoxPush from './commands/box/push.js'
 import BoxRemove from './commands/box/remove.js'
 import BoxRepackage from './commands/box/repackage.js'
 import BoxUpdate from './commands/box/update.js'
@@ -28,8 +31,11 @@ export const COMMANDS = {
   'box:add': BoxAdd,
   'box:catalog': BoxCatalog,
   'box:list': BoxList,
+  'box:login': BoxLogin,
+  'box:logout': BoxLogout,
   'box:outdated': BoxOutdated,
   'box:prune': BoxPrune,
+  'box:push': BoxPush,
   'box:remove': BoxRemove,
   'box:repackage': BoxRepackage,
   'box:update': BoxUpdate,

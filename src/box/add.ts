@@ -14,6 +14,8 @@ import {fetchCatalog} from './fetch.js'
 import {copyBoxFolder, readBoxFolder, resolveBoxFolder} from './folder.js'
 import {acquireFileLock} from '../state/file-lock.js'
 import {isShortName, lookupShortName} from './registry.js'
+import {isOciSource, parseOciReference} from './oci/reference.js'
+import {pullOciBox, type OciSourceRecord} from './oci/pull.js'
 import {replaceStoredBox} from './replace.js'
 import {hostArchitecture, installBox, listBoxes, readStoredBox, SOURCE_FILE, type BoxKey, type BoxSource, type StoredBox} from './store.js'
 import {describeBareImage, sealBox, verifyUnpackedBox} from './verify.js'
@@ -59,6 +61,9 @@ export interface AddBoxResult {
   url: string
   catalogUrl: string | undefined
   bytes: number
+  /** From an OCI registry: blob bytes downloaded, and bytes taken from stored boxes instead. */
+  received?: number | undefined
+  reused?: number | undefined
 }
 
 /** Failures that say the bytes themselves are bad (rather than the network or the disk). */
@@ -113,6 +118,8 @@ interface Plan {
   key: Partial<BoxKey>
   checksumType: string | undefined
   checksum: string | undefined
+  /** From an OCI registry: the manifest and recipe, kept for updates and chunk reuse. */
+  oci?: OciSourceRecord | undefined
 }
 
 /** Adds a box to the store (see AddBoxOptions); safe to call from `vm up` when a box is missing. */
@@ -134,6 +141,7 @@ export async function addBox(options: AddBoxOptions): Promise<AddBoxResult> {
   if (options.checksum !== undefined && checksumType === undefined)
     throw new UsageError('--checksum needs --checksum-type', {hint: 'For example --checksum-type sha256.'})
   try {
+    if (isOciSource(options.source)) return await addFromOci(options, http, env)
     let catalog: Catalog | undefined
     if (isShortName(options.source) && !existsSync(path.resolve(cwd, options.source))) {
       options.onStatus?.(`Looking up ${options.source} in the box registries`)
@@ -207,6 +215,48 @@ async function addFromFolder(folder: string, options: AddBoxOptions, env: NodeJS
     return await installUnpacked(temp, 'box', plan, found.layout, options, env, bytes)
   } finally {
     await release()
+  }
+}
+
+/** Pulls a box from an OCI registry (see oci/pull.ts) and installs it like any other add. */
+async function addFromOci(options: AddBoxOptions, http: HttpOptions, env: NodeJS.ProcessEnv): Promise<AddBoxResult> {
+  const ref = parseOciReference(options.source)
+  const pulled = await pullOciBox(ref, {
+    name: options.name,
+    force: options.force,
+    clean: options.clean,
+    insecure: http.insecure,
+    cacert: http.cacert,
+    signal: options.signal,
+    env,
+    retries: options.retries,
+    retryDelayMs: options.retryDelayMs,
+    limits: options.limits,
+    onStatus: options.onStatus,
+    onProgress: options.onProgress,
+  })
+  const extra = {received: pulled.received, reused: pulled.reused}
+  if (pulled.present !== undefined)
+    return {box: pulled.present, alreadyPresent: true, url: pulled.reference, catalogUrl: undefined, bytes: 0, ...extra}
+  try {
+    try {
+      checkKey(pulled.key)
+    } catch (error) {
+      await rm(pulled.dir!, {recursive: true, force: true})
+      throw error
+    }
+    const plan: Plan = {
+      url: pulled.reference,
+      catalog: undefined,
+      key: pulled.key,
+      checksumType: 'sha256',
+      checksum: pulled.record.digest.replace(/^sha256:/, ''),
+      oci: pulled.record,
+    }
+    const added = await installUnpacked(pulled.dir!, 'box', plan, {}, options, env, pulled.size)
+    return {...added, ...extra}
+  } finally {
+    await pulled.release()
   }
 }
 
@@ -361,6 +411,7 @@ async function installUnpacked(
       checksumType: plan.checksumType,
       checksum: plan.checksum,
       addedAt: new Date().toISOString(),
+      ...(plan.oci === undefined ? {} : {oci: plan.oci}),
     }
     await writeFile(path.join(temp, SOURCE_FILE), `${JSON.stringify(record, null, 2)}\n`)
     await sealBox(temp, metadata)

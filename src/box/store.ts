@@ -25,6 +25,8 @@ export interface BoxSource {
   checksumType?: string | undefined
   checksum?: string | undefined
   addedAt: string
+  /** A box pulled from an OCI registry: its manifest digest and recipe (see oci/pull.ts). */
+  oci?: {reference: string; digest: string; recipe: unknown} | undefined
 }
 
 export interface BoxKey {
