@@ -22,6 +22,9 @@ packages+=(vagrant)
 # The NoCloud seed tests read the ISO 9660 images vm writes with independent readers, without
 # mounting: isoinfo (genisoimage) and 7z (p7zip-full); python3 parses user-data as cloud-init does.
 packages+=(genisoimage p7zip-full python3)
+# The reference OCI distribution registry, which the registry tests start on 127.0.0.1 (push,
+# pull, auth); openssl makes their self-signed certificate.
+packages+=(docker-registry openssl)
 if [ -f boxes/host-packages.txt ]; then
   while read -r name; do
     name=${name%%#*}

@@ -15,6 +15,7 @@ import {copyBoxFolder, readBoxFolder, resolveBoxFolder} from './folder.js'
 import {acquireFileLock} from '../state/file-lock.js'
 import {isShortName, lookupShortName} from './registry.js'
 import {isOciSource, parseOciReference} from './oci/reference.js'
+import {loadAuthorizations} from './credentials.js'
 import {pullOciBox, type OciSourceRecord} from './oci/pull.js'
 import {replaceStoredBox} from './replace.js'
 import {hostArchitecture, installBox, listBoxes, readStoredBox, SOURCE_FILE, type BoxKey, type BoxSource, type StoredBox} from './store.js'
@@ -132,6 +133,7 @@ export async function addBox(options: AddBoxOptions): Promise<AddBoxResult> {
     insecure: options.insecure,
     cacert: cacert === undefined ? undefined : await onUserData('read the CA bundle', cacert, () => readFile(cacert, 'utf8')),
     token: options.token ?? env.VM_BOX_TOKEN,
+    authorizations: await loadAuthorizations(env),
     signal: options.signal,
   }
   const checksumType = options.checksumType?.toLowerCase()

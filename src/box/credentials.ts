@@ -170,3 +170,36 @@ export function authorizationFor(credential: Credential): string | undefined {
     return `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString('base64')}`
   return undefined
 }
+
+/**
+ * Authorization header values by host for catalogs and box URLs: vm's stored credentials,
+ * Docker's `auths` entries (helpers are only asked for oci:// hosts), and VAGRANT_CLOUD_TOKEN
+ * for the host of VAGRANT_SERVER_URL (sent nowhere else).
+ */
+export async function loadAuthorizations(env: NodeJS.ProcessEnv = process.env): Promise<Record<string, string>> {
+  const result: Record<string, string> = {}
+  const token = env.VAGRANT_CLOUD_TOKEN
+  if (token !== undefined && token !== '' && env.VAGRANT_SERVER_URL !== undefined && URL.canParse(env.VAGRANT_SERVER_URL))
+    result[new URL(env.VAGRANT_SERVER_URL).host.toLowerCase()] = `Bearer ${token}`
+  try {
+    const config = JSON.parse(await readFile(dockerConfigFile(env), 'utf8')) as DockerConfig
+    for (const [entry, auth] of Object.entries(config.auths ?? {})) {
+      const key = entry
+        .replace(/^[a-z]+:\/\//i, '')
+        .replace(/\/.*$/, '')
+        .toLowerCase()
+      if (typeof auth?.auth === 'string' && auth.auth !== '') result[key] = `Basic ${auth.auth}`
+    }
+  } catch {
+    // No Docker config: nothing from there.
+  }
+  const file = credentialsFile(env)
+  const own = (await readOwnFile(env)).hosts
+  if (Object.keys(own).length > 0 && ((await stat(file)).mode & 0o077) !== 0)
+    throw new UserError(`${file} holds passwords but others may read it`, {code: 'CREDENTIALS_INVALID', hint: `Run chmod 600 ${file}.`})
+  for (const [host, credential] of Object.entries(own)) {
+    const value = authorizationFor({...credential, from: file})
+    if (value !== undefined) result[host] = value
+  }
+  return result
+}

@@ -28,6 +28,8 @@ export interface HttpOptions {
   cacert?: string | undefined
   /** Bearer token sent when the URL carries no credentials (VM_BOX_TOKEN). */
   token?: string | undefined
+  /** Authorization header values by host (HOST[:PORT]) from stored credentials; they win over `token`. */
+  authorizations?: Readonly<Record<string, string>> | undefined
   signal?: AbortSignal | undefined
 }
 
@@ -122,17 +124,27 @@ interface PartialInfo {
   total?: number | undefined
 }
 
-/** Headers for a request: a bearer token unless the URL carries its own credentials. */
-export function authHeaders(url: string, token: string | undefined): Record<string, string> {
+/**
+ * Headers for a request: none when the URL carries its own credentials, else the stored
+ * credential for its host, else the bearer token.
+ */
+export function authHeaders(
+  url: string,
+  token: string | undefined,
+  authorizations?: Readonly<Record<string, string>>,
+): Record<string, string> {
   const parsed = new URL(url)
-  if (parsed.username !== '' || token === undefined || token === '') return {}
+  if (parsed.username !== '') return {}
+  const stored = authorizations?.[parsed.host.toLowerCase()]
+  if (stored !== undefined) return {authorization: stored}
+  if (token === undefined || token === '') return {}
   return {authorization: `Bearer ${token}`}
 }
 
 /** got options shared by catalog fetches and downloads. */
 export function gotOptions(url: string, options: HttpOptions) {
   return {
-    headers: {'user-agent': 'vmfile', ...authHeaders(url, options.token)},
+    headers: {'user-agent': 'vmfile', ...authHeaders(url, options.token, options.authorizations)},
     retry: {limit: 0},
     throwHttpErrors: false,
     decompress: false,

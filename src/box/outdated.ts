@@ -6,6 +6,9 @@ import {fetchCatalog} from './fetch.js'
 import {isShortName, lookupShortName} from './registry.js'
 import {boxesRoot, findBox, hostArchitecture, listBoxes, type StoredBox} from './store.js'
 import {compareVersions} from './version.js'
+import {formatOciReference, isOciSource, parseOciReference} from './oci/reference.js'
+import {newestTag} from './oci/tags.js'
+import {loadAuthorizations} from './credentials.js'
 
 /** How long `vm box outdated` trusts a catalog it fetched (the cache lives in the cache dir). */
 export const CATALOG_MAX_AGE_MS = 60 * 60 * 1000
@@ -92,7 +95,8 @@ async function catalogFor(wanted: Wanted, options: OutdatedOptions): Promise<Cat
 }
 
 /** Compares the boxes a project (or, with global, the store) uses with their catalogs. */
-export async function checkOutdated(options: OutdatedOptions): Promise<OutdatedEntry[]> {
+export async function checkOutdated(given: OutdatedOptions): Promise<OutdatedEntry[]> {
+  const options = {...given, authorizations: given.authorizations ?? (await loadAuthorizations(given.env ?? process.env))}
   const entries: OutdatedEntry[] = []
   for (const wanted of await wantedBoxes(options)) {
     const entry: OutdatedEntry = {
@@ -107,6 +111,16 @@ export async function checkOutdated(options: OutdatedOptions): Promise<OutdatedE
       problem: undefined,
     }
     try {
+      // A box from an OCI registry: its repository's tags that are versions are what is offered.
+      const oci = [wanted.stored?.source?.url, wanted.boxUrl].find((url) => url !== undefined && isOciSource(url))
+      if (oci !== undefined) {
+        const repository = formatOciReference({...parseOciReference(oci), tag: undefined, digest: undefined})
+        entry.catalogUrl = repository
+        entry.latest = await newestTag(repository, wanted.constraint, options)
+        entry.outdated = entry.latest !== undefined && (entry.installed === undefined || compareVersions(entry.latest, entry.installed) > 0)
+        entries.push(entry)
+        continue
+      }
       const catalog = await catalogFor(wanted, options)
       entry.catalogUrl = catalog.url
       entry.latest = newestInCatalog(catalog, {constraint: wanted.constraint, provider: wanted.provider, architecture: wanted.architecture})
@@ -137,12 +151,13 @@ export async function updateBoxes(
   const updated: UpdateResult[] = []
   for (const entry of checked) {
     if (!entry.outdated || entry.latest === undefined || entry.catalogUrl === undefined) continue
+    const oci = isOciSource(entry.catalogUrl)
     const result = await addBox({
       ...options.add,
-      source: entry.catalogUrl,
+      source: oci ? `${entry.catalogUrl}:${entry.latest}` : entry.catalogUrl,
       cwd: options.cwd,
       name: entry.name,
-      constraint: `= ${entry.latest}`,
+      constraint: oci ? undefined : `= ${entry.latest}`,
       provider: entry.provider,
       architecture: entry.architecture,
       insecure: options.insecure,

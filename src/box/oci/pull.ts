@@ -229,7 +229,8 @@ export async function pullOciBox(ref: OciReference, options: PullOptions): Promi
     const stored = options.force === true ? undefined : await readStoredBox(key, paths.boxes).catch(() => undefined)
     if (stored !== undefined) return {...result, present: stored, dir: undefined, release: noop}
 
-    const cacheKey = createHash('sha256').update(`oci\0${ref.host}/${ref.repository}@${digest}`).digest('hex').slice(0, 32)
+    // The manifest digest names the content wherever it is served from (chunks are verified on arrival).
+    const cacheKey = createHash('sha256').update(`oci\0${digest}`).digest('hex').slice(0, 32)
     const release = await acquireFileLock(path.join(paths.downloads, `${cacheKey}.lock`), {
       signal: options.signal,
       onWait: (pid) => options.onStatus?.(`Waiting for vm process ${pid}, which is adding the same box`),

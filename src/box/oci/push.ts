@@ -5,6 +5,7 @@ import {promisify} from 'node:util'
 import {gzip} from 'node:zlib'
 
 import {UsageError, UserError} from '../../errors/errors.js'
+import {vmPaths} from '../../state/paths.js'
 import {findCredential} from '../credentials.js'
 import type {DownloadProgress} from '../download.js'
 import {isValidBoxVersion, quoteValue} from '../fields.js'
@@ -101,6 +102,7 @@ export async function pushBox(options: PushOptions): Promise<PushResult> {
     wanted.name,
     wanted.version === undefined ? undefined : `= ${wanted.version}`,
     options.architecture ?? hostArchitecture(),
+    {root: vmPaths(env).boxes},
   )
   if (box === undefined)
     throw new UserError(`The box ${wanted.name}${wanted.version === undefined ? '' : ` ${wanted.version}`} is not in the store`, {
@@ -192,7 +194,7 @@ export async function pushBox(options: PushOptions): Promise<PushResult> {
     if (failure !== undefined) throw failure
     const configBody = Buffer.from(`${JSON.stringify(recipe)}\n`)
     const config: Descriptor = {mediaType: CONFIG_TYPE, digest: sha256(configBody), size: configBody.length}
-    await send(config.digest, configBody)
+    if (!(await hasBlob(client, config.digest))) await uploadBlob(client, config.digest, configBody, options)
     const manifest: Manifest = {
       schemaVersion: 2,
       mediaType: MANIFEST_TYPE,

@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {downloadFlags} from '../../cli/box-flags.js'
+import {readCaFile} from '../../box/oci/client.js'
 import {checkOutdated, type OutdatedEntry} from '../../box/outdated.js'
 
 export default class BoxOutdated extends BaseCommand<{boxes: OutdatedEntry[]}> {
@@ -14,6 +15,7 @@ export default class BoxOutdated extends BaseCommand<{boxes: OutdatedEntry[]}> {
     global: Flags.boolean({summary: 'Check every box in the store instead of the project.'}),
     refresh: Flags.boolean({summary: 'Ignore the one-hour catalog cache.'}),
     insecure: downloadFlags.insecure,
+    cacert: downloadFlags.cacert,
   }
 
   async run(): Promise<{boxes: OutdatedEntry[]}> {
@@ -24,6 +26,7 @@ export default class BoxOutdated extends BaseCommand<{boxes: OutdatedEntry[]}> {
       global: flags.global,
       refresh: flags.refresh,
       insecure: flags.insecure,
+      cacert: await readCaFile(flags.cacert),
       token: process.env.VM_BOX_TOKEN,
     })
     if (boxes.length === 0) this.say('There are no boxes to check.')

@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {downloadFlags, withInterrupt} from '../../cli/box-flags.js'
 import {ProgressReporter} from '../../cli/progress.js'
+import {readCaFile} from '../../box/oci/client.js'
 import {updateBoxes, type UpdateResult} from '../../box/outdated.js'
 
 export default class BoxUpdate extends BaseCommand<{updated: UpdateResult[]}> {
@@ -20,12 +21,13 @@ export default class BoxUpdate extends BaseCommand<{updated: UpdateResult[]}> {
     const {flags} = await this.parse(BoxUpdate)
     this.setDebug(flags.debug)
     let reporter: ProgressReporter | undefined
-    const {updated, checked} = await withInterrupt((signal) =>
+    const {updated, checked} = await withInterrupt(async (signal) =>
       updateBoxes({
         cwd: this.cwd(flags),
         global: flags.global,
         box: flags.box,
         insecure: flags.insecure,
+        cacert: await readCaFile(flags.cacert),
         token: process.env.VM_BOX_TOKEN,
         signal,
         add: {

@@ -1,0 +1,202 @@
+import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {request} from 'node:https'
+import net from 'node:net'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+/**
+ * Debian's docker-registry (the reference distribution registry) on 127.0.0.1 with a config
+ * the test writes: plain, or with htpasswd (bcrypt) auth and a self-signed certificate whose
+ * PEM the test trusts. Stopped by PID.
+ */
+export interface TestRegistry {
+  /** 127.0.0.1:PORT */
+  host: string
+  port: number
+  dir: string
+  /** PEM of the self-signed certificate (TLS registries). */
+  ca: string | undefined
+  caFile: string | undefined
+  /** Where blob bytes live on disk: <dir>/data/docker/registry/v2/blobs/sha256/xx/HEX/data */
+  blobFile(digest: string): string
+  stop(): Promise<void>
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const {port} = server.address() as net.AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+function bcrypt(password: string): string {
+  const result = spawnSync(
+    'python3',
+    ['-c', 'import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1<<5)))', password],
+    {
+      encoding: 'utf8',
+    },
+  )
+  if (result.status !== 0 || !result.stdout.startsWith('$2')) throw new Error(`bcrypt via python3 failed: ${result.stderr}`)
+  return result.stdout.trim()
+}
+
+async function answers(port: number, tls: boolean): Promise<boolean> {
+  if (!tls)
+    return fetch(`http://127.0.0.1:${port}/v2/`).then(
+      () => true,
+      () => false,
+    )
+  return new Promise((resolve) => {
+    const req = request({host: '127.0.0.1', port, path: '/v2/', rejectUnauthorized: false}, (res) => {
+      res.resume()
+      resolve(true)
+    })
+    req.on('error', () => resolve(false))
+    req.end()
+  })
+}
+
+export async function startRegistry(options: {auth?: {user: string; password: string}; tls?: boolean} = {}): Promise<TestRegistry> {
+  if (spawnSync('docker-registry', ['--version']).error !== undefined)
+    throw new Error('docker-registry is not installed: run sudo bash scripts/setup-host.sh (Debian package docker-registry)')
+  const dir = mkdtempSync(path.join(tmpdir(), 'vm-registry-'))
+  const port = await freePort()
+  const lines = [
+    'version: 0.1',
+    'log:',
+    '  level: error',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${dir}/data`,
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+  ]
+  let ca: string | undefined
+  let caFile: string | undefined
+  if (options.tls === true) {
+    const cert = path.join(dir, 'cert.pem')
+    const key = path.join(dir, 'key.pem')
+    const result = spawnSync('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ])
+    if (result.status !== 0) throw new Error(`openssl failed: ${result.stderr}`)
+    lines.push('  tls:', `    certificate: ${cert}`, `    key: ${key}`)
+    caFile = cert
+    ca = readFileSync(cert, 'utf8')
+  }
+  if (options.auth !== undefined) {
+    const htpasswd = path.join(dir, 'htpasswd')
+    writeFileSync(htpasswd, `${options.auth.user}:${bcrypt(options.auth.password)}\n`)
+    lines.push('auth:', '  htpasswd:', '    realm: vm-test', `    path: ${htpasswd}`)
+  }
+  const config = path.join(dir, 'config.yml')
+  writeFileSync(config, `${lines.join('\n')}\n`)
+  const child: ChildProcess = spawn('docker-registry', ['serve', config], {stdio: ['ignore', 'ignore', 'pipe']})
+  let stderr = ''
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  const deadline = Date.now() + 15_000
+  while (!(await answers(port, options.tls === true))) {
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill('SIGKILL')
+      throw new Error(`docker-registry did not start on ${port}: ${stderr}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return {
+    host: `127.0.0.1:${port}`,
+    port,
+    dir,
+    ca,
+    caFile,
+    blobFile: (digest) => {
+      const hex = digest.replace(/^sha256:/, '')
+      return path.join(dir, 'data/docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data')
+    },
+    stop: async () => {
+      if (child.exitCode === null && child.pid !== undefined) {
+        const exited = new Promise((resolve) => child.once('exit', resolve))
+        process.kill(child.pid, 'SIGTERM')
+        await exited
+      }
+      rmSync(dir, {recursive: true, force: true})
+    },
+  }
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 in front of `port` that cuts every connection once, the first time
+ * `cutAt` bytes have passed in `direction` (up: client to server, down: server to client),
+ * then passes everything through. Records whether a client sent a Range request.
+ */
+export interface CuttingProxy {
+  port: number
+  host: string
+  cuts: number
+  sawRange: boolean
+  /** Bytes passed in each direction. */
+  up: number
+  down: number
+  close(): Promise<void>
+}
+
+export async function startCuttingProxy(target: number, direction: 'up' | 'down', cutAt: number, times = 1): Promise<CuttingProxy> {
+  const sockets = new Set<net.Socket>()
+  const proxy: CuttingProxy = {port: 0, host: '', cuts: 0, sawRange: false, up: 0, down: 0, close: async () => undefined}
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target, '127.0.0.1')
+    sockets.add(client)
+    sockets.add(upstream)
+    const cut = () => {
+      proxy.cuts++
+      client.destroy()
+      upstream.destroy()
+    }
+    client.on('data', (data: Buffer) => {
+      if (/\r\nrange: bytes=\d+-/i.test(data.toString('latin1'))) proxy.sawRange = true
+      proxy.up += data.length
+      if (direction === 'up' && proxy.cuts < times && proxy.up >= cutAt * (proxy.cuts + 1)) return cut()
+      upstream.write(data)
+    })
+    upstream.on('data', (data: Buffer) => {
+      proxy.down += data.length
+      if (direction === 'down' && proxy.cuts < times && proxy.down >= cutAt * (proxy.cuts + 1)) return cut()
+      client.write(data)
+    })
+    for (const socket of [client, upstream]) {
+      socket.on('error', () => undefined)
+      socket.on('close', () => {
+        sockets.delete(socket)
+        client.destroy()
+        upstream.destroy()
+      })
+    }
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  proxy.port = (server.address() as net.AddressInfo).port
+  proxy.host = `127.0.0.1:${proxy.port}`
+  proxy.close = () =>
+    new Promise<void>((resolve) => {
+      for (const socket of sockets) socket.destroy()
+      server.close(() => resolve())
+    })
+  return proxy
+}
