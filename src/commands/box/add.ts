@@ -17,11 +17,16 @@ export interface BoxAddResult {
   alreadyPresent: boolean
   url: string
   catalogUrl: string | undefined
+  /** From an OCI registry: blob bytes downloaded, and bytes taken from stored boxes instead. */
+  received?: number | undefined
+  reused?: number | undefined
 }
 
 export default class BoxAdd extends BaseCommand<BoxAddResult> {
   static override summary = 'Download a box into the local store.'
   static override description = `SOURCE is a .box file or URL (tar, optionally gzip/zstd/xz-compressed), a bare qcow2 or raw disk image such as a distribution's cloud image (needs --name; stored as a cloud image whose machines are set up by cloud-init; its version is --box-version, 0 when absent), a folder holding an unpacked box (metadata.json and the disks it names, or Vagrant's ~/.vagrant.d/boxes/NAME, NAME/VERSION or NAME/VERSION/[ARCH/]PROVIDER folder: the newest version meeting --box-version is taken), a catalog (Vagrant box metadata JSON) path or URL, or a short name org/box looked up in the registries from VM_BOX_REGISTRIES (comma-separated base URLs or directories) and <config dir>/registries.json.
+
+SOURCE may also be oci://HOST[:PORT]/REPOSITORY[:TAG] or @sha256:DIGEST, a box pushed with vm box push: only the chunks no stored box already holds are downloaded.
 
 Interrupted downloads resume on the next run; VM_BOX_TOKEN is sent as a bearer token to servers when the URL carries no credentials.`
 
@@ -82,6 +87,8 @@ Interrupted downloads resume on the next run; VM_BOX_TOKEN is sent as a bearer t
     const label = `${box.name} ${box.version} (${box.architecture}, ${box.provider})`
     if (result.alreadyPresent) this.say(`Box ${label} is already in the store; use --force to add it again.`)
     else this.say(this.out.green('Added box'), ` ${label}, ${formatBytes(box.size)}`)
+    if (result.reused !== undefined && result.reused > 0)
+      this.say(`${formatBytes(result.received ?? 0)} downloaded, ${formatBytes(result.reused)} reused from stored boxes`)
     return {
       name: box.name,
       version: box.version,
@@ -92,6 +99,7 @@ Interrupted downloads resume on the next run; VM_BOX_TOKEN is sent as a bearer t
       alreadyPresent: result.alreadyPresent,
       url: result.url,
       catalogUrl: result.catalogUrl,
+      ...(result.received === undefined ? {} : {received: result.received, reused: result.reused}),
     }
   }
 }
