@@ -1,5 +1,7 @@
 import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {createPrivateKey, randomBytes, sign, X509Certificate} from 'node:crypto'
+import {createServer} from 'node:http'
 import {request} from 'node:https'
 import net from 'node:net'
 import {tmpdir} from 'node:os'
@@ -59,7 +61,89 @@ async function answers(port: number, tls: boolean): Promise<boolean> {
   })
 }
 
-export async function startRegistry(options: {auth?: {user: string; password: string}; tls?: boolean} = {}): Promise<TestRegistry> {
+export const TOKEN_SERVICE = 'vm-test-registry'
+export const TOKEN_ISSUER = 'vm-test-issuer'
+
+/**
+ * A token service for the registry's Bearer flow, on 127.0.0.1: it checks Basic credentials and
+ * answers a JWT (ES256, its certificate in the x5c header, which the registry trusts through
+ * rootcertbundle) granting the scope asked for. Counts the tokens it issued.
+ */
+export interface TokenService {
+  realm: string
+  certFile: string
+  issued: number
+  close(): Promise<void>
+}
+
+export async function startTokenService(user: string, password: string): Promise<TokenService> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'vm-token-'))
+  const certFile = path.join(dir, 'cert.pem')
+  const keyFile = path.join(dir, 'key.pem')
+  const made = spawnSync('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=vm-test-token',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+  ])
+  if (made.status !== 0) throw new Error(`openssl failed: ${made.stderr}`)
+  const key = createPrivateKey(readFileSync(keyFile))
+  const der = new X509Certificate(readFileSync(certFile)).raw.toString('base64')
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
+  const service: TokenService = {realm: '', certFile, issued: 0, close: async () => undefined}
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1')
+    const expected = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
+    if (req.headers.authorization !== expected) {
+      res.writeHead(401).end('{"details":"wrong credentials"}')
+      return
+    }
+    const access = url.searchParams.getAll('scope').map((scope) => {
+      const [type, name, actions] = scope.split(':')
+      return {type, name, actions: (actions ?? '').split(',')}
+    })
+    const now = Math.floor(Date.now() / 1000)
+    const body = `${b64({alg: 'ES256', typ: 'JWT', x5c: [der]})}.${b64({
+      iss: TOKEN_ISSUER,
+      sub: user,
+      aud: url.searchParams.get('service'),
+      exp: now + 300,
+      nbf: now - 10,
+      iat: now,
+      jti: randomBytes(8).toString('hex'),
+      access,
+    })}`
+    const signature = sign('sha256', Buffer.from(body), {key, dsaEncoding: 'ieee-p1363'}).toString('base64url')
+    service.issued++
+    res.writeHead(200, {'content-type': 'application/json'}).end(JSON.stringify({token: `${body}.${signature}`}))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  service.realm = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/token`
+  service.close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections()
+      server.close(() => {
+        rmSync(dir, {recursive: true, force: true})
+        resolve()
+      })
+    })
+  return service
+}
+
+export async function startRegistry(
+  options: {auth?: {user: string; password: string}; tls?: boolean; token?: {realm: string; certFile: string}} = {},
+): Promise<TestRegistry> {
   if (spawnSync('docker-registry', ['--version']).error !== undefined)
     throw new Error('docker-registry is not installed: run sudo bash scripts/setup-host.sh (Debian package docker-registry)')
   const dir = mkdtempSync(path.join(tmpdir(), 'vm-registry-'))
@@ -108,6 +192,15 @@ export async function startRegistry(options: {auth?: {user: string; password: st
     writeFileSync(htpasswd, `${options.auth.user}:${bcrypt(options.auth.password)}\n`)
     lines.push('auth:', '  htpasswd:', '    realm: vm-test', `    path: ${htpasswd}`)
   }
+  if (options.token !== undefined)
+    lines.push(
+      'auth:',
+      '  token:',
+      `    realm: ${options.token.realm}`,
+      `    service: ${TOKEN_SERVICE}`,
+      `    issuer: ${TOKEN_ISSUER}`,
+      `    rootcertbundle: ${options.token.certFile}`,
+    )
   const config = path.join(dir, 'config.yml')
   writeFileSync(config, `${lines.join('\n')}\n`)
   const child: ChildProcess = spawn('docker-registry', ['serve', config], {stdio: ['ignore', 'ignore', 'pipe']})

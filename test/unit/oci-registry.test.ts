@@ -9,7 +9,7 @@ import {addBox} from '../../src/box/add.js'
 import {checkOutdated, updateBoxes} from '../../src/box/outdated.js'
 import {login} from '../../src/box/oci/login.js'
 import {pushBox} from '../../src/box/oci/push.js'
-import {startCuttingProxy, startRegistry, type TestRegistry} from '../helpers/oci-registry.js'
+import {startCuttingProxy, startRegistry, startTokenService, type TestRegistry, type TokenService} from '../helpers/oci-registry.js'
 
 /**
  * Boxes through a real registry (Debian's docker-registry on 127.0.0.1), without VMs: the
@@ -235,5 +235,34 @@ describe('a registry with htpasswd auth and a self-signed certificate', () => {
     const pulled = await addBox({source, env: other, cwd: work, cacert: registry.caFile})
     expect(pulled.alreadyPresent).toBe(false)
     expect(sha(storedDisk(other, '1.0.0'))).toBe(sha(disk1.subarray(0, 4 * MiB)))
+  })
+})
+
+describe('a registry with the Bearer token flow', () => {
+  let registry: TestRegistry
+  let tokens: TokenService
+
+  beforeAll(async () => {
+    tokens = await startTokenService('bob', 'tok-pass')
+    registry = await startRegistry({token: {realm: tokens.realm, certFile: tokens.certFile}})
+    await store(home('token-publisher'), '1.0.0', disk1.subarray(0, 2 * MiB))
+  })
+  afterAll(async () => {
+    await registry?.stop()
+    await tokens?.close()
+  })
+
+  it('gets a token for the repository scope with the stored credential, and refuses without one', async () => {
+    const env = home('token-publisher')
+    const target = `oci://${registry.host}/tokens/box`
+    await expect(pushBox({box: 'org/box', target, env})).rejects.toMatchObject({code: 'REGISTRY_AUTH'})
+    await expect(login({host: registry.host, username: 'bob', password: 'nope', env})).rejects.toMatchObject({code: 'REGISTRY_AUTH'})
+    await login({host: registry.host, username: 'bob', password: 'tok-pass', env})
+    const pushed = await pushBox({box: 'org/box', target, env})
+    expect(pushed.reference).toBe(`${target}:1.0.0`)
+    const before = tokens.issued
+    const pulled = await addBox({source: `${target}:1.0.0`, env, force: true, cwd: work})
+    expect(pulled.alreadyPresent).toBe(false)
+    expect(tokens.issued).toBeGreaterThan(before)
   })
 })
