@@ -3,7 +3,12 @@
 import {build} from 'esbuild'
 
 await build({
-  entryPoints: {commands: 'src/commands.ts', 'json-schema': 'src/vmfile/json-schema.ts', hub: 'src/driver/qemu/network/hub-main.ts'},
+  entryPoints: {
+    commands: 'src/commands.ts',
+    version: 'src/cli/version.ts',
+    'json-schema': 'src/vmfile/json-schema.ts',
+    hub: 'src/driver/qemu/network/hub-main.ts',
+  },
   outdir: 'dist',
   bundle: true,
   splitting: true,
