@@ -1,4 +1,14 @@
 #!/usr/bin/env node
-import {execute} from '../dist/commands.js'
+import module from 'node:module'
 
-await execute({dir: import.meta.url})
+// Node's on-disk cache of compiled code (Node >= 22.1; a no-op where it does not exist).
+module.enableCompileCache?.()
+
+// `vm --version` needs nothing of oclif: print the same line without loading it.
+if (process.argv[2] === '--version') {
+  const {printVersion} = await import('../dist/version.js')
+  await printVersion(new URL('../package.json', import.meta.url))
+} else {
+  const {execute} = await import('../dist/commands.js')
+  await execute({dir: import.meta.url})
+}

@@ -1,58 +1,80 @@
-import BoxAdd from './commands/box/add.js'
-import BoxCatalog from './commands/box/catalog.js'
-import BoxList from './commands/box/list.js'
-import BoxLogin from './commands/box/login.js'
-import BoxLogout from './commands/box/logout.js'
-import BoxOutdated from './commands/box/outdated.js'
-import BoxPrune from './commands/box/prune.js'
-import BoxPush from './commands/box/push.js'
-import BoxRemove from './commands/box/remove.js'
-import BoxRepackage from './commands/box/repackage.js'
-import BoxUpdate from './commands/box/update.js'
-import Destroy from './commands/destroy.js'
-import GlobalStatus from './commands/global-status.js'
-import Halt from './commands/halt.js'
-import Init from './commands/init.js'
-import Port from './commands/port.js'
-import Provision from './commands/provision.js'
-import Reload from './commands/reload.js'
-import Rsync from './commands/rsync.js'
-import Ssh from './commands/ssh.js'
-import SshConfig from './commands/ssh-config.js'
-import Status from './commands/status.js'
-import Up from './commands/up.js'
-import Validate from './commands/validate.js'
-
 /**
- * Every command, by id ("box add" is "box:add"). oclif's explicit command discovery reads this
- * object from the bundle, so start-up imports one file instead of globbing command files.
+ * Every command, by id ("box add" is "box:add"), each loaded only when it runs.
+ *
+ * oclif's explicit command discovery reads COMMANDS from this bundle. At run time the flags,
+ * arguments and help of every command come from oclif.manifest.json, so a command's module (and
+ * what it imports: YAML, the box store, the machine code) is imported only when that command
+ * runs: `vm --version` and `vm validate` do not parse the code of `vm up`. Writing the manifest
+ * needs the real classes: `oclif manifest` runs with VM_COMMAND_CLASSES=1 (see package.json and
+ * scripts/), which makes COMMANDS the classes themselves.
+ *
+ * To add a command: one line below, `id: () => import('./commands/FILE.js'),`.
  */
-export const COMMANDS = {
-  'box:add': BoxAdd,
-  'box:catalog': BoxCatalog,
-  'box:list': BoxList,
-  'box:login': BoxLogin,
-  'box:logout': BoxLogout,
-  'box:outdated': BoxOutdated,
-  'box:prune': BoxPrune,
-  'box:push': BoxPush,
-  'box:remove': BoxRemove,
-  'box:repackage': BoxRepackage,
-  'box:update': BoxUpdate,
-  destroy: Destroy,
-  'global-status': GlobalStatus,
-  halt: Halt,
-  init: Init,
-  port: Port,
-  provision: Provision,
-  reload: Reload,
-  rsync: Rsync,
-  ssh: Ssh,
-  'ssh-config': SshConfig,
-  status: Status,
-  up: Up,
-  validate: Validate,
+const LOADERS = {
+  // Shell completion, from @oclif/plugin-autocomplete: bundled like any command rather than
+  // loaded as a plugin (finding and reading a plugin at every start-up costs ~20 ms). The
+  // package exports none of its files, hence the path into node_modules.
+  autocomplete: () => import('../node_modules/@oclif/plugin-autocomplete/lib/commands/autocomplete/index.js'),
+  'autocomplete:create': () => import('../node_modules/@oclif/plugin-autocomplete/lib/commands/autocomplete/create.js'),
+  'autocomplete:script': () => import('../node_modules/@oclif/plugin-autocomplete/lib/commands/autocomplete/script.js'),
+  'box:add': () => import('./commands/box/add.js'),
+  'box:catalog': () => import('./commands/box/catalog.js'),
+  'box:list': () => import('./commands/box/list.js'),
+  'box:login': () => import('./commands/box/login.js'),
+  'box:logout': () => import('./commands/box/logout.js'),
+  'box:outdated': () => import('./commands/box/outdated.js'),
+  'box:prune': () => import('./commands/box/prune.js'),
+  'box:push': () => import('./commands/box/push.js'),
+  'box:remove': () => import('./commands/box/remove.js'),
+  'box:repackage': () => import('./commands/box/repackage.js'),
+  'box:update': () => import('./commands/box/update.js'),
+  destroy: () => import('./commands/destroy.js'),
+  'global-status': () => import('./commands/global-status.js'),
+  halt: () => import('./commands/halt.js'),
+  help: () => import('./commands/help.js'),
+  init: () => import('./commands/init.js'),
+  port: () => import('./commands/port.js'),
+  provision: () => import('./commands/provision.js'),
+  reload: () => import('./commands/reload.js'),
+  rsync: () => import('./commands/rsync.js'),
+  ssh: () => import('./commands/ssh.js'),
+  'ssh-config': () => import('./commands/ssh-config.js'),
+  status: () => import('./commands/status.js'),
+  up: () => import('./commands/up.js'),
+  validate: () => import('./commands/validate.js'),
+} satisfies Record<string, () => Promise<{default: RunnableCommand}>>
+
+/** What oclif needs of a command class to run it. */
+interface RunnableCommand {
+  id: string
+  plugin?: unknown
+  run(argv?: string[], config?: unknown): Promise<unknown>
 }
+
+/** A stand-in that oclif runs like the command: it imports the real class, then runs it. */
+function deferred(load: () => Promise<{default: RunnableCommand}>): RunnableCommand {
+  return class DeferredCommand {
+    static id = ''
+    static plugin: unknown
+
+    static async run(argv?: string[], config?: unknown): Promise<unknown> {
+      const real = (await load()).default
+      real.id = this.id
+      real.plugin = this.plugin
+      return real.run(argv, config)
+    }
+  }
+}
+
+async function loadClasses(): Promise<Record<string, RunnableCommand>> {
+  const entries = await Promise.all(Object.entries(LOADERS).map(async ([id, load]) => [id, (await load()).default] as const))
+  return Object.fromEntries(entries)
+}
+
+export const COMMANDS: Record<string, RunnableCommand> =
+  process.env.VM_COMMAND_CLASSES === '1'
+    ? await loadClasses()
+    : Object.fromEntries(Object.entries(LOADERS).map(([id, load]) => [id, deferred(load)]))
 
 export {execute} from '@oclif/core'
 export {commandNotFound} from './cli/command-not-found.js'

@@ -41,7 +41,7 @@ export default function setup(): void {
     [path.join(repoRoot, 'node_modules/.bin/oclif'), 'manifest'],
   ]) {
     // No look-up of a newer oclif on the registry: a test run stays offline.
-    const env = {...process.env, OCLIF_SKIP_NEW_VERSION_CHECK: 'true'}
+    const env = {...process.env, OCLIF_SKIP_NEW_VERSION_CHECK: 'true', VM_COMMAND_CLASSES: '1'}
     const result = spawnSync(step[0]!, step.slice(1), {cwd: repoRoot, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']})
     if (result.status !== 0)
       throw new Error(`${step.join(' ')} failed (the unit tests run the built CLI):\n${result.stdout}${result.stderr}`)

@@ -5,6 +5,7 @@ import {colorsEnabled, createPaint, createStyle, type Paint} from './style.js'
 import type {MachineEvents} from '../machine/events.js'
 import {setWarningSink} from '../state/warnings.js'
 import {terminalLine, type Printable} from './terminal-text.js'
+import {nonexistentFlags, unknownFlagError, type FlagNames} from './unknown-flag.js'
 
 /** The JSON shape of a successful command (stdout in --json mode). */
 export interface SuccessJson<T> {
@@ -124,9 +125,10 @@ export abstract class BaseCommand<T = unknown> extends Command {
     process.stdout.write(`${JSON.stringify(json, null, 2)}\n`)
   }
 
-  protected override async catch(error: Error & {oclif?: {exit?: number}}): Promise<void> {
+  protected override async catch(thrown: Error & {oclif?: {exit?: number}}): Promise<void> {
     // oclif uses a thrown ExitError for this.exit(); let it through untouched.
-    if (error.oclif?.exit !== undefined && error.message.startsWith('EEXIT')) throw error
+    if (thrown.oclif?.exit !== undefined && thrown.message.startsWith('EEXIT')) throw thrown
+    const error = this.explain(thrown)
     const debug = this.debugEnabled || this.argv.includes('--debug') || process.env.VM_DEBUG === '1'
     const {exitCode} = classifyError(error)
     if (this.jsonEnabled()) {
@@ -135,5 +137,14 @@ export abstract class BaseCommand<T = unknown> extends Command {
       process.stderr.write(`${renderError(error, createStyle(colorsEnabled(process.stderr)), debug)}\n`)
     }
     process.exitCode = exitCode
+  }
+
+  /** oclif's own parse errors in our words where we can say more (a "did you mean"). */
+  private explain(error: Error): Error {
+    const typed = nonexistentFlags(error)
+    if (typed === undefined) return error
+    const ctor = this.ctor as {flags?: FlagNames; baseFlags?: FlagNames; enableJsonFlag?: boolean}
+    const flags: FlagNames = {...ctor.baseFlags, ...ctor.flags, help: {}, ...(ctor.enableJsonFlag === true ? {json: {}} : {})}
+    return unknownFlagError(this.id ?? '', typed, flags)
   }
 }

@@ -57,7 +57,8 @@ export function classifyError(error: unknown): {
       name: 'UsageError',
       code: 'USAGE',
       kind: 'usage',
-      message: message.trim(),
+      // oclif appends "See more help with --help" on a line of its own; the hint says it.
+      message: message.replace(/\n\s*See more help with --help\s*$/, '').trim(),
       hint: 'Run the command with --help to see its arguments and flags.',
       details: [],
       exitCode: ExitCode.usage,

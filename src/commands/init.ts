@@ -1,11 +1,14 @@
+import path from 'node:path'
+
 import {Args, Flags} from '@oclif/core'
 
+import {unreachableBoxWarnings} from '../box/locate.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {DEFAULT_BOX, initVmfile, type InitResult} from '../project/init.js'
 
 export default class Init extends BaseCommand<Omit<InitResult, 'content'> & {content?: string}> {
   static override summary = 'Write a Vmfile for this project.'
-  static override description = `Writes ./Vmfile from a commented template that shows every key with its default. BOX defaults to ${DEFAULT_BOX}.`
+  static override description = `Writes ./Vmfile from a commented template that shows every key with its default. BOX defaults to ${DEFAULT_BOX}. Warns (without failing) when "vm up" would not find the box in the box store or the registries.`
 
   static override examples = [
     '<%= config.bin %> init',
@@ -32,6 +35,9 @@ export default class Init extends BaseCommand<Omit<InitResult, 'content'> & {con
       minimal: flags.minimal,
       force: flags.force,
     })
+    const dir = result.path === '-' ? this.cwd(flags) : path.dirname(result.path)
+    for (const warning of await unreachableBoxWarnings([{machine: 'default', box: result.box, boxVersion: flags['box-version']}], dir))
+      this.warn(warning)
     if (result.path === '-') {
       if (this.jsonEnabled()) return result
       process.stdout.write(result.content)

@@ -6,7 +6,7 @@ import {validateProject, type ValidateResult} from '../vmfile/index.js'
 export default class Validate extends BaseCommand<ValidateResult> {
   static override summary = 'Check the Vmfile and report every problem at once.'
   static override description =
-    'Finds the Vmfile in the current directory or the nearest parent (or reads FILE), checks it against the schema and prints "Vmfile is valid", or each problem as FILE:LINE:COL key.path: message and exits 1.'
+    'Finds the Vmfile in the current directory or the nearest parent (or reads FILE), checks it against the schema and prints "Vmfile is valid", or each problem as FILE:LINE:COL key.path: message and exits 1. Warns (without failing) about a box that "vm up" would not find in the box store or the registries.'
 
   static override examples = ['<%= config.bin %> validate', '<%= config.bin %> validate path/to/Vmfile --json']
 
@@ -16,7 +16,7 @@ export default class Validate extends BaseCommand<ValidateResult> {
 
   async run(): Promise<ValidateResult> {
     const {args, flags} = await this.parse(Validate)
-    const result = validateProject(this.cwd(flags), args.file, (text) => this.warn(text))
+    const result = await validateProject(this.cwd(flags), args.file, (text) => this.warn(text))
     this.say(
       this.out.green('Vmfile is valid'),
       ` (${result.machines.length === 1 ? 'machine' : 'machines'}: ${result.machines.join(', ')})`,

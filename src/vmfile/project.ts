@@ -1,5 +1,6 @@
 import path from 'node:path'
 
+import {unreachableBoxWarnings} from '../box/locate.js'
 import {UserError} from '../errors/errors.js'
 import {applyDefaults} from './defaults.js'
 import {hostWarnings} from './host-warnings.js'
@@ -65,9 +66,24 @@ export interface ValidateResult {
   primary: string
 }
 
-/** vm validate: loadProject, then what this host cannot give the project, as warnings. */
-export function validateProject(cwd: string, file?: string, warn: (text: string) => void = () => {}): ValidateResult {
+/**
+ * vm validate: loadProject, then, as warnings, what this host cannot give the project and the
+ * boxes `vm up` would not find (checked without the network; see box/locate.ts).
+ */
+export async function validateProject(
+  cwd: string,
+  file?: string,
+  warn: (text: string) => void = () => {},
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ValidateResult> {
   const config = loadProject(cwd, file)
   for (const warning of hostWarnings(config)) warn(warning)
+  const boxes = config.machines.map((machine) => ({
+    machine: machine.name,
+    box: machine.box,
+    boxVersion: machine.boxVersion,
+    boxUrl: machine.boxUrl,
+  }))
+  for (const warning of await unreachableBoxWarnings(boxes, config.dir, env)) warn(warning)
   return {valid: true, file: config.file, machines: config.machines.map((machine) => machine.name), primary: config.primary}
 }

@@ -71,14 +71,18 @@ describe('vm init and vm validate', () => {
   it('an unknown flag is a usage error, exit 2', async () => {
     const result = await runCommand(Validate, ['--bogus'])
     expect(result.exitCode).toBe(ExitCode.usage)
-    expect(result.stderr).toContain('Nonexistent flag: --bogus')
+    expect(result.stderr).toContain('Unknown flag --bogus for "vm validate"')
   })
 })
 
 describe('--json output', () => {
   it('validate: a success envelope and nothing else on stdout', async () => {
     const dir = tempProject()
-    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\nmachines:\n  web: {primary: true}\n  db: {}\n')
+    // box_url: the box counts as found, built boxes or not (no warning about the box).
+    writeFileSync(
+      path.join(dir, 'Vmfile'),
+      'box: vmfile/tiny\nbox_url: https://boxes.invalid/tiny.json\nmachines:\n  web: {primary: true}\n  db: {}\n',
+    )
     const result = await runCommand(Validate, ['--cwd', dir, '--json'])
     expect(JSON.parse(result.stdout)).toEqual({
       status: 0,
@@ -178,7 +182,7 @@ describe('--json mode prints nothing else', () => {
 describe('vm validate checks what the host can give', () => {
   it('warns when a machine asks for more memory than the host has, and still succeeds', async () => {
     const dir = tempProject()
-    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\nmemory: 1024T\n')
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: vmfile/tiny\nbox_url: https://boxes.invalid/tiny.json\nmemory: 1024T\n')
     const result = await runCommand(Validate, ['--cwd', dir, '--json'])
     expect(result.exitCode).toBe(0)
     const json = JSON.parse(result.stdout)
