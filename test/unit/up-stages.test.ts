@@ -183,6 +183,18 @@ describe('vm up against a fake driver', () => {
     expect(await upMachine(dir, config(), events(), {}, fakeGuest())).toMatchObject({alreadyRunning: true})
   })
 
+  it('a host warning (KVM unusable) is said once per host boot, not once per machine, up or reload', async () => {
+    driver.probeHost = async () => ({accel: 'tcg', warning: 'KVM cannot be used (test); using TCG software emulation.'})
+    const said = events()
+    await upMachine(dir, config(), said, {driver: 'fake'}, fakeGuest())
+    await haltMachine(dir, 'default', 1000)
+    await upMachine(dir, config(), said, {}, fakeGuest())
+    await haltMachine(dir, 'default', 1000)
+    await upMachine(dir, config(), said, {applyConfig: true}, fakeGuest())
+    const warnings = said.warn.mock.calls.map(([text]) => String(text)).filter((text) => text.includes('KVM'))
+    expect(warnings).toEqual([expect.stringMatching(/^KVM cannot be used \(test\).*once per host boot.*vm status/)])
+  })
+
   it('ssh.private_key_path replaces the insecure keys for the first login; the machine key replaces it after', async () => {
     mkdirSync(path.join(dir, 'keys'), {recursive: true})
     writeFileSync(path.join(dir, 'keys', 'box_key'), 'a key')
