@@ -28,6 +28,7 @@ const LOADERS = {
   'box:remove': () => import('./commands/box/remove.js'),
   'box:repackage': () => import('./commands/box/repackage.js'),
   'box:update': () => import('./commands/box/update.js'),
+  console: () => import('./commands/console.js'),
   destroy: () => import('./commands/destroy.js'),
   'global-status': () => import('./commands/global-status.js'),
   halt: () => import('./commands/halt.js'),

@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {provisionWithFlag} from '../cli/provision-flags.js'
-import {Spinner} from '../cli/spinner.js'
+import {BootProgress} from '../cli/spinner.js'
 import {InterruptHandler} from '../process/interrupt.js'
 import {failuresError, upProject} from '../machine/fan-out.js'
 import type {UpResult} from '../machine/up.js'
@@ -24,12 +24,8 @@ export default class Up extends BaseCommand<{machines: UpResult[]}> {
   async run(): Promise<{machines: UpResult[]}> {
     const {argv, flags} = await this.parse(Up)
     const names = argv as string[]
-    const spinners = new Map<string, Spinner>()
-    const single = names.length <= 1
-    const stopSpinner = (name: string): void => {
-      spinners.get(name)?.stop()
-      spinners.delete(name)
-    }
+    // One line per booting machine on stderr (redrawn in place on a TTY); nothing with --json.
+    const board = this.jsonEnabled() ? undefined : new BootProgress(process.stderr)
     // Ctrl-C while a machine boots stops that machine (or leaves it for the next vm up to finish).
     const interrupt = new InterruptHandler()
     const options = {provision: flags.provision, provisionWith: flags['provision-with'], interrupt}
@@ -37,22 +33,23 @@ export default class Up extends BaseCommand<{machines: UpResult[]}> {
       this.cwd(flags),
       names,
       flags.parallel,
-      (name) => ({
-        ...this.machineEvents(name, () => stopSpinner(name)),
-        progress: (line) => {
-          if (!single || this.jsonEnabled()) return
-          let spinner = spinners.get(name)
-          if (spinner === undefined) {
-            spinner = new Spinner(`[${name}] booting:`)
-            spinners.set(name, spinner)
-            spinner.start()
-          }
-          spinner.update(line)
-        },
-      }),
+      (name) => {
+        const events = this.machineEvents(name, () => board?.clear())
+        return {
+          ...events,
+          warn: (text) => {
+            board?.clear()
+            events.warn(text)
+          },
+          progress: (line) => board?.update(name, line),
+          progressDone: () => board?.done(name),
+        }
+      },
       options,
-    ).finally(() => interrupt.dispose())
-    for (const spinner of spinners.values()) spinner.stop()
+    ).finally(() => {
+      interrupt.dispose()
+      board?.stop()
+    })
     for (const result of results) {
       if (result.alreadyRunning) continue
       const seconds = result.bootMs === undefined ? '' : ` in ${(result.bootMs / 1000).toFixed(1)} s`

@@ -122,6 +122,12 @@ export interface MachineDriver {
   start(machine: CreatedMachine, host: HostReport, options: StartOptions): Promise<Started>
   /** What the guest's boot looks like from outside, for the wait for SSH. */
   bootWatch(machine: CreatedMachine): BootWatch
+  /**
+   * The machine's serial console: `socket`, a Unix stream socket attached to it while the
+   * machine runs (undefined otherwise, or when the engine has none); `log`, the file that
+   * holds what it printed since it last started.
+   */
+  serialConsole?(machine: DriverMachine): {socket: string | undefined; log: string}
   inspect(machine: DriverMachine): Promise<EngineState>
   /**
    * Stops the machine (ACPI power-down, up to `graceMs`, then harder; 0: at once) and gives

@@ -8,6 +8,7 @@ import {generateKeyPair} from '../ssh/keys.js'
 import {MachineFile, type MachinePaths} from '../state/machine-files.js'
 import type {CloudInitConfig, MachineConfig} from '../vmfile/types.js'
 import {finishBootStage, type Boot} from './boot-context.js'
+import {machineHostname} from './hostname.js'
 import type {MachineRecord} from './record.js'
 import {loginUser, machineKeys, sshTarget} from './ssh-target.js'
 
@@ -17,19 +18,9 @@ import {loginUser, machineKeys, sshTarget} from './ssh-target.js'
  * that waits for cloud-init to finish.
  */
 
-/** A host name made of a machine name: lower case, "_" and "." become "-", at most 63 characters. */
-export function hostnameFromMachineName(name: string): string {
-  const label = name
-    .toLowerCase()
-    .replaceAll(/[^a-z0-9-]/g, '-')
-    .slice(0, 63)
-    .replaceAll(/^-+|-+$/g, '')
-  return label === '' ? 'vm' : label
-}
-
-/** The host name a cloud-init machine gets: the Vmfile's `hostname`, else its name made a host name. */
+/** The host name a cloud-init machine gets (its seed's meta-data): the one every machine gets. */
 export function cloudInitHostname(config: Pick<MachineConfig, 'hostname' | 'name'>): string {
-  return config.hostname ?? hostnameFromMachineName(config.name)
+  return machineHostname(config)
 }
 
 async function readPart(inline: string | undefined, file: string | undefined, key: string): Promise<string | undefined> {

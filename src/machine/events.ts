@@ -7,6 +7,8 @@ export interface MachineEvents {
   warn(text: string): void
   /** The last line of the guest's console while waiting for SSH. */
   progress?(text: string): void
+  /** The wait for the guest is over (SSH answered, or the wait failed): no more progress follows. */
+  progressDone?(): void
   /** A line of what the guest printed (provisioners); stderr stays stderr. */
   output?(stream: 'stderr' | 'stdout', line: string): void
 }

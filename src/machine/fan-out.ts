@@ -1,12 +1,12 @@
 // The machine verbs over a project: its Vmfile loaded, the machines a command names (or all,
 // or the primary) picked, and up, halt, destroy, status or provision run on each.
 import {UserError} from '../errors/errors.js'
-import {hostWarnings, loadProject} from '../vmfile/index.js'
+import {hostWarnings} from '../vmfile/index.js'
 import type {ProjectConfig} from '../vmfile/types.js'
 import {destroyMachine, haltMachine, type DestroyResult, type HaltResult} from './halt.js'
 import {inspectMachine, type MachineStatus} from './inspect.js'
 import {provisionRecord} from './provision.js'
-import {selectMachines} from './select.js'
+import {resolveMachines} from './select.js'
 import {firstBootUnfinished} from './stages.js'
 import type {MachineEvents} from './events.js'
 import {upMachine, type UpOptions, type UpResult} from './up.js'
@@ -58,8 +58,7 @@ export async function upProject(
   events: EventsFor,
   options: UpOptions = {},
 ): Promise<ProjectRun<UpResult>> {
-  const project = loadProject(cwd)
-  const machines = selectMachines(project, names, 'autostart')
+  const {project, machines} = resolveMachines(cwd, names, 'autostart')
   for (const machine of machines) for (const warning of hostWarnings({...project, machines: [machine]})) events(machine.name).warn(warning)
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
@@ -76,8 +75,7 @@ export async function upProject(
 }
 
 export async function haltProject(cwd: string, names: string[], graceMs: number, events?: EventsFor): Promise<ProjectRun<HaltResult>> {
-  const project = loadProject(cwd)
-  const machines = selectMachines(project, names, 'all')
+  const {project, machines} = resolveMachines(cwd, names, 'all')
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     true,
@@ -87,8 +85,7 @@ export async function haltProject(cwd: string, names: string[], graceMs: number,
 }
 
 export async function destroyProject(cwd: string, names: string[]): Promise<ProjectRun<DestroyResult>> {
-  const project = loadProject(cwd)
-  const machines = selectMachines(project, names, 'all')
+  const {project, machines} = resolveMachines(cwd, names, 'all')
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     true,
@@ -98,15 +95,14 @@ export async function destroyProject(cwd: string, names: string[]): Promise<Proj
 }
 
 export async function statusProject(cwd: string, names: string[]): Promise<{project: ProjectConfig; machines: MachineStatus[]}> {
-  const project = loadProject(cwd)
-  const machines = selectMachines(project, names, 'all')
+  const {project, machines} = resolveMachines(cwd, names, 'all')
   return {project, machines: await Promise.all(machines.map(async (machine) => (await inspectMachine(project.dir, machine.name)).status))}
 }
 
 /** The one machine a command such as ssh acts on: the named one, else the primary. */
 export function pickMachine(cwd: string, name: string | undefined): {project: ProjectConfig; name: string} {
-  const project = loadProject(cwd)
-  const [machine] = selectMachines(project, name === undefined ? [] : [name], 'primary')
+  const {project, machines} = resolveMachines(cwd, name === undefined ? [] : [name], 'primary')
+  const [machine] = machines
   return {project, name: machine!.name}
 }
 
@@ -119,8 +115,7 @@ export async function reloadProject(
   events: EventsFor,
   options: UpOptions = {},
 ): Promise<ProjectRun<UpResult>> {
-  const project = loadProject(cwd)
-  const machines = selectMachines(project, names, 'all')
+  const {project, machines} = resolveMachines(cwd, names, 'all')
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     parallel,
@@ -144,8 +139,7 @@ export async function provisionProject(
   only: string[] | undefined,
   events: EventsFor,
 ): Promise<ProjectRun<{name: string; ran: string[]}>> {
-  const project = loadProject(cwd)
-  const machines = selectMachines(project, names, 'all')
+  const {project, machines} = resolveMachines(cwd, names, 'all')
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     false,

@@ -3,6 +3,7 @@ import {driverOf} from '../driver/registry.js'
 import {machinePaths} from '../state/machine-files.js'
 import {deriveState, type MachineState} from '../state/machine-state.js'
 import {projectMoved} from './moved.js'
+import {machineHostname} from './hostname.js'
 import {configuredNics, type NicStatus} from './networks.js'
 import {readRecord, RecordUnreadableError, type MachineRecord} from './record.js'
 import {describeStages, unfinishedStages} from './stages.js'
@@ -15,6 +16,8 @@ export interface MachineStatus {
   accel: string | undefined
   ssh: {host: string; port: number; user: string} | undefined
   vnc: string | undefined
+  /** The guest's host name (the Vmfile's hostname, else the machine's name made one), once created. */
+  hostname?: string | undefined
   /** The NICs, with the addresses the guest reported (running machines only). */
   networks: NicStatus[] | undefined
   projectDir: string
@@ -77,6 +80,7 @@ export async function inspectMachine(projectDir: string, name: string): Promise<
       state,
       pid: running ? engine.pid : undefined,
       box: record === undefined ? undefined : {name: record.box.name, version: record.box.version},
+      hostname: record === undefined ? undefined : machineHostname(record.config),
       accel: running ? record?.accel : undefined,
       ssh: running ? record?.ssh : undefined,
       vnc: running ? engine.vnc : undefined,

@@ -1,4 +1,6 @@
 import type {ResolvedForward} from '../network/forwards.js'
+import type {MachineState} from '../state/machine-state.js'
+import type {MachineConfig} from '../vmfile/types.js'
 import {runningTarget} from './ssh.js'
 import {inspectMachine} from './inspect.js'
 import {defaultOf} from '../vmfile/index.js'
@@ -8,10 +10,34 @@ export interface PortMapping extends ResolvedForward {
   id: string
 }
 
-/** The port mappings of a running machine: SSH plus the Vmfile's forwarded ports. */
-export async function machinePorts(projectDir: string, name: string): Promise<PortMapping[]> {
-  const target = await runningTarget(projectDir, name)
-  const {record} = await inspectMachine(projectDir, name)
+export interface MachinePorts {
+  state: MachineState
+  /**
+   * Running: the ports QEMU forwards now (SSH first, auto_correct applied). Otherwise the
+   * configured forwarded ports (SSH gets a free host port at each boot, so it is not listed).
+   */
+  ports: PortMapping[]
+}
+
+/** The port mappings of a machine: what is forwarded while it runs, what is configured when it does not. */
+export async function machinePorts(projectDir: string, config: MachineConfig): Promise<MachinePorts> {
+  const {status, record, unreadable} = await inspectMachine(projectDir, config.name)
+  if (unreadable !== undefined) throw unreadable
+  if (status.state !== 'running') {
+    // The record's settings are the ones the next vm up boots with; the Vmfile's before the first.
+    const configured = (record?.config ?? config).forwardedPorts
+    return {
+      state: status.state,
+      ports: configured.map((port) => ({
+        id: `${port.protocol}/${port.guest}`,
+        guest: port.guest,
+        host: port.host,
+        hostIp: port.hostIp,
+        protocol: port.protocol,
+      })),
+    }
+  }
+  const target = await runningTarget(projectDir, config.name)
   const ssh: PortMapping = {
     id: 'ssh',
     guest: record?.config.ssh.port ?? (defaultOf('ssh.port') as number),
@@ -19,5 +45,8 @@ export async function machinePorts(projectDir: string, name: string): Promise<Po
     hostIp: target.host,
     protocol: 'tcp',
   }
-  return [ssh, ...(record?.forwards ?? []).map((forward) => ({...forward, id: `${forward.protocol}/${forward.guest}`}))]
+  return {
+    state: status.state,
+    ports: [ssh, ...(record?.forwards ?? []).map((forward) => ({...forward, id: `${forward.protocol}/${forward.guest}`}))],
+  }
 }

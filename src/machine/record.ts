@@ -80,6 +80,8 @@ export interface MachineRecord {
    * the engine attaches read-only (cloud-init creates the SSH user with the machine's own key).
    */
   cloudInit?: {seed: string} | undefined
+  /** The host name last set in the guest (hostname.ts); set again when the config's differs. */
+  hostname?: string | undefined
   /** Stages of the current boot not finished yet (stages.ts); a vm up finishes them. */
   pending?: BootStage[] | undefined
   updatedAt: string

@@ -1,13 +1,12 @@
 import {rsyncFolder} from '../sync/folders.js'
-import {loadProject} from '../vmfile/index.js'
-import {selectMachines} from './select.js'
+import {resolveMachines} from './select.js'
 import {runningTarget} from './ssh.js'
 
 /** vm rsync: copies every rsync-type folder of the running machines again (host to guest). */
 export async function rsyncProject(cwd: string, names: string[]): Promise<Array<{name: string; folders: string[]}>> {
-  const project = loadProject(cwd)
+  const {project, machines} = resolveMachines(cwd, names, 'all')
   const results: Array<{name: string; folders: string[]}> = []
-  for (const machine of selectMachines(project, names, 'all')) {
+  for (const machine of machines) {
     const folders = machine.syncedFolders.filter((folder) => folder.type === 'rsync')
     if (folders.length > 0) {
       const target = await runningTarget(project.dir, machine.name)

@@ -1,8 +1,16 @@
+import {createHash} from 'node:crypto'
+
+import {firstTimeThisBoot} from '../state/once-per-boot.js'
 import {writeRecord, type MachineRecord} from './record.js'
 import {driverMachine, type Boot} from './boot-context.js'
 import {macsFor} from './up-prepare.js'
 import {loginUser} from './ssh-target.js'
 import {stagesForBoot} from './stages.js'
+
+/** What a host warning is remembered by: the engine and the warning itself (another reason is said again). */
+function hostWarningKey(driver: string, warning: string): string {
+  return `host-warning-${driver}-${createHash('sha256').update(warning).digest('hex').slice(0, 12)}`
+}
 
 /**
  * Stage "boot": the machine's driver probes the host and starts the machine; the record then
@@ -12,7 +20,8 @@ import {stagesForBoot} from './stages.js'
 export async function bootMachine(boot: Boot): Promise<void> {
   const {driver, events} = boot
   const host = await driver.probeHost(boot.record.config.accel)
-  if (host.warning !== undefined) events.warn(host.warning)
+  if (host.warning !== undefined && (await firstTimeThisBoot(hostWarningKey(driver.name, host.warning))))
+    events.warn(`${host.warning} (said once per host boot; "vm status" shows each machine's accelerator)`)
   boot.record = {
     ...boot.record,
     macs: await macsFor(boot.record.id, boot.record.config.networks, boot.record.macs),

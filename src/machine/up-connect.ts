@@ -54,7 +54,9 @@ export async function connectToGuest(boot: Boot): Promise<number | undefined> {
         signal,
         keyNames: names,
       })
+      boot.events.progressDone?.()
     } catch (error) {
+      boot.events.progressDone?.()
       // An interrupted key stage may have replaced the key in the guest but not in the record.
       const refused = error instanceof VmError && error.code === 'SSH_KEY_REFUSED'
       if (!refused || !firstLogin || !insertKey || !(await machineKeyWorks(boot, signal))) throw error

@@ -3,8 +3,10 @@ import {UserError} from '../errors/errors.js'
 import {syncFolders} from '../sync/folders.js'
 import type {SyncedFolder} from '../vmfile/types.js'
 import {finishBootStage, type Boot} from './boot-context.js'
+import {hostnameScript, machineHostname} from './hostname.js'
 import {configureGuestNetworks} from './networks.js'
 import {provisionRecord} from './provision.js'
+import {writeRecord} from './record.js'
 import {machineKeys, sshTarget} from './ssh-target.js'
 
 /**
@@ -46,13 +48,40 @@ export async function provisionAfterBoot(boot: Omit<Boot, 'guest' | 'driver'>): 
 }
 
 /**
- * Stage "converge": the guest's extra NICs configured, synced folders mounted or copied,
+ * The guest's host name (hostname.ts), set over SSH when it differs from the one last set:
+ * once after the first boot, again after a reload that changed it. Machines of cloud images
+ * get it from their seed's meta-data instead. A guest that refuses is a warning, not a failed
+ * boot: the machine works without it.
+ */
+export async function applyHostname(boot: Boot): Promise<void> {
+  const hostname = machineHostname(boot.record.config)
+  if (boot.record.cloudInit !== undefined || boot.record.hostname === hostname) return
+  const target = sshTarget(boot.record, boot.paths, machineKeys(boot.record, boot.paths), 'yes')
+  try {
+    await boot.guest.runInGuest(target, target.user === 'root' ? 'sh -s' : 'sudo -n sh -s', {
+      input: hostnameScript(hostname),
+      connectTimeout: 10,
+      timeoutMs: 60_000,
+      signal: boot.options.interrupt?.signal,
+    })
+  } catch (error) {
+    boot.options.interrupt?.signal.throwIfAborted()
+    boot.events.warn(`could not set the host name ${hostname} in the guest: ${(error as Error).message}`)
+    return
+  }
+  boot.record = {...boot.record, hostname}
+  await writeRecord(boot.paths.record, boot.record)
+}
+
+/**
+ * Stage "converge": the guest's host name set, its extra NICs configured, synced folders mounted or copied,
  * provisioners run; each recorded as it finishes. Returns the provisioners that ran.
  */
 export async function convergeGuest(boot: Boot): Promise<string[]> {
   const {events, paths} = boot
   const pending = (): readonly string[] => boot.record.pending ?? []
   const target = () => sshTarget(boot.record, paths, machineKeys(boot.record, paths), 'yes')
+  await applyHostname(boot)
   if (pending().includes('networks')) {
     const nics = await configureGuestNetworks(boot.record, boot.driver.natAddress, target(), (text) => events.warn(text))
     const addresses = nics.slice(1).flatMap((nic) => (nic.address === undefined ? [] : [`${nic.address} (${nic.type} ${nic.network})`]))

@@ -1,4 +1,4 @@
-import {existsSync} from 'node:fs'
+import {existsSync, readFileSync} from 'node:fs'
 import {mkdir, readFile, rename} from 'node:fs/promises'
 import path from 'node:path'
 
@@ -30,15 +30,8 @@ function toEntry(value: unknown): IndexEntry | undefined {
 
 type Loaded = {machines: IndexEntry[]; corrupt: false} | {machines: IndexEntry[]; corrupt: true; reason: string}
 
-/** The index as stored: absent is empty; unreadable or of the wrong shape is corrupt, never empty in silence. */
-async function load(file: string): Promise<Loaded> {
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {machines: [], corrupt: false}
-    return {machines: [], corrupt: true, reason: (error as Error).message}
-  }
+/** The index's text as stored, parsed: of the wrong shape is corrupt, never empty in silence. */
+function parse(text: string): Loaded {
   let data: unknown
   try {
     data = JSON.parse(text)
@@ -49,6 +42,18 @@ async function load(file: string): Promise<Loaded> {
   if (!Array.isArray(machines)) return {machines: [], corrupt: true, reason: 'it has no "machines" list'}
   // Entries that are not machines are dropped; the others are kept.
   return {machines: machines.flatMap((entry) => toEntry(entry) ?? []), corrupt: false}
+}
+
+/** The index as stored: absent is empty; unreadable or of the wrong shape is corrupt. */
+async function load(file: string): Promise<Loaded> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {machines: [], corrupt: false}
+    return {machines: [], corrupt: true, reason: (error as Error).message}
+  }
+  return parse(text)
 }
 
 async function save(file: string, machines: IndexEntry[]): Promise<void> {
@@ -126,4 +131,21 @@ export async function listIndex(
     await update(env, (current) => current.filter((entry) => !goneIds.has(entry.id) || entryExists(entry)))
   }
   return {live, gone}
+}
+
+/**
+ * The live entries of the index, read synchronously (machine selection by id happens while a
+ * command resolves its arguments). An unreadable index gives none, with a warning.
+ */
+export function readLiveIndexSync(env: NodeJS.ProcessEnv = process.env): IndexEntry[] {
+  const file = indexFile(env)
+  let loaded: Loaded
+  try {
+    loaded = parse(readFileSync(file, 'utf8'))
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
+    loaded = {machines: [], corrupt: true, reason: (error as Error).message}
+  }
+  if (loaded.corrupt) reportWarning(`the machine index ${file} is unreadable (${loaded.reason}); machine ids cannot be looked up.`)
+  return loaded.machines.filter((entry) => entryExists(entry))
 }

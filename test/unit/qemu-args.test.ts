@@ -1,6 +1,8 @@
 import {describe, expect, it} from 'vitest'
 
 import {buildQemuArgs, escapeOption} from '../../src/driver/qemu/args.js'
+import {qemuPaths} from '../../src/driver/qemu/files.js'
+import {qemuConsoleSocket} from '../../src/driver/qemu/machine-process.js'
 import type {HostFacts, MachineSpec, NicSpec} from '../../src/driver/qemu/spec.js'
 import {machineMac} from '../../src/network/mac.js'
 
@@ -262,5 +264,30 @@ describe('machineMac', () => {
     const other = machineMac('id-a', 0, new Set([a0]))
     expect(other).not.toBe(a0)
     expect(other).toMatch(/^52:54:00/)
+  })
+})
+
+describe('the serial console socket (vm console)', () => {
+  it('is a chardev socket that still logs everything to serial.log, read back from the command line', () => {
+    const dir = '/home/u/a,b/.vm/machines/web'
+    const spec: MachineSpec = {
+      ...base,
+      files: {...base.files, serialLog: `${dir}/serial.log`, consoleSocket: `${dir}/console.sock`},
+    }
+    const args = buildQemuArgs(spec, withQboot)
+    const after = (option: string) => args.filter((_, i) => args[i - 1] === option)
+    expect(after('-chardev')).toEqual([
+      'socket,id=serial0,path=/home/u/a,,b/.vm/machines/web/console.sock,server=on,wait=off,logfile=/home/u/a,,b/.vm/machines/web/serial.log',
+    ])
+    expect(after('-serial')).toEqual(['chardev:serial0'])
+    expect(qemuConsoleSocket(['qemu-system-x86_64', ...args])).toBe(`${dir}/console.sock`)
+    expect(qemuConsoleSocket(['qemu-system-x86_64', '-serial', 'file:/x/serial.log'])).toBeUndefined()
+  })
+
+  it('sits beside serial.log, or in the runtime directory when that path is too long for a Unix socket', () => {
+    const env = {VM_RUNTIME_DIR: '/run/user/1000/vmfile'}
+    expect(qemuPaths('/p/.vm/machines/web', 'ab12', env).consoleSocket).toBe('/p/.vm/machines/web/console.sock')
+    const deep = `/home/u/${'d'.repeat(100)}/.vm/machines/web`
+    expect(qemuPaths(deep, 'ab12', env).consoleSocket).toBe('/run/user/1000/vmfile/ab12.console')
   })
 })

@@ -86,8 +86,11 @@ function fakeDriver(): FakeDriver {
 
 interface FakeGuest extends GuestAccess {
   waits: SshTarget[]
-  commands: Array<{target: SshTarget; command: string}>
+  commands: Array<{target: SshTarget; command: string; input?: string | undefined}>
 }
+
+/** What a guest was asked besides setting its host name (which every first boot does). */
+const otherCommands = (guest: FakeGuest) => guest.commands.filter((call) => !(call.input ?? '').includes('/etc/hostname'))
 
 /** A guest that answers at once and accepts whatever key it was last given. */
 function fakeGuest(): FakeGuest {
@@ -98,8 +101,8 @@ function fakeGuest(): FakeGuest {
       guest.waits.push(options.target)
       return 1234
     },
-    runInGuest: async (target, command) => {
-      guest.commands.push({target, command})
+    runInGuest: async (target, command, options) => {
+      guest.commands.push({target, command, input: options?.input?.toString()})
       return {code: 0, stdout: '', stderr: ''}
     },
     guestAcceptsKey: async () => true,
@@ -160,7 +163,7 @@ describe('vm up against a fake driver', () => {
     // The key replacement logged in with the insecure keys and installed the machine's own.
     const paths = machinePaths(dir, 'default')
     const publicKey = readFileSync(`${paths.privateKey}.pub`, 'utf8').trim()
-    expect(guest.commands).toHaveLength(1)
+    expect(otherCommands(guest)).toHaveLength(1)
     expect(guest.commands[0]!.target.identityFiles.map((file) => path.basename(file))).toEqual(firstKeys)
     expect(guest.commands[0]!.command).toContain(publicKey)
     for (const name of firstKeys) expect(existsSync(path.join(paths.dir, name))).toBe(false)
@@ -183,6 +186,43 @@ describe('vm up against a fake driver', () => {
     expect(await upMachine(dir, config(), events(), {}, fakeGuest())).toMatchObject({alreadyRunning: true})
   })
 
+  it('a host warning (KVM unusable) is said once per host boot, not once per machine, up or reload', async () => {
+    driver.probeHost = async () => ({accel: 'tcg', warning: 'KVM cannot be used (test); using TCG software emulation.'})
+    const said = events()
+    await upMachine(dir, config(), said, {driver: 'fake'}, fakeGuest())
+    await haltMachine(dir, 'default', 1000)
+    await upMachine(dir, config(), said, {}, fakeGuest())
+    await haltMachine(dir, 'default', 1000)
+    await upMachine(dir, config(), said, {applyConfig: true}, fakeGuest())
+    const warnings = said.warn.mock.calls.map(([text]) => String(text)).filter((text) => text.includes('KVM'))
+    expect(warnings).toEqual([expect.stringMatching(/^KVM cannot be used \(test\).*once per host boot.*vm status/)])
+  })
+
+  it('the host name: the machine name made one, set once as root, again when reload changes it; in vm status', async () => {
+    const guest = fakeGuest()
+    mkdirSync(dir, {recursive: true})
+    const text = 'box: org/box\nbox_version: "1.0.0"\nsynced_folders: false\nmachines: {Web_Server.Example: {}}\n'
+    writeFileSync(path.join(dir, 'Vmfile'), text)
+    const web = resolveVmfileText(text, path.join(dir, 'Vmfile')).machines[0]!
+    await upMachine(dir, web, events(), {driver: 'fake'}, guest)
+    const set = guest.commands.filter((call) => (call.input ?? '').includes('/etc/hostname'))
+    expect(set).toHaveLength(1)
+    expect(set[0]!.command).toBe('sudo -n sh -s')
+    expect(set[0]!.input).toContain("printf '%s\\n' 'web-server.example' > /etc/hostname")
+    expect(set[0]!.input).toContain("printf '127.0.1.1\\t%s\\n' 'web-server.example web-server'")
+    expect((await inspectMachine(dir, 'Web_Server.Example')).status.hostname).toBe('web-server.example')
+    // A second boot with the same name asks nothing; a reload with another one sets it.
+    await haltMachine(dir, 'Web_Server.Example', 1000)
+    const again = fakeGuest()
+    await upMachine(dir, web, events(), {}, again)
+    expect(again.commands).toEqual([])
+    await haltMachine(dir, 'Web_Server.Example', 1000)
+    const renamed = fakeGuest()
+    await upMachine(dir, {...web, hostname: 'api.local'}, events(), {applyConfig: true}, renamed)
+    expect(renamed.commands.map((call) => call.input ?? '').join('')).toContain("'api.local' > /etc/hostname")
+    expect((await inspectMachine(dir, 'Web_Server.Example')).status.hostname).toBe('api.local')
+  })
+
   it('ssh.private_key_path replaces the insecure keys for the first login; the machine key replaces it after', async () => {
     mkdirSync(path.join(dir, 'keys'), {recursive: true})
     writeFileSync(path.join(dir, 'keys', 'box_key'), 'a key')
@@ -199,7 +239,7 @@ describe('vm up against a fake driver', () => {
     const guest = fakeGuest()
     const first = events()
     await upMachine(dir, config('ssh: {insert_key: false}\n'), first, {driver: 'fake'}, guest)
-    expect(guest.commands).toEqual([])
+    expect(otherCommands(guest)).toEqual([])
     expect(first.warn).toHaveBeenCalledWith(expect.stringMatching(/insert_key is false: .*vagrant_insecure_key_rsa.*can log in/))
     const kept = record().ssh?.loginKeys
     expect(kept?.map((file) => path.basename(file))).toEqual([
@@ -224,7 +264,7 @@ describe('vm up against a fake driver', () => {
     const third = fakeGuest()
     await upMachine(dir, config(), events(), {applyConfig: true}, third)
     expect(third.waits[0]!.identityFiles).toEqual(kept)
-    expect(third.commands).toHaveLength(1)
+    expect(otherCommands(third)).toHaveLength(1)
     expect(record().ssh?.loginKeys).toBeUndefined()
     for (const file of kept ?? []) expect(existsSync(file)).toBe(false)
     expect((await runningTarget(dir, 'default')).identityFiles).toEqual([machinePaths(dir, 'default').privateKey])

@@ -35,7 +35,13 @@ export function buildQemuArgs(spec: MachineSpec, host: HostFacts): string[] {
   args.push('-nodefaults', '-no-user-config')
   if (spec.vncDisplay === undefined) args.push('-display', 'none', '-vga', 'none')
   else args.push('-vga', 'std', '-vnc', `127.0.0.1:${spec.vncDisplay}`)
-  args.push('-serial', `file:${spec.files.serialLog}`)
+  if (spec.files.consoleSocket === undefined) args.push('-serial', `file:${spec.files.serialLog}`)
+  else {
+    // One console socket (vm console attaches to it; nobody needs to) that also logs everything to serial.log.
+    const socket = escapeOption(spec.files.consoleSocket)
+    args.push('-chardev', `socket,id=serial0,path=${socket},server=on,wait=off,logfile=${escapeOption(spec.files.serialLog)}`)
+    args.push('-serial', 'chardev:serial0')
+  }
   args.push('-pidfile', spec.files.pidfile)
   args.push('-qmp', `unix:${escapeOption(spec.files.qmpSocket)},server=on,wait=off`)
   args.push('-daemonize')

@@ -62,7 +62,7 @@ export function machineSpec(
     nics: [{kind: 'user', mac: record.macs[0]!, forwards, restrict: config.nat.isolated}, ...extraNics],
     shares: sharesFor(config.syncedFolders),
     vncDisplay: record.vncDisplay,
-    files: {pidfile: paths.pid, qmpSocket: paths.qmpSocket, serialLog: paths.serialLog},
+    files: {pidfile: paths.pid, qmpSocket: paths.qmpSocket, serialLog: paths.serialLog, consoleSocket: paths.consoleSocket},
   }
 }
 
@@ -203,6 +203,11 @@ export const qemuDriver: MachineDriver = {
     }
   },
 
+  serialConsole(machine) {
+    const paths = pathsOf(machine)
+    return {socket: findMachineProcess(paths.process)?.consoleSocket, log: paths.serialLog}
+  },
+
   async inspect(machine): Promise<EngineState> {
     const paths = pathsOf(machine)
     const found = findMachineProcess(paths.process)
@@ -238,6 +243,7 @@ export const qemuDriver: MachineDriver = {
       await releaseMachineLeases(machine.record)
     }
     await rm(paths.qmpSocket, {force: true})
+    await rm(paths.consoleSocket, {force: true})
     if (running?.qmpSocket !== undefined) await rm(running.qmpSocket, {force: true})
     // An unreadable record: the id is known from QEMU's QMP socket when it ran.
     const id = idFromProcess(running)

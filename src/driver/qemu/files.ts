@@ -8,6 +8,8 @@ export const QemuFile = {
   overlay: (index: number) => `disk${index}.qcow2`,
   pid: 'qemu.pid',
   serialLog: 'serial.log',
+  /** The serial console's Unix socket (vm console), beside its log. */
+  consoleSocket: 'console.sock',
   stderr: 'qemu.stderr',
 } as const
 
@@ -27,9 +29,22 @@ export interface QemuPaths {
    * the runtime directory may differ between shells.
    */
   qmpSocket: string
+  /**
+   * The serial console's socket: beside serial.log, or in the runtime directory (named by the
+   * machine id) when that path is too long for a Unix socket. A running QEMU is asked for the
+   * one it was started with (machine-process.ts).
+   */
+  consoleSocket: string
   overlay(index: number): string
   /** What recognizes the machine's QEMU: files in its own state directory, not in the runtime one. */
   process: MachineProcessFiles
+}
+
+/** Unix socket paths hold at most 107 bytes (sun_path is 108 with its NUL). */
+const MAX_SOCKET_PATH = 107
+
+function socketPath(wanted: string, fallback: string): string {
+  return Buffer.byteLength(wanted) <= MAX_SOCKET_PATH ? wanted : fallback
 }
 
 export function qemuPaths(dir: string, id: string | undefined, env: NodeJS.ProcessEnv = process.env): QemuPaths {
@@ -40,6 +55,7 @@ export function qemuPaths(dir: string, id: string | undefined, env: NodeJS.Proce
     serialLog: at(QemuFile.serialLog),
     stderr: at(QemuFile.stderr),
     qmpSocket: path.join(vmPaths(env).runtime, `${id ?? 'unknown'}.qmp`),
+    consoleSocket: socketPath(at(QemuFile.consoleSocket), path.join(vmPaths(env).runtime, `${id ?? 'unknown'}.console`)),
     overlay: (index) => at(QemuFile.overlay(index)),
     process: {pid: at(QemuFile.pid), overlay: at(QemuFile.overlay(0))},
   }

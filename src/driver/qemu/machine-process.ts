@@ -37,6 +37,15 @@ export function qemuQmpSocket(argv: readonly string[]): string | undefined {
   return undefined
 }
 
+/** The serial console socket a QEMU command line serves (-chardev socket,id=serial0,path=PATH,...). */
+export function qemuConsoleSocket(argv: readonly string[]): string | undefined {
+  for (const value of optionValues(argv, '-chardev')) {
+    if (!value.startsWith('socket,') || suboption(value, 'id') !== 'serial0') continue
+    return suboption(value, 'path')
+  }
+  return undefined
+}
+
 /**
  * Pure part of the recognition: a process is a machine's QEMU when its command line is a QEMU
  * one (a pidfile and disks) and one of the files it has open (or names as its disks) is the
@@ -77,12 +86,16 @@ export interface MachineProcess {
   pid: number
   /** The QMP socket, as QEMU was started with it (it may be in another runtime directory). */
   qmpSocket: string | undefined
+  /** The serial console socket, as QEMU was started with it (absent for QEMUs started before it existed). */
+  consoleSocket: string | undefined
 }
 
 /** The live QEMU of a machine, if any: the PID in its pidfile, checked against its overlay. */
 export function findMachineProcess(files: MachineProcessFiles): MachineProcess | undefined {
   const pid = readPidfile(files.pid)
-  return pid !== undefined && isMachineProcess(pid, files) ? {pid, qmpSocket: qemuQmpSocket(processCommandLine(pid) ?? [])} : undefined
+  if (pid === undefined || !isMachineProcess(pid, files)) return undefined
+  const argv = processCommandLine(pid) ?? []
+  return {pid, qmpSocket: qemuQmpSocket(argv), consoleSocket: qemuConsoleSocket(argv)}
 }
 
 /** Whether `pid` is the QEMU of this machine (alive, and holding the machine's overlay). */

@@ -51,7 +51,8 @@ export interface MachineSpec {
   shares: ShareSpec[]
   /** VNC display number (port 5900 + display) on 127.0.0.1, when wanted. */
   vncDisplay?: number | undefined
-  files: {pidfile: string; qmpSocket: string; serialLog: string}
+  /** consoleSocket: the serial console's Unix socket (vm console); QEMU still logs it to serialLog. */
+  files: {pidfile: string; qmpSocket: string; serialLog: string; consoleSocket?: string | undefined}
 }
 
 /** Facts about the host, probed once elsewhere. */
