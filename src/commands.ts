@@ -6,6 +6,7 @@ import BoxPrune from './commands/box/prune.js'
 import BoxRemove from './commands/box/remove.js'
 import BoxRepackage from './commands/box/repackage.js'
 import BoxUpdate from './commands/box/update.js'
+import Cp from './commands/cp.js'
 import Destroy from './commands/destroy.js'
 import GlobalStatus from './commands/global-status.js'
 import Halt from './commands/halt.js'
@@ -33,6 +34,7 @@ export const COMMANDS = {
   'box:remove': BoxRemove,
   'box:repackage': BoxRepackage,
   'box:update': BoxUpdate,
+  cp: Cp,
   destroy: Destroy,
   'global-status': GlobalStatus,
   halt: Halt,

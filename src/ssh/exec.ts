@@ -1,6 +1,8 @@
+import type {Duplex} from 'node:stream'
+
 import {ExternalError} from '../errors/errors.js'
+import {spawnFilter} from '../process/pipe.js'
 import {runAttached, runProgram, runStreaming, tailLines, type RunResult, type StreamOptions} from '../process/run.js'
-import {spawnIntoPipe, type PipedProgram} from '../process/pipe.js'
 import {prepareControlPath} from './master.js'
 import {sshArgs, type SshTarget} from './options.js'
 
@@ -100,12 +102,13 @@ export async function streamInGuest(
 }
 
 /**
- * Runs `command` in the guest with its stdout on `output` (e.g. another program's stdin pipe),
- * so the bytes never pass through Node; for copies between machines.
+ * Runs `command` in the guest as a stream filter: bytes written go to its stdin, its stdout is
+ * read (for copies: `cat > FILE`, `tar -c`). A failure destroys the stream with an
+ * ExternalError carrying what the command (or ssh) said on stderr.
  */
-export async function pipeFromGuest(target: SshTarget, command: string, output: NodeJS.WritableStream): Promise<PipedProgram> {
+export async function guestStream(target: SshTarget, command: string): Promise<Duplex> {
   const control = await controlPath(target, true)
-  return spawnIntoPipe('ssh', [...sshArgs(target, {batch: true, controlPath: control}), command], output as never)
+  return spawnFilter('ssh', [...sshArgs(target, {batch: true, controlPath: control}), command])
 }
 
 export interface AttachOptions {
