@@ -29,6 +29,7 @@ const LOADERS = {
   'box:repackage': () => import('./commands/box/repackage.js'),
   'box:update': () => import('./commands/box/update.js'),
   console: () => import('./commands/console.js'),
+  cp: () => import('./commands/cp.js'),
   destroy: () => import('./commands/destroy.js'),
   'global-status': () => import('./commands/global-status.js'),
   halt: () => import('./commands/halt.js'),

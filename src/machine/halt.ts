@@ -11,6 +11,7 @@ import {inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
 import {adoptMovedProject} from './moved.js'
 import {writeRecord} from './record.js'
+import {closeMachineConnections} from './ssh.js'
 
 export interface HaltResult {
   name: string
@@ -38,6 +39,7 @@ export async function haltMachine(projectDir: string, name: string, graceMs: num
     }
     if (found === undefined) return {name, was: status.state, method: 'not-created'}
     const record = await adoptMovedProject(found, projectDir, paths, false, events.warn)
+    await closeMachineConnections(record)
     const stopped = await driverOf(record).stop({name, dir: paths.dir, id: record.id, record}, graceMs)
     await writeRecord(paths.record, {...(stopped.record ?? record), lastState: 'poweroff', pending: undefined})
     return {name, was: status.state, method: stopped.method}
@@ -60,6 +62,7 @@ export async function destroyMachine(projectDir: string, name: string): Promise<
   try {
     const {status, record, unreadable} = await inspectMachine(projectDir, name)
     if (record === undefined && unreadable === undefined) return {name, was: status.state, destroyed: false}
+    await closeMachineConnections(record)
     const {ids} = await driverOf(record).destroy({name, dir: paths.dir, id: record?.id, record})
     if (record !== undefined) await removeFromIndex(record.id)
     else {

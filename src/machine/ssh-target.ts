@@ -38,5 +38,6 @@ export function sshTarget(
     hostKeyAlias: `vm-${record.id}`,
     strictHostKeyChecking: strict,
     forwardAgent: record.config.ssh.forwardAgent,
+    machineId: record.id,
   }
 }

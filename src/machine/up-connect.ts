@@ -104,7 +104,12 @@ async function replaceInsecureKey(boot: Boot, firstKeys: readonly string[], sign
   const {record, paths} = boot
   const publicKey = await generateKeyPair(paths.privateKey, `vmfile ${record.name} ${record.id}`)
   const script = `umask 077 && mkdir -p ~/.ssh && printf '%s\\n' '${publicKey}' > ~/.ssh/authorized_keys.new && mv ~/.ssh/authorized_keys.new ~/.ssh/authorized_keys && sync`
-  await boot.guest.runInGuest(sshTarget(record, paths, firstKeys, 'yes'), script, {connectTimeout: 5, timeoutMs: 30_000, signal})
+  await boot.guest.runInGuest(sshTarget(record, paths, firstKeys, 'yes'), script, {
+    connectTimeout: 5,
+    timeoutMs: 30_000,
+    signal,
+    shared: false, // a login with the insecure key must not outlive this step
+  })
   if (!(await machineKeyWorks(boot, signal))) {
     throw new UserError(`Machine ${record.name} did not accept its new key after the insecure key was replaced`, {
       code: 'KEY_REPLACEMENT_FAILED',

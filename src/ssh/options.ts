@@ -29,6 +29,8 @@ export interface SshTarget {
   /** accept-new on the very first connection, yes ever after. */
   strictHostKeyChecking: 'accept-new' | 'yes'
   forwardAgent?: boolean
+  /** The machine this target logs into, when it is one of vm's: names its shared connection (see master.ts). */
+  machineId?: string | undefined
 }
 
 /**
@@ -119,8 +121,42 @@ function options(target: SshTarget): Array<[string, string]> {
   ]
 }
 
+/** Seconds an idle shared connection (ControlMaster) stays for the next command. */
+export const MASTER_PERSIST_SECONDS = 60
+
+/**
+ * Options for connection sharing: 'none' turns it off (also against a ControlMaster in the
+ * user's own ssh config), a path shares the connection whose socket is there, opening it when
+ * there is none (or only a stale one). The keep-alive makes a master whose guest went away
+ * (rebooted, frozen) exit within ~30 s instead of holding on to a dead connection.
+ */
+export function controlOptions(controlPath: string): string[] {
+  if (controlPath === 'none') return ['-o', 'ControlPath=none']
+  return [
+    ['ControlMaster', 'auto'],
+    ['ControlPath', encode('ControlPath', controlPath, 'path')],
+    ['ControlPersist', String(MASTER_PERSIST_SECONDS)],
+    ['ServerAliveInterval', '10'],
+    ['ServerAliveCountMax', '3'],
+  ].flatMap(([key, value]) => ['-o', `${key}=${value}`])
+}
+
+/** The arguments of `ssh ARGS -O exit x` that ask the master on `controlPath` to exit. */
+export function masterExitArgs(controlPath: string): string[] {
+  return ['-o', 'LogLevel=QUIET', '-o', `ControlPath=${encode('ControlPath', controlPath, 'path')}`, '-O', 'exit', 'vm-master']
+}
+
+export interface SshArgsExtra {
+  batch?: boolean
+  connectTimeout?: number
+  /** -t: a terminal for the session; 'force': -tt, one even when stdin is none. */
+  tty?: boolean | 'force'
+  /** Connection sharing (see controlOptions); unset: as the user's ssh config says. */
+  controlPath?: string
+}
+
 /** ssh arguments up to (not including) the command: `ssh ARGS host [command]`. */
-export function sshArgs(target: SshTarget, extra: {batch?: boolean; connectTimeout?: number; tty?: boolean} = {}): string[] {
+export function sshArgs(target: SshTarget, extra: SshArgsExtra = {}): string[] {
   const args: string[] = []
   for (const [key, value] of options(target)) {
     if (key === 'HostName') continue
@@ -129,7 +165,9 @@ export function sshArgs(target: SshTarget, extra: {batch?: boolean; connectTimeo
   }
   if (extra.batch === true) args.push('-o', 'BatchMode=yes')
   if (extra.connectTimeout !== undefined) args.push('-o', `ConnectTimeout=${extra.connectTimeout}`)
+  if (extra.controlPath !== undefined) args.push(...controlOptions(extra.controlPath))
   if (extra.tty === true) args.push('-t')
+  if (extra.tty === 'force') args.push('-tt')
   args.push(target.host)
   return args
 }

@@ -146,7 +146,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
       continue
     }
     try {
-      await runInGuest(target, 'true', {connectTimeout: 3, timeoutMs: 8000, signal: options.signal})
+      await runInGuest(target, 'true', {connectTimeout: 3, timeoutMs: 8000, signal: options.signal, shared: false})
       return Date.now() - start
     } catch (error) {
       const said = stderrOf(error)

@@ -14,8 +14,8 @@ function sources(dir = src): string[] {
   })
 }
 
-/** The modules that own running ssh: exec.ts runs it, options.ts writes its options. */
-const OWNERS = new Set(['ssh/exec.ts', 'ssh/options.ts'])
+/** The modules that own running ssh: exec.ts runs it, options.ts writes its options, master.ts closes shared connections. */
+const OWNERS = new Set(['ssh/exec.ts', 'ssh/options.ts', 'ssh/master.ts'])
 /** Call sites converted in a change of their own (orchestration, being rewritten). */
 const PENDING = new Set<string>()
 
