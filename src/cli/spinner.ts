@@ -23,9 +23,9 @@ interface Booting {
 
 /** A console line made safe and short: whitespace runs become one space, control characters escaped. */
 export function consoleText(line: string): string {
-  // eslint-disable-next-line no-control-regex -- colour and cursor sequences start with ESC
   return escapeControl(
     line
+      // eslint-disable-next-line no-control-regex -- colour and cursor sequences start with ESC
       .replaceAll(/\u001B\[[0-9;?]*[ -/]*[@-~]/g, '')
       .replaceAll(/\s+/g, ' ')
       .trim(),
