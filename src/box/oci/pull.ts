@@ -84,7 +84,7 @@ async function fetchBlob(
   chunk: RecipeChunk,
   options: PullOptions,
   onBytes: (bytes: number) => void,
-): Promise<Buffer> {
+): Promise<Buffer[]> {
   const parts: Buffer[] = []
   const hash = createHash('sha256')
   let received = 0
@@ -142,19 +142,21 @@ async function fetchBlob(
   }
   const digest = `sha256:${hash.digest('hex')}`
   if (digest !== chunk.blob) throw corrupt(`The blob ${chunk.blob} from ${client.ref.host}`, `its bytes hash to ${digest}`)
-  const blob = Buffer.concat(parts)
-  let data = blob
-  if (chunk.gzip) {
-    try {
-      data = await gunzipAsync(blob, {maxOutputLength: chunk.size + 1})
-    } catch {
-      throw corrupt(`The blob ${chunk.blob}`, 'it does not decompress to the size its recipe declares')
-    }
+  // An uncompressed blob's digest is the chunk's (checked by parseRecipe): verified above. Its
+  // pieces are written as received (one writev), never joined into one more copy of the blob.
+  if (!chunk.gzip) {
+    if (received !== chunk.size) throw corrupt(`The blob ${chunk.blob}`, 'its size does not match the chunk size in the recipe')
+    return parts
   }
-  // An uncompressed blob's digest is the chunk's (checked by parseRecipe): verified above.
-  if (data.length !== chunk.size || (chunk.gzip && sha256(data) !== chunk.digest))
+  let data: Buffer
+  try {
+    data = await gunzipAsync(Buffer.concat(parts, received), {maxOutputLength: chunk.size + 1})
+  } catch {
+    throw corrupt(`The blob ${chunk.blob}`, 'it does not decompress to the size its recipe declares')
+  }
+  if (data.length !== chunk.size || sha256(data) !== chunk.digest)
     throw corrupt(`The blob ${chunk.blob}`, 'its content does not match the chunk digest in the recipe')
-  return data
+  return [data]
 }
 
 /** Where stored boxes hold each chunk of bytes (by its uncompressed digest). */
@@ -174,6 +176,27 @@ async function localChunks(root: string): Promise<Map<string, {file: string; off
     }
   }
   return found
+}
+
+/** Writes `pieces` back to back from `offset` (writev may write less than asked: continues). */
+async function writeAllAt(handle: FileHandle, pieces: Buffer[], offset: number): Promise<void> {
+  let rest = pieces
+  let position = offset
+  while (rest.length > 0) {
+    const {bytesWritten} = await handle.writev(rest, position)
+    position += bytesWritten
+    let skip = bytesWritten
+    const next: Buffer[] = []
+    for (const piece of rest) {
+      if (skip >= piece.length) skip -= piece.length
+      else {
+        next.push(skip > 0 ? piece.subarray(skip) : piece)
+        skip = 0
+      }
+    }
+    if (next.length > 0 && bytesWritten === 0) throw new Error(`could not write at offset ${position}`)
+    rest = next
+  }
 }
 
 async function readAt(file: string, offset: number, size: number): Promise<Buffer | undefined> {
@@ -252,6 +275,9 @@ export async function pullOciBox(ref: OciReference, options: PullOptions): Promi
       // Where each distinct chunk goes: every (file, offset) that holds it.
       const targets = new Map<number, Array<{handle: FileHandle; offset: number}>>()
       const handles: FileHandle[] = []
+      const journalHandle = await open(journal, 'a')
+      handles.push(journalHandle)
+      let journalled: Promise<void> = Promise.resolve()
       try {
         for (const file of recipe.files) {
           const full = path.join(work, file.path)
@@ -290,21 +316,28 @@ export async function pullOciBox(ref: OciReference, options: PullOptions): Promi
             const index = queue.shift()
             if (index === undefined) return
             const chunk = recipe.chunks[index]!
-            let data: Buffer | undefined
+            let data: Buffer[] | undefined
             const near = local.get(chunk.digest)
             if (near !== undefined) {
-              data = await readAt(near.file, near.offset, near.size)
-              if (data !== undefined && sha256(data) !== chunk.digest) data = undefined
-              if (data !== undefined) result.reused += data.length
+              const copy = await readAt(near.file, near.offset, near.size)
+              if (copy !== undefined && sha256(copy) === chunk.digest) {
+                data = [copy]
+                result.reused += copy.length
+              }
             }
             data ??= await fetchBlob(client, chunk, options, (bytes) => (result.received += bytes))
-            for (const place of targets.get(index)!) await place.handle.write(data, 0, data.length, place.offset)
-            await appendFile(journal, `${chunk.digest}\n`)
-            progress += data.length
+            const pieces = data
+            await Promise.all(targets.get(index)!.map((place) => writeAllAt(place.handle, pieces, place.offset)))
+            // Recorded only once its bytes are written, in order on one open handle (no open/close per chunk).
+            journalled = journalled.then(() => journalHandle.write(`${chunk.digest}\n`)).then(() => undefined)
+            progress += chunk.size
             report()
           }
         }
-        await Promise.all(Array.from({length: CONCURRENCY}, () => worker()))
+        // Every worker has stopped (none still writing) before the files are closed.
+        const outcomes = await Promise.allSettled(Array.from({length: CONCURRENCY}, () => worker()))
+        await journalled
+        for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason
       } finally {
         for (const handle of handles) await handle.close().catch(() => undefined)
       }
