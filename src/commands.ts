@@ -10,6 +10,7 @@ import Destroy from './commands/destroy.js'
 import GlobalStatus from './commands/global-status.js'
 import Halt from './commands/halt.js'
 import Init from './commands/init.js'
+import Package from './commands/package.js'
 import Port from './commands/port.js'
 import Provision from './commands/provision.js'
 import Reload from './commands/reload.js'
@@ -37,6 +38,7 @@ export const COMMANDS = {
   'global-status': GlobalStatus,
   halt: Halt,
   init: Init,
+  package: Package,
   port: Port,
   provision: Provision,
   reload: Reload,
