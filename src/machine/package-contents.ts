@@ -115,8 +115,8 @@ export function guestPrepareScript(publicKeys: readonly string[] | undefined): s
   const root = String.raw`set -e
 keys=kept
 # dropbear started with -R makes missing host keys on the first connection.
-for f in /proc/[0-9]*/cmdline; do
-  args=$(tr '\000' ' ' <"$f" 2>/dev/null) || continue
+for pid in $(pidof dropbear 2>/dev/null); do
+  args=$(tr '\000' ' ' </proc/"$pid"/cmdline 2>/dev/null) || continue
   case "$args" in dropbear*" -R"*|*/dropbear*" -R"*) rm -f /etc/dropbear/dropbear_*_host_key; keys=removed ;; esac
 done
 # OpenSSH under systemd: a unit makes missing host keys before sshd starts.

@@ -1,4 +1,4 @@
-import {copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import {copyFile, link, mkdir, mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import {refuseExistingOutput, writeBoxArchive} from '../box/archive-write.js'
@@ -97,9 +97,9 @@ async function checkPackageable(projectDir: string, name: string): Promise<Machi
     throw new UserError(`Machine ${name} is not created`, {code: 'NOT_CREATED', hint: `Run "vm up ${name}" first, then package it.`})
   const driver = driverOf(record)
   if (driver.features.exportDisk !== true || driver.exportDisk === undefined)
-    throw new UserError(`The ${driver.displayName} engine cannot package machines (it cannot export a machine's disk)`, {
+    throw new UserError(`Machine ${name} runs on the "${driver.name}" engine, which cannot package machines (it declares no disk export)`, {
       code: 'UNSUPPORTED',
-      hint: `Machine ${name} runs on the "${driver.name}" engine; vm package works with engines that declare exportDisk (qemu).`,
+      hint: 'vm package works with engines that can export a disk (qemu); nothing was changed.',
     })
   if (record.cloudInit !== undefined)
     throw new UserError(`Machine ${name} is made from a cloud image (cloud-init); vm package cannot package it yet`, {
@@ -131,6 +131,15 @@ async function forgetMachineKeys(paths: MachinePaths, record: MachineRecord): Pr
   await writeRecord(paths.record, updated)
   await rm(paths.knownHosts, {force: true})
   return updated
+}
+
+/** The box's kernel and initrd go into the archive as they are: a hard link when the store is on the same filesystem. */
+async function linkOrCopy(source: string, target: string): Promise<void> {
+  try {
+    await link(source, target)
+  } catch {
+    await copyFile(source, target)
+  }
 }
 
 function since(start: number): number {
@@ -217,8 +226,8 @@ export async function packageMachine(
       sshUser: record.ssh?.user ?? loginUser(record),
     })
     await writeFile(path.join(staging, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`)
-    if (typeof metadata.kernel === 'string') await copyFile(record.box.kernel!, path.join(staging, metadata.kernel))
-    if (typeof metadata.initrd === 'string') await copyFile(record.box.initrd!, path.join(staging, metadata.initrd))
+    if (typeof metadata.kernel === 'string') await linkOrCopy(record.box.kernel!, path.join(staging, metadata.kernel))
+    if (typeof metadata.initrd === 'string') await linkOrCopy(record.box.initrd!, path.join(staging, metadata.initrd))
     if (options.vagrantfile === undefined) await writeFile(path.join(staging, 'Vagrantfile'), defaultVagrantfile(metadata))
     else await copyFile(path.resolve(options.cwd, options.vagrantfile), path.join(staging, 'Vagrantfile'))
     if (includes.length > 0) {
