@@ -1,8 +1,13 @@
-import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {createHash, randomBytes} from 'node:crypto'
+import {createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
 
+import {unpackStream} from '../../src/box/archive.js'
+import {writeBoxArchive} from '../../src/box/archive-write.js'
+import {repackageBox} from '../../src/box/repackage.js'
 import type {MachineDriver} from '../../src/driver/driver.js'
 import {exportArgs} from '../../src/driver/qemu/img.js'
 import {qemuDriver} from '../../src/driver/qemu/driver.js'
@@ -22,6 +27,7 @@ import type {MachineRecord} from '../../src/machine/record.js'
 import {machinePaths} from '../../src/state/machine-files.js'
 import {resolveVmfileText} from '../../src/vmfile/index.js'
 import Package from '../../src/commands/package.js'
+import {key, storeWith} from '../helpers/box-users.js'
 import {runCommand, tempProject} from '../helpers/run-command.js'
 
 const GIB = 1024 ** 3
@@ -217,5 +223,39 @@ describe('vm package refuses before changing anything', () => {
     const {stdout, exitCode} = await runCommand(Package, ['nosuch', '--json', '--cwd', dir])
     expect(exitCode).not.toBe(0)
     expect(JSON.parse(stdout)).toMatchObject({error: {code: 'NO_SUCH_MACHINE'}})
+  })
+})
+
+describe('the box archive writer (vm package, vm box repackage)', () => {
+  it('writes archives vm box add reads back: zstd and gzip, metadata.json first, sha256 of the file', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'vm-archive-'))
+    const source = path.join(dir, 'in')
+    mkdirSync(path.join(source, 'include'), {recursive: true})
+    writeFileSync(path.join(source, 'metadata.json'), '{"provider":"libvirt","format":"qcow2"}')
+    writeFileSync(path.join(source, 'payload.bin'), randomBytes(3 << 20))
+    writeFileSync(path.join(source, 'include', 'notes.txt'), 'hello')
+    const files = ['metadata.json', 'payload.bin', 'include/notes.txt']
+    for (const compression of ['zstd', 'gzip'] as const) {
+      const file = path.join(dir, `out.${compression}.box`)
+      const written = await writeBoxArchive({dir: source, files, file, compression})
+      expect(written.sha256).toBe(createHash('sha256').update(readFileSync(file)).digest('hex'))
+      const target = path.join(dir, `unpacked-${compression}`)
+      const unpacked = await unpackStream(createReadStream(file), {dir: target, checksumType: 'sha256', where: file})
+      expect(unpacked).toMatchObject({kind: 'tar', compression, digest: written.sha256})
+      expect(unpacked.files).toEqual(files)
+      for (const name of files) expect(readFileSync(path.join(target, name)).equals(readFileSync(path.join(source, name)))).toBe(true)
+      expect(readdirSync(dir).filter((name) => name.endsWith('.tmp'))).toEqual([])
+    }
+  })
+
+  it('vm box repackage still writes a stored box out (gzip), refusing to overwrite without --force', async () => {
+    const home = storeWith([key('1.0.0')])
+    const cwd = mkdtempSync(path.join(tmpdir(), 'vm-repackage-'))
+    const result = await repackageBox({name: 'org/box', version: '1.0.0', cwd, env: home.env})
+    expect(path.basename(result.file)).toBe('org-box-1.0.0-amd64.box')
+    const unpacked = await unpackStream(createReadStream(result.file), {dir: path.join(cwd, 'x'), checksumType: 'sha256', where: 'r'})
+    expect(unpacked).toMatchObject({compression: 'gzip', files: ['metadata.json', 'box.img']})
+    await expect(repackageBox({name: 'org/box', version: '1.0.0', cwd, env: home.env})).rejects.toMatchObject({code: 'FILE_EXISTS'})
+    vi.unstubAllEnvs()
   })
 })
