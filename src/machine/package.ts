@@ -5,7 +5,7 @@ import {refuseExistingOutput, writeBoxArchive} from '../box/archive-write.js'
 import {checkDisk} from '../box/verify.js'
 import type {StopMethod} from '../driver/driver.js'
 import {driverOf} from '../driver/registry.js'
-import {UsageError, UserError} from '../errors/errors.js'
+import {stderrOf, UsageError, UserError} from '../errors/errors.js'
 import {runInGuest} from '../ssh/exec.js'
 import {insecureKeyPairs} from '../ssh/keys.js'
 import {machinePaths, type MachinePaths} from '../state/machine-files.js'
@@ -188,6 +188,13 @@ export async function packageMachine(
         connectTimeout: 5,
         timeoutMs: 120_000,
       }))
+    } catch (error) {
+      const said = stderrOf(error).trim().split('\n').at(-1) ?? ''
+      throw new UserError(`Could not prepare machine ${name} for packaging${said === '' ? '' : `: ${said}`}`, {
+        code: 'PACKAGE_PREPARE_FAILED',
+        cause: error,
+        hint: `The login user needs passwordless sudo. The machine still runs; "vm up ${name}" gives it back a key of its own (nothing was packaged).`,
+      })
     } finally {
       record = await forgetMachineKeys(paths, record)
     }
