@@ -20,7 +20,12 @@ export default class Package extends BaseCommand<PackageResult> {
   static override flags = {
     output: Flags.string({char: 'o', summary: 'File to write (default package.box here).'}),
     vagrantfile: Flags.string({summary: 'Vagrantfile to ship in the box instead of the default one.'}),
-    include: Flags.string({summary: 'File to ship in the box under include/ (repeatable).', multiple: true}),
+    include: Flags.string({
+      summary: 'File to ship in the box under include/ (repeat the flag, or separate files with commas as in Vagrant).',
+      multiple: true,
+      multipleNonGreedy: true,
+      delimiter: ',',
+    }),
     force: Flags.boolean({char: 'f', summary: 'Overwrite the output file.'}),
     timeout: Flags.integer({summary: 'Seconds to wait for the guest to power off.', default: 60, min: 0}),
   }

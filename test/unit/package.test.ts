@@ -219,6 +219,15 @@ describe('vm package refuses before changing anything', () => {
     expect(readFileSync(path.join(dir, 'package.box'), 'utf8')).toBe('old')
   })
 
+  it('--include takes commas (as Vagrant) and repeats, and leaves the machine name alone', async () => {
+    machineOnEngineWithoutExport()
+    writeFileSync(path.join(dir, 'a.txt'), 'a')
+    const {stdout} = await runCommand(Package, ['--json', '--cwd', dir, '--include', 'a.txt,b.txt', 'default'])
+    expect(stdout).toMatch(/--include .*b\.txt: no such file/)
+    const repeated = await runCommand(Package, ['--json', '--cwd', dir, '--include', 'a.txt', '--include', 'a.txt', 'default'])
+    expect(repeated.stdout).toMatch(/would both be include\/a\.txt/)
+  })
+
   it('an unknown machine name is refused with the names there are', async () => {
     const {stdout, exitCode} = await runCommand(Package, ['nosuch', '--json', '--cwd', dir])
     expect(exitCode).not.toBe(0)
