@@ -38,6 +38,8 @@ export interface PackageMetadataInput {
   diskBytes: number
   boxVirtualSize: number | undefined
   sshUser: string
+  /** A machine of a cloud image: the package is a cloud image too (no key; its machines get a seed). */
+  cloudInit?: boolean | undefined
 }
 
 /**
@@ -61,6 +63,7 @@ export function packageMetadata(input: PackageMetadataInput): Record<string, unk
     if (box.firmware !== undefined) metadata.firmware = box.firmware
   }
   metadata.ssh_user = input.sshUser
+  if (input.cloudInit === true) metadata.cloud_init = true
   return metadata
 }
 
@@ -107,20 +110,29 @@ export const HOST_KEYS_LINE = /^vm-package: host keys (removed|kept)$/m
 /**
  * The script (for `sh -s`, as the login user) that makes the guest fit to be copied, last step
  * last: as root, remove what must differ between machines (SSH host keys, but only where the
- * guest makes new ones at boot: dropbear -R, a systemd unit that runs ssh-keygen, or one added
- * here; the machine-id, emptied as in vm's own boxes), then trust `publicKeys` instead of the
- * machine's own key, and sync. It prints which way the host keys went (HOST_KEYS_LINE).
+ * guest makes new ones at boot: dropbear -R, a systemd unit that runs ssh-keygen, cloud-init, or
+ * a unit added here; the machine-id, emptied as in vm's own boxes), then trust `publicKeys`
+ * instead of the machine's own key (undefined: leave authorized_keys alone), and sync. With
+ * `cloudInit`, cloud-init is reset (`cloud-init clean`) so that every machine made from the
+ * package, and this one at its next boot, runs it again with its own seed (user, key, host keys).
+ * It prints which way the host keys went (HOST_KEYS_LINE).
  */
-export function guestPrepareScript(publicKeys: readonly string[] | undefined): string {
+export function guestPrepareScript(publicKeys: readonly string[] | undefined, cloudInit = false): string {
   const root = String.raw`set -e
 keys=kept
+cloud=${cloudInit ? 1 : 0}
 # dropbear started with -R makes missing host keys on the first connection.
 for pid in $(pidof dropbear 2>/dev/null); do
   args=$(tr '\000' ' ' </proc/"$pid"/cmdline 2>/dev/null) || continue
   case "$args" in dropbear*" -R"*|*/dropbear*" -R"*) rm -f /etc/dropbear/dropbear_*_host_key; keys=removed ;; esac
 done
+# A cloud image: cloud-init makes new host keys for every new instance.
+if [ "$cloud" = 1 ]; then
+  cloud-init clean --logs
+  rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub
+  keys=removed
 # OpenSSH under systemd: a unit makes missing host keys before sshd starts.
-if [ -e /etc/ssh/sshd_config ] && [ -d /run/systemd/system ]; then
+elif [ -e /etc/ssh/sshd_config ] && [ -d /run/systemd/system ]; then
   if ! grep -qs ssh-keygen /etc/systemd/system/*.service /lib/systemd/system/*.service /usr/lib/systemd/system/*.service; then
     cat >/etc/systemd/system/vmfile-package-host-keys.service <<'UNIT'
 [Unit]
@@ -156,7 +168,9 @@ echo "vm-package: host keys $keys"`
     lines.push(
       'umask 077',
       'mkdir -p "$HOME/.ssh"',
-      `printf '%s\\n' ${publicKeys.map(shellWord).join(' ')} >"$HOME/.ssh/authorized_keys.new"`,
+      publicKeys.length === 0
+        ? ': >"$HOME/.ssh/authorized_keys.new"'
+        : `printf '%s\\n' ${publicKeys.map(shellWord).join(' ')} >"$HOME/.ssh/authorized_keys.new"`,
       'mv -f "$HOME/.ssh/authorized_keys.new" "$HOME/.ssh/authorized_keys"',
     )
   }

@@ -73,6 +73,8 @@ async function regularFile(file: string, flag: string): Promise<void> {
  * insecure keys vm offers on a first login (vm's own and Vagrant's), whichever the box came with.
  */
 async function boxPublicKeys(record: MachineRecord): Promise<string[] | undefined> {
+  // A cloud image trusted no key: its machines get theirs from their own cloud-init seed.
+  if (record.cloudInit !== undefined) return []
   if (record.ssh?.loginKeys !== undefined) return undefined
   const configured = record.config.ssh.privateKeyPaths
   const files = configured?.map((key) => `${key}.pub`) ?? insecureKeyPairs().map((pair) => pair.publicKey)
@@ -101,11 +103,6 @@ async function checkPackageable(projectDir: string, name: string): Promise<Machi
       code: 'UNSUPPORTED',
       hint: 'vm package works with engines that can export a disk (qemu); nothing was changed.',
     })
-  if (record.cloudInit !== undefined)
-    throw new UserError(`Machine ${name} is made from a cloud image (cloud-init); vm package cannot package it yet`, {
-      code: 'UNSUPPORTED',
-      hint: "Package machines of boxes that trust an insecure key (vm's own boxes, Vagrant boxes).",
-    })
   if (record.box.disks.length !== 1)
     throw new UserError(`Machine ${name} has ${record.box.disks.length} disks; vm package packages machines with one disk`, {
       code: 'UNSUPPORTED',
@@ -124,10 +121,11 @@ async function checkPackageable(projectDir: string, name: string): Promise<Machi
  * After the guest was (or may have been) prepared: the record stops claiming the machine's own
  * key is in place and forgets the pinned host key, so the next vm up logs in with the box's keys,
  * pins the new host key and puts a new key of the machine's own in (or, if the guest was never
- * changed, finds the machine's key still works).
+ * changed, finds the machine's key still works). A cloud-init machine keeps its key: its seed
+ * gives it back when cloud-init runs again at the next boot, which then pins the new host key.
  */
 async function forgetMachineKeys(paths: MachinePaths, record: MachineRecord): Promise<MachineRecord> {
-  const updated: MachineRecord = {...record, ssh: {...record.ssh!, keyReplaced: false}}
+  const updated: MachineRecord = record.cloudInit !== undefined ? record : {...record, ssh: {...record.ssh!, keyReplaced: false}}
   await writeRecord(paths.record, updated)
   await rm(paths.knownHosts, {force: true})
   return updated
@@ -184,7 +182,7 @@ export async function packageMachine(
     let output: string
     try {
       ;({stdout: output} = await runInGuest(target, 'sh -s', {
-        input: guestPrepareScript(publicKeys),
+        input: guestPrepareScript(publicKeys, record.cloudInit !== undefined),
         connectTimeout: 5,
         timeoutMs: 120_000,
       }))
@@ -198,7 +196,7 @@ export async function packageMachine(
     } finally {
       record = await forgetMachineKeys(paths, record)
     }
-    if (record.ssh?.loginKeys === undefined) {
+    if (record.ssh?.loginKeys === undefined && record.cloudInit === undefined) {
       await rm(paths.privateKey, {force: true})
       await rm(`${paths.privateKey}.pub`, {force: true})
     }
@@ -231,6 +229,7 @@ export async function packageMachine(
       diskBytes: disk.virtualSize,
       boxVirtualSize: record.box.virtualSize,
       sshUser: record.ssh?.user ?? loginUser(record),
+      cloudInit: record.cloudInit !== undefined,
     })
     await writeFile(path.join(staging, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`)
     if (typeof metadata.kernel === 'string') await linkOrCopy(record.box.kernel!, path.join(staging, metadata.kernel))

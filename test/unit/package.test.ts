@@ -109,6 +109,19 @@ describe('what vm package puts in a box', () => {
     expect(HOST_KEYS_LINE.exec('x\nvm-package: host keys removed\n')?.[1]).toBe('removed')
   })
 
+  it('a machine of a cloud image is packaged as a cloud image: no key trusted, cloud-init reset', () => {
+    const metadata = packageMetadata({box: {architecture: 'amd64'}, diskBytes: GIB, boxVirtualSize: 3, sshUser: 'vm', cloudInit: true})
+    expect(metadata).toMatchObject({cloud_init: true, ssh_user: 'vm', virtual_size: 3})
+    expect(packageMetadata({box: {architecture: 'amd64'}, diskBytes: GIB, boxVirtualSize: 3, sshUser: 'vm'})).not.toHaveProperty(
+      'cloud_init',
+    )
+    const script = guestPrepareScript([], true)
+    expect(script).toContain('cloud=1')
+    expect(script).toContain('cloud-init clean --logs')
+    expect(script).toContain(': >"$HOME/.ssh/authorized_keys.new"')
+    expect(guestPrepareScript([])).toContain('cloud=0')
+  })
+
   it('the QEMU engine exports a flattened qcow2 with zstd-compressed clusters, written out of order', () => {
     expect(qemuDriver.features.exportDisk).toBe(true)
     expect(exportArgs('/m/disk0.qcow2', '/o/box.img')).toEqual([
