@@ -35,6 +35,7 @@ const LOADERS = {
   halt: () => import('./commands/halt.js'),
   help: () => import('./commands/help.js'),
   init: () => import('./commands/init.js'),
+  package: () => import('./commands/package.js'),
   port: () => import('./commands/port.js'),
   provision: () => import('./commands/provision.js'),
   reload: () => import('./commands/reload.js'),

@@ -1,11 +1,7 @@
-import {createHash} from 'node:crypto'
-import {createWriteStream, existsSync} from 'node:fs'
-import {rename, rm, stat} from 'node:fs/promises'
 import path from 'node:path'
-import {Transform} from 'node:stream'
-import {pipeline} from 'node:stream/promises'
 
 import {UserError} from '../errors/errors.js'
+import {refuseExistingOutput, writeBoxArchive, type BoxArchiveResult} from './archive-write.js'
 import {referencedFiles} from './metadata.js'
 import {boxesRoot, escapeBoxName, listBoxes, METADATA_FILE, providerRank} from './store.js'
 
@@ -21,11 +17,7 @@ export interface RepackageOptions {
   env?: NodeJS.ProcessEnv | undefined
 }
 
-export interface RepackageResult {
-  file: string
-  size: number
-  sha256: string
-}
+export type RepackageResult = BoxArchiveResult
 
 /** Writes a stored box back out as a gzip-compressed .box archive (metadata.json first). */
 export async function repackageBox(options: RepackageOptions): Promise<RepackageResult> {
@@ -47,28 +39,7 @@ export async function repackageBox(options: RepackageOptions): Promise<Repackage
   }
   const base = escapeBoxName(box.name).replaceAll('-VAGRANTSLASH-', '-')
   const file = path.resolve(options.cwd, options.output ?? `${base}-${box.version}-${box.architecture}.box`)
-  if (existsSync(file) && options.force !== true) {
-    throw new UserError(`${file} already exists`, {
-      code: 'FILE_EXISTS',
-      hint: 'Pass --force to overwrite it, or --output to pick another name.',
-    })
-  }
-  const {create} = await import('tar')
+  refuseExistingOutput(file, options.force)
   const files = [METADATA_FILE, ...referencedFiles(box.metadata)]
-  const hash = createHash('sha256')
-  const temp = `${file}.${process.pid}.tmp`
-  try {
-    const archive = create({gzip: {level: 6}, cwd: box.dir, portable: true}, files)
-    const digest = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        hash.update(chunk)
-        callback(null, chunk)
-      },
-    })
-    await pipeline(archive, digest, createWriteStream(temp))
-    await rename(temp, file)
-  } finally {
-    await rm(temp, {force: true})
-  }
-  return {file, size: (await stat(file)).size, sha256: hash.digest('hex')}
+  return writeBoxArchive({dir: box.dir, files, file, compression: 'gzip'})
 }

@@ -29,6 +29,8 @@ export interface DriverFeatures {
   ssh: 'guest-address' | 'host-port'
   snapshots: boolean
   suspend: boolean
+  /** The engine can write a machine's first disk out as one self-contained, compressed image (exportDisk; vm package). Absent: no. */
+  exportDisk?: boolean | undefined
 }
 
 /** A host ssh goes through to reach the guest (ProxyJump). */
@@ -140,4 +142,10 @@ export interface MachineDriver {
    * machine ids the engine knew it by (useful when the record was unreadable).
    */
   destroy(machine: DriverMachine): Promise<{ids: string[]}>
+  /**
+   * Only when `features.exportDisk`: writes the machine's first disk, flattened (no backing
+   * file) and compressed, as a qcow2 image at `target` (which must not exist). The machine must
+   * be stopped.
+   */
+  exportDisk?(machine: CreatedMachine, target: string): Promise<void>
 }

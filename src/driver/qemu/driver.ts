@@ -11,7 +11,7 @@ import {shareTag} from '../../sync/folders.js'
 import type {SyncedFolder} from '../../vmfile/types.js'
 import type {CreatedMachine, DriverMachine, EngineState, HostReport, MachineDriver, Started, StartOptions, Stopped} from '../driver.js'
 import {hostFacts, selectAccelerator} from './host.js'
-import {createOverlay} from './img.js'
+import {createOverlay, exportFlatDisk} from './img.js'
 import {startWithLeasedPorts} from './leased-start.js'
 import {findMachineProcess, isMachineProcess, type MachineProcess} from './machine-process.js'
 import {bridgeHelperError} from './network/bridge.js'
@@ -103,7 +103,14 @@ function idFromProcess(found: MachineProcess | undefined): string | undefined {
 export const qemuDriver: MachineDriver = {
   name: 'qemu',
   displayName: 'QEMU',
-  features: {shares: ['9p', 'rsync'], networks: ['bridged', 'private'], ssh: 'host-port', snapshots: false, suspend: false},
+  features: {
+    shares: ['9p', 'rsync'],
+    networks: ['bridged', 'private'],
+    ssh: 'host-port',
+    snapshots: false,
+    suspend: false,
+    exportDisk: true,
+  },
   natAddress: '10.0.2.15/24',
 
   async probeHost(requested) {
@@ -248,5 +255,17 @@ export const qemuDriver: MachineDriver = {
     // An unreadable record: the id is known from QEMU's QMP socket when it ran.
     const id = idFromProcess(running)
     return {ids: id === undefined ? [] : [id]}
+  },
+
+  async exportDisk(machine, target) {
+    const paths = pathsOf(machine)
+    const running = findMachineProcess(paths.process)
+    if (running !== undefined) {
+      throw new UserError(`Machine ${machine.name} is running (QEMU pid ${running.pid}); its disk cannot be exported now`, {
+        code: 'MACHINE_RUNNING',
+        hint: `Run "vm halt ${machine.name}" first.`,
+      })
+    }
+    await exportFlatDisk(paths.overlay(0), target)
   },
 }

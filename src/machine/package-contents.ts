@@ -1,0 +1,179 @@
+import path from 'node:path'
+
+import {UsageError} from '../errors/errors.js'
+import type {PinnedBox} from './record.js'
+
+/**
+ * What `vm package` puts in a box, as pure functions: the archive's file list, metadata.json,
+ * the default Vagrantfile and the script that makes the guest fit to be copied.
+ */
+
+export const PACKAGED_DISK = 'box.img'
+export const INCLUDE_DIR = 'include'
+const GIB = 1024 ** 3
+
+/** Where each --include file goes in the box: include/BASENAME; two files of one name are refused. */
+export function includeEntries(files: readonly string[]): Array<{source: string; entry: string}> {
+  const seen = new Map<string, string>()
+  return files.map((source) => {
+    const name = path.basename(source)
+    const other = seen.get(name)
+    if (other !== undefined) {
+      throw new UsageError(`--include ${source} and --include ${other} would both be ${INCLUDE_DIR}/${name} in the box`, {
+        hint: 'Include files of different names (rename one, or put them in one directory and include an archive of it).',
+      })
+    }
+    seen.set(name, source)
+    return {source, entry: `${INCLUDE_DIR}/${name}`}
+  })
+}
+
+/** The box's virtual_size in GB (Vagrant's libvirt unit): the disk's size rounded up, never below the original box's. */
+export function virtualSizeGb(diskBytes: number, boxGb: number | undefined): number {
+  return Math.max(Math.ceil(diskBytes / GIB), boxGb ?? 0, 1)
+}
+
+export interface PackageMetadataInput {
+  box: Pick<PinnedBox, 'architecture' | 'cmdline' | 'firmware' | 'initrd' | 'kernel'>
+  diskBytes: number
+  boxVirtualSize: number | undefined
+  sshUser: string
+  /** A machine of a cloud image: the package is a cloud image too (no key; its machines get a seed). */
+  cloudInit?: boolean | undefined
+}
+
+/**
+ * metadata.json of a packaged machine: a libvirt box (what vagrant-libvirt and vm box add read)
+ * with one qcow2 disk, its virtual_size, and, for a box that boots its kernel directly, the
+ * kernel, initrd, command line and firmware under the names they have in the archive. It names
+ * no box name or version: the one who adds it chooses them (vm box add --name, as Vagrant).
+ */
+export function packageMetadata(input: PackageMetadataInput): Record<string, unknown> {
+  const {box} = input
+  const metadata: Record<string, unknown> = {
+    provider: 'libvirt',
+    format: 'qcow2',
+    virtual_size: virtualSizeGb(input.diskBytes, input.boxVirtualSize),
+    architecture: box.architecture,
+  }
+  if (box.kernel !== undefined) {
+    metadata.kernel = path.basename(box.kernel)
+    if (box.initrd !== undefined) metadata.initrd = path.basename(box.initrd)
+    if (box.cmdline !== undefined) metadata.cmdline = box.cmdline
+    if (box.firmware !== undefined) metadata.firmware = box.firmware
+  }
+  metadata.ssh_user = input.sshUser
+  if (input.cloudInit === true) metadata.cloud_init = true
+  return metadata
+}
+
+/** The files of the archive in order: metadata.json first, then the disk, kernel, initrd, Vagrantfile, includes. */
+export function archiveFiles(metadata: Record<string, unknown>, includes: ReadonlyArray<{entry: string}>): string[] {
+  const files = ['metadata.json', PACKAGED_DISK]
+  if (typeof metadata.kernel === 'string') files.push(metadata.kernel)
+  if (typeof metadata.initrd === 'string') files.push(metadata.initrd)
+  files.push('Vagrantfile', ...includes.map((include) => include.entry))
+  return files
+}
+
+/** A Ruby double-quoted string literal of `text` (no interpolation). */
+function rubyString(text: string): string {
+  return `"${text.replace(/[\\"#]/g, (char) => `\\${char}`).replace(/\n/g, '\\n')}"`
+}
+
+/**
+ * The box's Vagrantfile when none is given: vagrant-libvirt settings matching metadata.json
+ * (direct kernel boot, the login user when it is not vagrant), so `vagrant up` boots the box
+ * the way vm does.
+ */
+export function defaultVagrantfile(metadata: Record<string, unknown>): string {
+  const lines = ['# Made by vm package.', 'Vagrant.configure("2") do |config|']
+  if (typeof metadata.ssh_user === 'string' && metadata.ssh_user !== 'vagrant')
+    lines.push(`  config.ssh.username = ${rubyString(metadata.ssh_user)}`)
+  lines.push('  config.vm.provider :libvirt do |libvirt|', '    libvirt.driver = "kvm"')
+  const here = (file: string): string => `File.join(File.dirname(__FILE__), ${rubyString(file)})`
+  if (typeof metadata.kernel === 'string') lines.push(`    libvirt.kernel = ${here(metadata.kernel)}`)
+  if (typeof metadata.initrd === 'string') lines.push(`    libvirt.initrd = ${here(metadata.initrd)}`)
+  if (typeof metadata.cmdline === 'string') lines.push(`    libvirt.cmd_line = ${rubyString(metadata.cmdline)}`)
+  lines.push('  end', 'end', '')
+  return lines.join('\n')
+}
+
+/** A shell single-quoted word. */
+function shellWord(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`
+}
+
+/** The line the guest script ends with: what it did with the SSH host keys. */
+export const HOST_KEYS_LINE = /^vm-package: host keys (removed|kept)$/m
+
+/**
+ * The script (for `sh -s`, as the login user) that makes the guest fit to be copied, last step
+ * last: as root, remove what must differ between machines (SSH host keys, but only where the
+ * guest makes new ones at boot: dropbear -R, a systemd unit that runs ssh-keygen, cloud-init, or
+ * a unit added here; the machine-id, emptied as in vm's own boxes), then trust `publicKeys`
+ * instead of the machine's own key (undefined: leave authorized_keys alone), and sync. With
+ * `cloudInit`, cloud-init is reset (`cloud-init clean`) so that every machine made from the
+ * package, and this one at its next boot, runs it again with its own seed (user, key, host keys).
+ * It prints which way the host keys went (HOST_KEYS_LINE).
+ */
+export function guestPrepareScript(publicKeys: readonly string[] | undefined, cloudInit = false): string {
+  const root = String.raw`set -e
+keys=kept
+cloud=${cloudInit ? 1 : 0}
+# dropbear started with -R makes missing host keys on the first connection.
+for pid in $(pidof dropbear 2>/dev/null); do
+  args=$(tr '\000' ' ' </proc/"$pid"/cmdline 2>/dev/null) || continue
+  case "$args" in dropbear*" -R"*|*/dropbear*" -R"*) rm -f /etc/dropbear/dropbear_*_host_key; keys=removed ;; esac
+done
+# A cloud image: cloud-init makes new host keys for every new instance.
+if [ "$cloud" = 1 ]; then
+  cloud-init clean --logs
+  rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub
+  keys=removed
+# OpenSSH under systemd: a unit makes missing host keys before sshd starts.
+elif [ -e /etc/ssh/sshd_config ] && [ -d /run/systemd/system ]; then
+  if ! grep -qs ssh-keygen /etc/systemd/system/*.service /lib/systemd/system/*.service /usr/lib/systemd/system/*.service; then
+    cat >/etc/systemd/system/vmfile-package-host-keys.service <<'UNIT'
+[Unit]
+Description=Generate this machine's SSH host keys
+Before=ssh.service sshd.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    systemctl enable -q vmfile-package-host-keys.service
+  fi
+  rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub
+  keys=removed
+fi
+# machine-id: empty, made anew at the next boot (systemd), as in vm's own boxes.
+if [ -s /etc/machine-id ]; then : >/etc/machine-id; fi
+if [ -f /var/lib/dbus/machine-id ] && [ ! -L /var/lib/dbus/machine-id ]; then rm -f /var/lib/dbus/machine-id; fi
+sync
+echo "vm-package: host keys $keys"`
+  const lines = [
+    'set -e',
+    'as_root() { if [ "$(id -u)" = 0 ]; then sh -s; else sudo -n sh -s; fi; }',
+    "as_root <<'VM_PACKAGE_ROOT'",
+    root,
+    'VM_PACKAGE_ROOT',
+  ]
+  if (publicKeys !== undefined) {
+    lines.push(
+      'umask 077',
+      'mkdir -p "$HOME/.ssh"',
+      publicKeys.length === 0
+        ? ': >"$HOME/.ssh/authorized_keys.new"'
+        : `printf '%s\\n' ${publicKeys.map(shellWord).join(' ')} >"$HOME/.ssh/authorized_keys.new"`,
+      'mv -f "$HOME/.ssh/authorized_keys.new" "$HOME/.ssh/authorized_keys"',
+    )
+  }
+  lines.push('sync', '')
+  return lines.join('\n')
+}

@@ -1,0 +1,259 @@
+import {copyFile, link, mkdir, mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+
+import {refuseExistingOutput, writeBoxArchive} from '../box/archive-write.js'
+import {checkDisk} from '../box/verify.js'
+import type {StopMethod} from '../driver/driver.js'
+import {driverOf} from '../driver/registry.js'
+import {stderrOf, UsageError, UserError} from '../errors/errors.js'
+import {runInGuest} from '../ssh/exec.js'
+import {insecureKeyPairs} from '../ssh/keys.js'
+import {machinePaths, type MachinePaths} from '../state/machine-files.js'
+import type {MachineEvents} from './events.js'
+import {inspectMachine} from './inspect.js'
+import {lockMachine} from './lock.js'
+import {
+  archiveFiles,
+  defaultVagrantfile,
+  guestPrepareScript,
+  HOST_KEYS_LINE,
+  includeEntries,
+  PACKAGED_DISK,
+  packageMetadata,
+} from './package-contents.js'
+import {writeRecord, type MachineRecord} from './record.js'
+import {firstBootUnfinished} from './stages.js'
+import {loginUser, machineKeys, sshTarget} from './ssh-target.js'
+
+export interface PackageOptions {
+  /** The .box file to write (relative to cwd); default package.box, as Vagrant's. */
+  output?: string | undefined
+  /** The Vagrantfile to ship instead of the default one. */
+  vagrantfile?: string | undefined
+  /** Files shipped in the box under include/. */
+  include?: string[] | undefined
+  force?: boolean | undefined
+  cwd: string
+  /** Seconds the guest gets to power off. */
+  haltTimeout?: number | undefined
+}
+
+export interface PackageResult {
+  machine: string
+  file: string
+  size: number
+  sha256: string
+  /** GB, as metadata.json says. */
+  virtualSize: number
+  /** The box boots its kernel directly (kernel and initrd are in the archive). */
+  kernel: boolean
+  /** removed: machines made from the box make their own; kept: the guest has no way to make them. */
+  hostKeys: 'kept' | 'removed'
+  /** The packaged machine is left powered off; its next vm up replaces the key again and pins the new host key. */
+  state: 'poweroff'
+  halt: StopMethod
+  /** Milliseconds per step. */
+  timings: {prepare: number; halt: number; export: number; archive: number}
+}
+
+const DEFAULT_OUTPUT = 'package.box'
+
+async function regularFile(file: string, flag: string): Promise<void> {
+  const info = await stat(file).catch(() => undefined)
+  if (info === undefined || !info.isFile())
+    throw new UsageError(`${flag} ${file}: ${info === undefined ? 'no such file' : 'not a regular file'}`, {
+      hint: `Give ${flag} an existing file.`,
+    })
+}
+
+/**
+ * The public keys the package trusts for its first login: the keys the box trusted before the
+ * machine's own key replaced them. With insert_key: false they were never replaced (undefined:
+ * leave authorized_keys alone); with ssh.private_key_path, those keys' .pub files; otherwise the
+ * insecure keys vm offers on a first login (vm's own and Vagrant's), whichever the box came with.
+ */
+async function boxPublicKeys(record: MachineRecord): Promise<string[] | undefined> {
+  // A cloud image trusted no key: its machines get theirs from their own cloud-init seed.
+  if (record.cloudInit !== undefined) return []
+  if (record.ssh?.loginKeys !== undefined) return undefined
+  const configured = record.config.ssh.privateKeyPaths
+  const files = configured?.map((key) => `${key}.pub`) ?? insecureKeyPairs().map((pair) => pair.publicKey)
+  const keys: string[] = []
+  for (const file of files) {
+    const text = await readFile(file, 'utf8').catch(() => {
+      throw new UserError(`Cannot read ${file}, the public half of a key the box trusted`, {
+        code: 'KEY_MISSING',
+        hint: 'vm package puts the box\'s first-login key back: keep each ssh.private_key_path key\'s ".pub" file next to it.',
+      })
+    })
+    keys.push(...text.split('\n').filter((line) => line.trim() !== ''))
+  }
+  return keys
+}
+
+/** Refuses what cannot be packaged before anything is changed. */
+async function checkPackageable(projectDir: string, name: string): Promise<MachineRecord> {
+  const {status, record, unreadable} = await inspectMachine(projectDir, name)
+  if (unreadable !== undefined) throw unreadable
+  if (record === undefined)
+    throw new UserError(`Machine ${name} is not created`, {code: 'NOT_CREATED', hint: `Run "vm up ${name}" first, then package it.`})
+  const driver = driverOf(record)
+  if (driver.features.exportDisk !== true || driver.exportDisk === undefined)
+    throw new UserError(`Machine ${name} runs on the "${driver.name}" engine, which cannot package machines (it declares no disk export)`, {
+      code: 'UNSUPPORTED',
+      hint: 'vm package works with engines that can export a disk (qemu); nothing was changed.',
+    })
+  if (record.box.disks.length !== 1)
+    throw new UserError(`Machine ${name} has ${record.box.disks.length} disks; vm package packages machines with one disk`, {
+      code: 'UNSUPPORTED',
+    })
+  if (status.state !== 'running' || record.ssh === undefined)
+    throw new UserError(`Machine ${name} is not running (state: ${status.state}); packaging prepares the guest over SSH first`, {
+      code: 'NOT_RUNNING',
+      hint: `Run "vm up ${name}", then "vm package ${name}".`,
+    })
+  if (firstBootUnfinished(record))
+    throw new UserError(`Machine ${name}'s first boot did not finish`, {code: 'BOOT_UNFINISHED', hint: `Run "vm up ${name}" to finish it.`})
+  return record
+}
+
+/**
+ * After the guest was (or may have been) prepared: the record stops claiming the machine's own
+ * key is in place and forgets the pinned host key, so the next vm up logs in with the box's keys,
+ * pins the new host key and puts a new key of the machine's own in (or, if the guest was never
+ * changed, finds the machine's key still works). A cloud-init machine keeps its key: its seed
+ * gives it back when cloud-init runs again at the next boot, which then pins the new host key.
+ */
+async function forgetMachineKeys(paths: MachinePaths, record: MachineRecord): Promise<MachineRecord> {
+  const updated: MachineRecord = record.cloudInit !== undefined ? record : {...record, ssh: {...record.ssh!, keyReplaced: false}}
+  await writeRecord(paths.record, updated)
+  await rm(paths.knownHosts, {force: true})
+  return updated
+}
+
+/** The box's kernel and initrd go into the archive as they are: a hard link when the store is on the same filesystem. */
+async function linkOrCopy(source: string, target: string): Promise<void> {
+  try {
+    await link(source, target)
+  } catch {
+    await copyFile(source, target)
+  }
+}
+
+function since(start: number): number {
+  return Math.round(performance.now() - start)
+}
+
+/**
+ * vm package: prepares the running guest (the box's keys back, the machine's own key, SSH host
+ * keys and machine-id gone), powers it off, exports its disk flattened and compressed, and writes
+ * a libvirt box (metadata.json, box.img, kernel and initrd when the box boots directly,
+ * Vagrantfile, include/...). The machine stays powered off, its record truthful.
+ */
+export async function packageMachine(
+  projectDir: string,
+  name: string,
+  options: PackageOptions,
+  events: MachineEvents,
+): Promise<PackageResult> {
+  const file = path.resolve(options.cwd, options.output ?? DEFAULT_OUTPUT)
+  refuseExistingOutput(file, options.force)
+  if (options.vagrantfile !== undefined) await regularFile(path.resolve(options.cwd, options.vagrantfile), '--vagrantfile')
+  const includes = includeEntries((options.include ?? []).map((include) => path.resolve(options.cwd, include)))
+  for (const include of includes) await regularFile(include.source, '--include')
+  const outputDir = await stat(path.dirname(file)).catch(() => undefined)
+  if (outputDir === undefined || !outputDir.isDirectory())
+    throw new UsageError(`Cannot write ${file}: ${path.dirname(file)} is not a directory`, {
+      hint: 'Give --output a file in an existing directory.',
+    })
+
+  const paths = machinePaths(projectDir, name)
+  const unlock = await lockMachine(paths.lock, name)
+  let staging: string | undefined
+  try {
+    let record = await checkPackageable(projectDir, name)
+    const driver = driverOf(record)
+    const publicKeys = await boxPublicKeys(record)
+    const machine = (current: MachineRecord) => ({name, dir: paths.dir, id: current.id, record: current})
+
+    events.info('Preparing the guest (box key back, host keys and machine-id removed)')
+    let start = performance.now()
+    const target = sshTarget(record, paths, machineKeys(record, paths), 'yes')
+    let output: string
+    try {
+      ;({stdout: output} = await runInGuest(target, 'sh -s', {
+        input: guestPrepareScript(publicKeys, record.cloudInit !== undefined),
+        connectTimeout: 5,
+        timeoutMs: 120_000,
+      }))
+    } catch (error) {
+      const said = stderrOf(error).trim().split('\n').at(-1) ?? ''
+      throw new UserError(`Could not prepare machine ${name} for packaging${said === '' ? '' : `: ${said}`}`, {
+        code: 'PACKAGE_PREPARE_FAILED',
+        cause: error,
+        hint: `The login user needs passwordless sudo. The machine still runs; "vm up ${name}" gives it back a key of its own (nothing was packaged).`,
+      })
+    } finally {
+      record = await forgetMachineKeys(paths, record)
+    }
+    if (record.ssh?.loginKeys === undefined && record.cloudInit === undefined) {
+      await rm(paths.privateKey, {force: true})
+      await rm(`${paths.privateKey}.pub`, {force: true})
+    }
+    const hostKeys = HOST_KEYS_LINE.exec(output)?.[1] === 'removed' ? 'removed' : 'kept'
+    if (hostKeys === 'kept')
+      events.warn(
+        "The guest makes no SSH host keys at boot (neither dropbear -R nor systemd with OpenSSH): the box keeps this machine's host keys",
+      )
+    const prepareMs = since(start)
+
+    events.info('Powering off')
+    start = performance.now()
+    const stopped = await driver.stop(machine(record), (options.haltTimeout ?? 60) * 1000)
+    record = {...(stopped.record ?? record), lastState: 'poweroff', pending: undefined}
+    await writeRecord(paths.record, record)
+    if (stopped.method !== 'acpi' && stopped.method !== 'already-stopped')
+      events.warn(`The guest did not power off by itself (${stopped.method}); its disk was synced before, but check the box`)
+    const haltMs = since(start)
+
+    events.info('Exporting the disk (flattened, compressed)')
+    start = performance.now()
+    staging = await mkdtemp(path.join(path.dirname(file), '.vm-package-'))
+    await driver.exportDisk!(machine(record), path.join(staging, PACKAGED_DISK))
+    const disk = await checkDisk(path.join(staging, PACKAGED_DISK), 'qcow2', 'the exported disk')
+    const exportMs = since(start)
+
+    start = performance.now()
+    const metadata = packageMetadata({
+      box: record.box,
+      diskBytes: disk.virtualSize,
+      boxVirtualSize: record.box.virtualSize,
+      sshUser: record.ssh?.user ?? loginUser(record),
+      cloudInit: record.cloudInit !== undefined,
+    })
+    await writeFile(path.join(staging, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`)
+    if (typeof metadata.kernel === 'string') await linkOrCopy(record.box.kernel!, path.join(staging, metadata.kernel))
+    if (typeof metadata.initrd === 'string') await linkOrCopy(record.box.initrd!, path.join(staging, metadata.initrd))
+    if (options.vagrantfile === undefined) await writeFile(path.join(staging, 'Vagrantfile'), defaultVagrantfile(metadata))
+    else await copyFile(path.resolve(options.cwd, options.vagrantfile), path.join(staging, 'Vagrantfile'))
+    if (includes.length > 0) {
+      await mkdir(path.join(staging, 'include'))
+      for (const include of includes) await copyFile(include.source, path.join(staging, include.entry))
+    }
+    events.info(`Writing ${file}`)
+    const archive = await writeBoxArchive({dir: staging, files: archiveFiles(metadata, includes), file, compression: 'zstd'})
+    return {
+      machine: name,
+      ...archive,
+      virtualSize: metadata.virtual_size as number,
+      kernel: typeof metadata.kernel === 'string',
+      hostKeys,
+      state: 'poweroff',
+      halt: stopped.method,
+      timings: {prepare: prepareMs, halt: haltMs, export: exportMs, archive: since(start)},
+    }
+  } finally {
+    if (staging !== undefined) await rm(staging, {recursive: true, force: true})
+    await unlock()
+  }
+}
