@@ -3,13 +3,18 @@
 import {UserError} from '../errors/errors.js'
 import {hostWarnings, loadProject} from '../vmfile/index.js'
 import type {ProjectConfig} from '../vmfile/types.js'
-import {destroyMachine, haltMachine, type DestroyResult, type HaltResult} from './halt.js'
+import type {DestroyResult, HaltResult} from './halt.js'
 import {inspectMachine, type MachineStatus} from './inspect.js'
-import {provisionRecord} from './provision.js'
 import {selectMachines} from './select.js'
 import {firstBootUnfinished} from './stages.js'
 import type {MachineEvents} from './events.js'
-import {upMachine, type UpOptions, type UpResult} from './up.js'
+import type {UpOptions, UpResult} from './up.js'
+
+// up, halt and provision (with the engine and the box code) are imported when a verb runs them:
+// `vm status` and `vm ssh` load only what they use (start-up time; see bench/startup).
+const halting = () => import('./halt.js')
+const booting = () => import('./up.js')
+const provisioning = () => import('./provision.js')
 
 export type EventsFor = (machine: string) => MachineEvents
 
@@ -61,6 +66,7 @@ export async function upProject(
   const project = loadProject(cwd)
   const machines = selectMachines(project, names, 'autostart')
   for (const machine of machines) for (const warning of hostWarnings({...project, machines: [machine]})) events(machine.name).warn(warning)
+  const {upMachine} = await booting()
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     parallel,
@@ -78,6 +84,7 @@ export async function upProject(
 export async function haltProject(cwd: string, names: string[], graceMs: number, events?: EventsFor): Promise<ProjectRun<HaltResult>> {
   const project = loadProject(cwd)
   const machines = selectMachines(project, names, 'all')
+  const {haltMachine} = await halting()
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     true,
@@ -89,6 +96,7 @@ export async function haltProject(cwd: string, names: string[], graceMs: number,
 export async function destroyProject(cwd: string, names: string[]): Promise<ProjectRun<DestroyResult>> {
   const project = loadProject(cwd)
   const machines = selectMachines(project, names, 'all')
+  const {destroyMachine} = await halting()
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     true,
@@ -121,6 +129,7 @@ export async function reloadProject(
 ): Promise<ProjectRun<UpResult>> {
   const project = loadProject(cwd)
   const machines = selectMachines(project, names, 'all')
+  const [{haltMachine}, {upMachine}] = await Promise.all([halting(), booting()])
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     parallel,
@@ -146,6 +155,7 @@ export async function provisionProject(
 ): Promise<ProjectRun<{name: string; ran: string[]}>> {
   const project = loadProject(cwd)
   const machines = selectMachines(project, names, 'all')
+  const {provisionRecord} = await provisioning()
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     false,
