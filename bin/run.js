@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import module from 'node:module'
+import {fileURLToPath} from 'node:url'
 
 // Node's on-disk cache of compiled code (Node >= 22.1; a no-op where it does not exist).
 module.enableCompileCache?.()
@@ -10,5 +11,6 @@ if (process.argv[2] === '--version') {
   await printVersion(new URL('../package.json', import.meta.url))
 } else {
   const {execute} = await import('../dist/commands.js')
-  await execute({dir: import.meta.url})
+  // vm has no plugins to install: oclif need not look for user or dev plugins.
+  await execute({loadOptions: {root: fileURLToPath(new URL('..', import.meta.url)), userPlugins: false, devPlugins: false}})
 }

@@ -1,5 +1,9 @@
 // Bundles the CLI into dist/ with esbuild: one module for start-up plus lazily loaded chunks,
 // so `vm` loads a few files instead of hundreds (start-up is a feature; see bench/startup).
+import {readFileSync, writeFileSync} from 'node:fs'
+import {createRequire} from 'node:module'
+import path from 'node:path'
+
 import {build} from 'esbuild'
 
 /**
@@ -25,8 +29,76 @@ const semverOnlyForOclifEngineCheck = {
   },
 }
 
+/**
+ * The large CommonJS packages of start-up, @oclif/core and yaml (read by every command that
+ * loads a Vmfile), are each bundled on their own into dist/NAME.cjs, which the ES module bundle
+ * loads through src/cli/code-cache.ts, i.e. compiled from a V8 code cache in vm's cache dir
+ * (Node 20 has no compile cache; compiling them was a large part of every start-up). Every
+ * `import ... from 'PACKAGE'` in the bundle gets a module re-exporting the package's names.
+ */
+const CACHED_PACKAGES = {'@oclif/core': 'oclif-core', yaml: 'yaml'}
+const requireForNames = createRequire(import.meta.url)
+
+const throughCodeCache = {
+  name: 'cjs-packages-through-code-cache',
+  setup(pluginBuild) {
+    for (const name of Object.keys(CACHED_PACKAGES)) {
+      const escaped = name.replaceAll(/[/.]/g, (char) => `\\${char}`)
+      pluginBuild.onResolve({filter: new RegExp(`^${escaped}(/.*)?$`)}, (args) => {
+        if (args.path !== name)
+          return {errors: [{text: `${args.path} imported by ${args.importer}: only '${name}' itself is bundled (scripts/bundle.js)`}]}
+        return {path: name, namespace: 'code-cached'}
+      })
+    }
+    pluginBuild.onLoad({filter: /.*/, namespace: 'code-cached'}, (args) => {
+      const names = Object.keys(requireForNames(args.path)).filter((key) => key !== 'default' && /^[A-Za-z_$][\w$]*$/.test(key))
+      return {
+        contents: [
+          `import path from 'node:path'`,
+          `import {requireCached} from ${JSON.stringify(path.resolve('src/cli/code-cache.ts'))}`,
+          `import {packageRoot} from ${JSON.stringify(path.resolve('src/state/package-root.ts'))}`,
+          `const pkg = requireCached(path.join(packageRoot(), 'dist', ${JSON.stringify(`${CACHED_PACKAGES[args.path]}.cjs`)}))`,
+          `export const {${names.join(', ')}} = pkg`,
+          `export default pkg.__esModule ? pkg.default : pkg`,
+        ].join('\n'),
+        loader: 'js',
+        resolveDir: process.cwd(),
+      }
+    })
+  },
+}
+
+for (const [name, file] of Object.entries(CACHED_PACKAGES)) {
+  await build({
+    plugins: [semverOnlyForOclifEngineCheck],
+    entryPoints: {[file]: name},
+    outExtension: {'.js': '.cjs'},
+    outdir: 'dist',
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    minifySyntax: true,
+    minifyWhitespace: true,
+    minifyIdentifiers: true,
+    legalComments: 'linked',
+    external: ['typescript', 'ts-node', 'tsx'],
+    logLevel: 'warning',
+  })
+  // Code compiled from a V8 code cache loses vm.Script's importModuleDynamically (and on Node
+  // 20 that option is experimental and warns): import() calls (oclif's, of commands and hooks)
+  // go through the __vmImport that code-cache.ts passes in, an import() of the ES module bundle.
+  const code = readFileSync(`dist/${file}.cjs`, 'utf8').replaceAll(/\bawait import\(/g, 'await __vmImport(')
+  const leftover = code.match(/(?<![\w$.])import\((?!\))/)
+  if (leftover)
+    throw new Error(
+      `dist/${file}.cjs: an import() not rewritten to __vmImport near ${code.slice(leftover.index - 40, leftover.index + 40)}`,
+    )
+  writeFileSync(`dist/${file}.cjs`, code)
+}
+
 await build({
-  plugins: [semverOnlyForOclifEngineCheck],
+  plugins: [semverOnlyForOclifEngineCheck, throughCodeCache],
   entryPoints: {
     commands: 'src/commands.ts',
     version: 'src/cli/version.ts',

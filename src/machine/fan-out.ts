@@ -3,13 +3,18 @@
 import {UserError} from '../errors/errors.js'
 import {hostWarnings} from '../vmfile/index.js'
 import type {ProjectConfig} from '../vmfile/types.js'
-import {destroyMachine, haltMachine, type DestroyResult, type HaltResult} from './halt.js'
+import type {DestroyResult, HaltResult} from './halt.js'
 import {inspectMachine, type MachineStatus} from './inspect.js'
-import {provisionRecord} from './provision.js'
 import {resolveMachines} from './select.js'
 import {firstBootUnfinished} from './stages.js'
 import type {MachineEvents} from './events.js'
-import {upMachine, type UpOptions, type UpResult} from './up.js'
+import type {UpOptions, UpResult} from './up.js'
+
+// up, halt and provision (with the engine and the box code) are imported when a verb runs them:
+// `vm status` and `vm ssh` load only what they use (start-up time; see bench/startup).
+const halting = () => import('./halt.js')
+const booting = () => import('./up.js')
+const provisioning = () => import('./provision.js')
 
 export type EventsFor = (machine: string) => MachineEvents
 
@@ -60,6 +65,7 @@ export async function upProject(
 ): Promise<ProjectRun<UpResult>> {
   const {project, machines} = resolveMachines(cwd, names, 'autostart')
   for (const machine of machines) for (const warning of hostWarnings({...project, machines: [machine]})) events(machine.name).warn(warning)
+  const {upMachine} = await booting()
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     parallel,
@@ -76,6 +82,7 @@ export async function upProject(
 
 export async function haltProject(cwd: string, names: string[], graceMs: number, events?: EventsFor): Promise<ProjectRun<HaltResult>> {
   const {project, machines} = resolveMachines(cwd, names, 'all')
+  const {haltMachine} = await halting()
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     true,
@@ -86,6 +93,7 @@ export async function haltProject(cwd: string, names: string[], graceMs: number,
 
 export async function destroyProject(cwd: string, names: string[]): Promise<ProjectRun<DestroyResult>> {
   const {project, machines} = resolveMachines(cwd, names, 'all')
+  const {destroyMachine} = await halting()
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     true,
@@ -116,6 +124,7 @@ export async function reloadProject(
   options: UpOptions = {},
 ): Promise<ProjectRun<UpResult>> {
   const {project, machines} = resolveMachines(cwd, names, 'all')
+  const [{haltMachine}, {upMachine}] = await Promise.all([halting(), booting()])
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     parallel,
@@ -140,6 +149,7 @@ export async function provisionProject(
   events: EventsFor,
 ): Promise<ProjectRun<{name: string; ran: string[]}>> {
   const {project, machines} = resolveMachines(cwd, names, 'all')
+  const {provisionRecord} = await provisioning()
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     false,
