@@ -13,10 +13,18 @@ import Init from './commands/init.js'
 import Port from './commands/port.js'
 import Provision from './commands/provision.js'
 import Reload from './commands/reload.js'
+import Resume from './commands/resume.js'
 import Rsync from './commands/rsync.js'
+import SnapshotDelete from './commands/snapshot/delete.js'
+import SnapshotList from './commands/snapshot/list.js'
+import SnapshotPop from './commands/snapshot/pop.js'
+import SnapshotPush from './commands/snapshot/push.js'
+import SnapshotRestore from './commands/snapshot/restore.js'
+import SnapshotSave from './commands/snapshot/save.js'
 import Ssh from './commands/ssh.js'
 import SshConfig from './commands/ssh-config.js'
 import Status from './commands/status.js'
+import Suspend from './commands/suspend.js'
 import Up from './commands/up.js'
 import Validate from './commands/validate.js'
 
@@ -40,10 +48,18 @@ export const COMMANDS = {
   port: Port,
   provision: Provision,
   reload: Reload,
+  resume: Resume,
   rsync: Rsync,
+  'snapshot:delete': SnapshotDelete,
+  'snapshot:list': SnapshotList,
+  'snapshot:pop': SnapshotPop,
+  'snapshot:push': SnapshotPush,
+  'snapshot:restore': SnapshotRestore,
+  'snapshot:save': SnapshotSave,
   ssh: Ssh,
   'ssh-config': SshConfig,
   status: Status,
+  suspend: Suspend,
   up: Up,
   validate: Validate,
 }

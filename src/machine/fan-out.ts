@@ -3,7 +3,7 @@
 import {UserError} from '../errors/errors.js'
 import {hostWarnings, loadProject} from '../vmfile/index.js'
 import type {ProjectConfig} from '../vmfile/types.js'
-import {destroyMachine, haltMachine, type DestroyResult, type HaltResult} from './halt.js'
+import {destroyMachine, haltMachine, type DestroyResult, type HaltOptions, type HaltResult} from './halt.js'
 import {inspectMachine, type MachineStatus} from './inspect.js'
 import {provisionRecord} from './provision.js'
 import {selectMachines} from './select.js'
@@ -75,13 +75,19 @@ export async function upProject(
   return {project, results, failures}
 }
 
-export async function haltProject(cwd: string, names: string[], graceMs: number, events?: EventsFor): Promise<ProjectRun<HaltResult>> {
+export async function haltProject(
+  cwd: string,
+  names: string[],
+  graceMs: number,
+  events?: EventsFor,
+  options: HaltOptions = {},
+): Promise<ProjectRun<HaltResult>> {
   const project = loadProject(cwd)
   const machines = selectMachines(project, names, 'all')
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     true,
-    (name) => haltMachine(project.dir, name, graceMs, events?.(name)),
+    (name) => haltMachine(project.dir, name, graceMs, events?.(name), options),
   )
   return {project, results, failures}
 }

@@ -17,6 +17,9 @@ import {bootMachine, stopUnfinished} from './up-boot.js'
 import {connectToGuest} from './up-connect.js'
 import {convergeGuest, foldersFor, provisionAfterBoot, provisioningForced} from './up-converge.js'
 import {bootRelevant, clearMachineDir, createMachine, missingDirs} from './up-prepare.js'
+import {setGuestClock} from './guest-continuity.js'
+import {snapshotSupport, suspendSupport} from './snapshot-rules.js'
+import {machineKeys, sshTarget} from './ssh-target.js'
 
 export type {UpOptions} from './boot-context.js'
 export {newMachineId} from './up-prepare.js'
@@ -75,7 +78,7 @@ function upResult(record: MachineRecord, fields: Pick<UpResult, 'alreadyRunning'
  * box's insecure key must not stay trusted. Later stages leave it running, to be finished by
  * the next vm up.
  */
-async function finishBoot(boot: Boot): Promise<UpResult> {
+async function finishBoot(boot: Boot, continued = false): Promise<UpResult> {
   const signal = boot.options.interrupt?.signal
   const todo = unfinishedStages(boot.record)
   boot.record = {...boot.record, pending: todo}
@@ -85,6 +88,8 @@ async function finishBoot(boot: Boot): Promise<UpResult> {
   const stages = async (): Promise<void> => {
     if (connecting) bootMs = await connectToGuest(boot)
     connecting = false
+    // The guest's clock stood still while it was saved.
+    if (continued) await setGuestClock(sshTarget(boot.record, boot.paths, machineKeys(boot.record, boot.paths), 'yes'))
     await waitForCloudInit(boot)
     provisioned = await convergeGuest(boot)
   }
@@ -132,6 +137,7 @@ export async function upMachine(
     const {status, record: found, unreadable} = await inspectMachine(projectDir, config.name)
     if (unreadable !== undefined) throw unreadable
     const running = status.state === 'running'
+    const saved = status.state === 'saved'
     const existing = found === undefined ? undefined : await adoptMovedProject(found, projectDir, paths, running, events.warn)
     const driver = existing === undefined ? driverNamed(options.driver) : driverOf(existing)
     const context = {projectDir, config, paths, driver, options, events, guest}
@@ -141,6 +147,10 @@ export async function upMachine(
     if (problems.length > 0) throw invalidVmfileError(problems, 'Vmfile')
     foldersFor(driver, config.syncedFolders)
     removeNewDirs = false
+    // A suspended machine resumes; a restore may ask to continue from a snapshot.
+    const from = saved ? ({kind: 'saved'} as const) : options.from
+    if (from?.kind === 'saved') suspendSupport(driver, config.name)
+    if (from?.kind === 'snapshot') snapshotSupport(driver, config.name)
     if (running && existing !== undefined) {
       const left = unfinishedStages(existing)
       if (left.length > 0) {
@@ -166,7 +176,7 @@ export async function upMachine(
     } else record = existing
     const created = existing === undefined
     if (!created && bootRelevant(record.config) !== bootRelevant(config)) {
-      if (options.applyConfig === true) {
+      if (options.applyConfig === true && from === undefined) {
         // The box stays pinned; everything else follows the Vmfile from this boot on.
         record = {...record, config: {...config, box: record.config.box, boxVersion: record.config.boxVersion}}
         events.info('applying the changed Vmfile settings')
@@ -177,9 +187,11 @@ export async function upMachine(
       }
     }
     if (status.state === 'aborted') events.warn('the machine was not shut down cleanly last time (aborted); booting it again')
-    boot = {...context, record, created}
+    if (from?.kind === 'saved') events.info('resuming from the saved state')
+    if (from?.kind === 'snapshot') events.info(`continuing from snapshot ${from.name}`)
+    boot = {...context, options: {...options, from}, record, created}
     await bootMachine(boot)
-    return await finishBoot(boot)
+    return await finishBoot(boot, from !== undefined)
   } finally {
     boot?.release?.()
     await unlock()

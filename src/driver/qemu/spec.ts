@@ -52,6 +52,10 @@ export interface MachineSpec {
   /** VNC display number (port 5900 + display) on 127.0.0.1, when wanted. */
   vncDisplay?: number | undefined
   files: {pidfile: string; qmpSocket: string; serialLog: string}
+  /** Continue from a saved state instead of booting: QEMU's -incoming URI (it waits paused for it). */
+  incoming?: string | undefined
+  /** Continue from this internal snapshot of the disks (memory included): -loadvm. */
+  loadvm?: string | undefined
 }
 
 /** Facts about the host, probed once elsewhere. */
