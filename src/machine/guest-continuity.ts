@@ -2,7 +2,7 @@ import {UserError} from '../errors/errors.js'
 import {shellQuote} from '../provision/shell.js'
 import {runInGuest} from '../ssh/exec.js'
 import type {SshTarget} from '../ssh/options.js'
-import {shareTag} from '../sync/folders.js'
+import {rsyncFolder, shareTag} from '../sync/folders.js'
 import type {SyncedFolder} from '../vmfile/types.js'
 
 /**
@@ -23,18 +23,16 @@ function mountedTest(index: number): string {
 }
 
 /**
- * Unmounts every mounted 9p share; returns the indexes of the folders it unmounted. `lazy`
- * (before a restore, whose state replaces the guest's anyway) detaches a busy share instead of
- * failing; otherwise a busy share is an error, and what was unmounted is mounted again.
+ * Unmounts every mounted 9p share; returns the indexes of the folders it unmounted. A busy
+ * share is an error, and what was unmounted is mounted again.
  */
-export async function unmountShares(target: SshTarget, folders: readonly SyncedFolder[], lazy = false): Promise<number[]> {
+export async function unmountShares(target: SshTarget, folders: readonly SyncedFolder[]): Promise<number[]> {
   const candidates = folders.flatMap((folder, index) => (folder.type === 'rsync' ? [] : [index]))
   if (candidates.length === 0) return []
   const script = candidates
     .map((index) => {
       const dir = shellQuote(folders[index]!.guest)
-      const umount = lazy ? `(sudo -n umount ${dir} || sudo -n umount -l ${dir})` : `sudo -n umount ${dir}`
-      return `if ${mountedTest(index)}; then ${umount} || { echo "busy ${index}" >&2; exit 3; }; echo ${index}; fi`
+      return `if ${mountedTest(index)}; then sudo -n umount ${dir} || { echo "busy ${index}" >&2; exit 3; }; echo ${index}; fi`
     })
     .join('; ')
   const result = await runInGuest(target, script, {timeoutMs: 60_000, connectTimeout: 5, okCodes: [0, 3]})
@@ -62,7 +60,8 @@ function parseIndexes(text: string): number[] {
 /** Mounts the 9p shares of folders `indexes` again (those unmountShares took down). */
 export async function mountShares(target: SshTarget, folders: readonly SyncedFolder[], indexes: readonly number[]): Promise<void> {
   if (indexes.length === 0) return
-  await runInGuest(target, mountCommands(folders, indexes), {timeoutMs: 60_000, connectTimeout: 5})
+  const script = indexes.map((index) => `(${mountedTest(index)} || ${mountCommand(folders[index]!, index)})`).join(' && ')
+  await runInGuest(target, script, {timeoutMs: 60_000, connectTimeout: 5})
 }
 
 /**
@@ -75,14 +74,37 @@ export function clockCommand(hostSeconds: number): string {
   return `{ ${rtc} || sudo -n hwclock -u -s 2>/dev/null || sudo -n date -u -s @${hostSeconds} >/dev/null; }`
 }
 
-/** Sets the guest's clock from the host's (clockCommand); `then` runs after it in the same login. */
-export async function setGuestClock(target: SshTarget, then?: string): Promise<void> {
-  const command = clockCommand(Math.round(Date.now() / 1000))
-  await runInGuest(target, then === undefined ? command : `${command} && ${then}`, {timeoutMs: 60_000, connectTimeout: 5})
-}
-
-/** The command that mounts the 9p shares of folders `indexes` that are not mounted; `true` for none. */
-export function mountCommands(folders: readonly SyncedFolder[], indexes: readonly number[]): string {
-  if (indexes.length === 0) return 'true'
-  return indexes.map((index) => `(${mountedTest(index)} || ${mountCommand(folders[index]!, index)})`).join(' && ')
+/**
+ * A guest that continues from a saved state or snapshot, in one login: its clock set from the
+ * host's, its 9p shares mounted (they were unmounted for the save). Folders that cannot be
+ * mounted over 9p (`auto` ones in a guest without 9p) and rsync folders are copied again.
+ */
+export async function continueGuest(target: SshTarget, folders: readonly SyncedFolder[], onInfo: (text: string) => void): Promise<void> {
+  const shares = folders.flatMap((folder, index) => (folder.type === 'rsync' ? [] : [index]))
+  const mounts = shares.map((index) => {
+    const folder = folders[index]!
+    return `{ sudo -n mkdir -p ${shellQuote(folder.guest)} && { ${mountedTest(index)} || ${mountCommand(folder, index)}; }; } >/dev/null 2>&1 || echo ${index}`
+  })
+  const script = [
+    `${clockCommand(Math.round(Date.now() / 1000))} || echo clock-failed`,
+    ...(shares.length === 0 ? [] : ['sudo -n modprobe 9pnet_virtio 2>/dev/null; true']),
+    ...mounts,
+  ].join('; ')
+  const {stdout} = await runInGuest(target, script, {timeoutMs: 60_000, connectTimeout: 5})
+  if (stdout.includes('clock-failed'))
+    throw new UserError("Could not set the guest's clock after it continued", {
+      code: 'GUEST_CLOCK',
+      hint: 'The guest needs sudo without a password and date (or hwclock); its clock lags by the time it was stopped.',
+    })
+  const failed = new Set(parseIndexes(stdout))
+  for (const index of failed) {
+    const folder = folders[index]!
+    if (folder.type === '9p')
+      throw new UserError(`Cannot mount ${folder.guest} over 9p again after the machine continued`, {
+        code: 'FOLDER_MOUNT_FAILED',
+        hint: `Run "vm reload" to boot the machine afresh.`,
+      })
+  }
+  for (const [index, folder] of folders.entries())
+    if (folder.type === 'rsync' || failed.has(index)) await rsyncFolder(folder, target, onInfo)
 }

@@ -4,10 +4,9 @@ import {UserError} from '../errors/errors.js'
 import type {SshTarget} from '../ssh/options.js'
 import {machinePaths, type MachinePaths} from '../state/machine-files.js'
 import type {MachineState} from '../state/machine-state.js'
-import {syncFolders} from '../sync/folders.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import type {MachineEvents} from './events.js'
-import {mountShares, setGuestClock, unmountShares} from './guest-continuity.js'
+import {continueGuest, mountShares, unmountShares} from './guest-continuity.js'
 import {inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
 import {writeRecord, type MachineRecord, type SnapshotRecord} from './record.js'
@@ -168,14 +167,10 @@ async function restoreLocked(held: Held, snapshot: string, events: MachineEvents
   }
   if (running && memory) {
     const folders = foldersFor(held.driver, held.record.config.syncedFolders)
-    // QEMU keeps a share's open files across a load: unmounted first, a later save is not blocked.
-    await unmountShares(target(held), folders, true).catch((error: Error) =>
-      events.warn(`could not unmount the synced folders first: ${error.message}`),
-    )
+    // QEMU resets the machine's devices before it loads a snapshot: nothing of the 9p shares mounted now survives.
     await held.ops.restore(held.machine, snapshot, true)
-    // The guest continues from the snapshot: its clock set, its synced folders mounted or copied as after a boot.
-    await setGuestClock(target(held))
-    await syncFolders(folders, target(held), (text) => events.info(text))
+    // The guest continues from the snapshot: its clock set, its synced folders mounted or copied again.
+    await continueGuest(target(held), folders, (text) => events.info(text))
     return {boot: false, result: {machine: held.name, snapshot, action: 'restored', memory, state: 'running'}}
   }
   await held.ops.restore(held.machine, snapshot, false)

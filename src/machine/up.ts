@@ -5,7 +5,7 @@ import {VmError} from '../errors/errors.js'
 import {machinePaths} from '../state/machine-files.js'
 import {invalidVmfileError} from '../vmfile/index.js'
 import type {MachineConfig} from '../vmfile/types.js'
-import {openSsh, type Boot, type GuestAccess, type UpOptions} from './boot-context.js'
+import {finishBootStage, openSsh, type Boot, type GuestAccess, type UpOptions} from './boot-context.js'
 import type {MachineEvents} from './events.js'
 import {inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
@@ -17,7 +17,7 @@ import {bootMachine, stopUnfinished} from './up-boot.js'
 import {connectToGuest} from './up-connect.js'
 import {convergeGuest, foldersFor, provisionAfterBoot, provisioningForced} from './up-converge.js'
 import {bootRelevant, clearMachineDir, createMachine, missingDirs} from './up-prepare.js'
-import {setGuestClock} from './guest-continuity.js'
+import {continueGuest} from './guest-continuity.js'
 import {snapshotSupport, suspendSupport} from './snapshot-rules.js'
 import {machineKeys, sshTarget} from './ssh-target.js'
 
@@ -88,8 +88,12 @@ async function finishBoot(boot: Boot, continued = false): Promise<UpResult> {
   const stages = async (): Promise<void> => {
     if (connecting) bootMs = await connectToGuest(boot)
     connecting = false
-    // The guest's clock stood still while it was saved.
-    if (continued) await setGuestClock(sshTarget(boot.record, boot.paths, machineKeys(boot.record, boot.paths), 'yes'))
+    // The guest continues where it was saved: its clock set, its synced folders back (one login).
+    if (continued && (boot.record.pending ?? []).includes('folders')) {
+      const target = sshTarget(boot.record, boot.paths, machineKeys(boot.record, boot.paths), 'yes')
+      await continueGuest(target, foldersFor(boot.driver, boot.record.config.syncedFolders), (text) => boot.events.info(text))
+      await finishBootStage(boot, 'folders')
+    }
     await waitForCloudInit(boot)
     provisioned = await convergeGuest(boot)
   }
