@@ -68,7 +68,12 @@ export interface CreatedMachine extends DriverMachine {
   record: MachineRecord
 }
 
+/** Where a start picks the machine up instead of booting it: its saved state (vm suspend) or a snapshot with memory. */
+export type StartFrom = {kind: 'saved'} | {kind: 'snapshot'; name: string}
+
 export interface StartOptions {
+  /** Continue from a saved state or a snapshot instead of a cold boot (needs features.suspend / features.snapshots). */
+  from?: StartFrom | undefined
   /** Persists the record the driver updated (host resources it holds, before they are used). */
   save(record: MachineRecord): Promise<void>
   /** A line worth telling the user (a port that was corrected, say). */
@@ -94,6 +99,40 @@ export interface EngineState {
   cleanPowerOff: boolean
   /** Where the graphical console answers while the machine runs, e.g. "127.0.0.1:5901". */
   vnc?: string | undefined
+  /** A saved state (vm suspend) waits to be resumed. */
+  saved?: boolean | undefined
+}
+
+/** A snapshot as the engine holds it (metadata vm keeps on top lives in the machine record). */
+export interface EngineSnapshot {
+  name: string
+  /** Bytes of memory and device state it holds; 0 for a snapshot of the disks only. */
+  memoryBytes: number
+  /** When it was taken, as the engine says (ISO 8601). */
+  createdAt: string
+}
+
+/**
+ * Snapshots of a machine's disks, with its memory when taken while it runs. `running` says
+ * whether the machine's engine runs now (the caller inspected it under the machine's lock).
+ */
+export interface SnapshotOperations {
+  list(machine: CreatedMachine): Promise<EngineSnapshot[]>
+  /** Running: a live snapshot, memory included (the guest pauses meanwhile). Halted: the disks only. */
+  save(machine: CreatedMachine, name: string, running: boolean): Promise<void>
+  /** Running: the machine continues from the snapshot. Halted: its disks go back to the snapshot's. */
+  restore(machine: CreatedMachine, name: string, running: boolean): Promise<void>
+  delete(machine: CreatedMachine, name: string, running: boolean): Promise<void>
+  /** The virtual size of each of the machine's disks, in bytes. */
+  diskSizes(machine: CreatedMachine): Promise<number[]>
+}
+
+/** Suspend: the running state saved into the machine's directory; start(from: saved) resumes it. */
+export interface SuspendOperations {
+  /** Saves the running machine's state and stops it, giving back its host resources as stop does. */
+  suspend(machine: CreatedMachine): Promise<Stopped>
+  /** Throws a saved state away (the machine then boots cold). */
+  discard(machine: DriverMachine): Promise<void>
 }
 
 export type StopMethod = 'acpi' | 'already-stopped' | 'killed' | 'quit'
@@ -110,6 +149,10 @@ export interface MachineDriver {
   /** How messages call the engine's machine ("QEMU", "libvirt domain"). */
   readonly displayName: string
   readonly features: DriverFeatures
+  /** Present when features.snapshots is true. */
+  readonly snapshots?: SnapshotOperations | undefined
+  /** Present when features.suspend is true. */
+  readonly suspension?: SuspendOperations | undefined
   /** The first NIC's address when the engine fixes it (QEMU's user network), else undefined. */
   readonly natAddress: string | undefined
   /** Probes the host once per process (cached); `requested` is the Vmfile's accel. */

@@ -1,4 +1,4 @@
-import type {MachineDriver} from '../driver/driver.js'
+import type {MachineDriver, StartFrom} from '../driver/driver.js'
 import type {Interruption} from '../process/interrupt.js'
 import {guestAcceptsKey, runInGuest} from '../ssh/exec.js'
 import {waitForSsh} from '../ssh/wait.js'
@@ -19,6 +19,8 @@ export interface UpOptions {
   interrupt?: Interruption | undefined
   /** The engine a new machine gets (a machine keeps the one it was created with); default qemu. */
   driver?: string | undefined
+  /** Continue from a saved state or a snapshot with memory instead of booting (set by up itself for a suspended machine). */
+  from?: StartFrom | undefined
 }
 
 /** How vm talks to a guest over SSH while booting it; real OpenSSH unless a test says otherwise. */

@@ -3,7 +3,7 @@
 import {UserError} from '../errors/errors.js'
 import {hostWarnings} from '../vmfile/index.js'
 import type {ProjectConfig} from '../vmfile/types.js'
-import type {DestroyResult, HaltResult} from './halt.js'
+import type {DestroyResult, HaltOptions, HaltResult} from './halt.js'
 import {inspectMachine, type MachineStatus} from './inspect.js'
 import {resolveMachines} from './select.js'
 import {firstBootUnfinished} from './stages.js'
@@ -80,13 +80,19 @@ export async function upProject(
   return {project, results, failures}
 }
 
-export async function haltProject(cwd: string, names: string[], graceMs: number, events?: EventsFor): Promise<ProjectRun<HaltResult>> {
+export async function haltProject(
+  cwd: string,
+  names: string[],
+  graceMs: number,
+  events?: EventsFor,
+  options: HaltOptions = {},
+): Promise<ProjectRun<HaltResult>> {
   const {project, machines} = resolveMachines(cwd, names, 'all')
   const {haltMachine} = await halting()
   const {results, failures} = await forEachMachine(
     machines.map((machine) => machine.name),
     true,
-    (name) => haltMachine(project.dir, name, graceMs, events?.(name)),
+    (name) => haltMachine(project.dir, name, graceMs, events?.(name), options),
   )
   return {project, results, failures}
 }

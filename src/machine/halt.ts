@@ -12,12 +12,18 @@ import {lockMachine} from './lock.js'
 import {adoptMovedProject} from './moved.js'
 import {writeRecord} from './record.js'
 import {closeMachineConnections} from './ssh.js'
+import {UserError} from '../errors/errors.js'
 
 export interface HaltResult {
   name: string
   /** State before the halt. */
   was: string
-  method: StopMethod | 'not-created'
+  method: StopMethod | 'discarded-saved-state' | 'not-created'
+}
+
+export interface HaltOptions {
+  /** A suspended machine's saved state may be thrown away (the user agreed, or passed --force). */
+  discardSaved?: boolean | undefined
 }
 
 export type HaltEvents = Pick<MachineEvents, 'warn'>
@@ -25,7 +31,13 @@ export type HaltEvents = Pick<MachineEvents, 'warn'>
 const noEvents: HaltEvents = {warn: () => {}}
 
 /** ACPI power-down, wait `graceMs` (0 = none), then harder, as the machine's driver does it; records poweroff. */
-export async function haltMachine(projectDir: string, name: string, graceMs: number, events: HaltEvents = noEvents): Promise<HaltResult> {
+export async function haltMachine(
+  projectDir: string,
+  name: string,
+  graceMs: number,
+  events: HaltEvents = noEvents,
+  options: HaltOptions = {},
+): Promise<HaltResult> {
   const paths = machinePaths(projectDir, name)
   const unlock = await lockMachine(paths.lock, name)
   try {
@@ -40,6 +52,17 @@ export async function haltMachine(projectDir: string, name: string, graceMs: num
     if (found === undefined) return {name, was: status.state, method: 'not-created'}
     const record = await adoptMovedProject(found, projectDir, paths, false, events.warn)
     await closeMachineConnections(record)
+    if (status.state === 'saved') {
+      // Halting a suspended machine throws its saved state away: only when the user said so.
+      if (options.discardSaved !== true)
+        throw new UserError(`Machine ${name} is suspended: halting it discards its saved state`, {
+          code: 'MACHINE_SAVED',
+          hint: `Run "vm resume ${name}" to continue it, or "vm halt -f ${name}" to discard the saved state.`,
+        })
+      await driverOf(record).suspension?.discard({name, dir: paths.dir, id: record.id, record})
+      await writeRecord(paths.record, {...record, lastState: 'poweroff', pending: undefined})
+      return {name, was: status.state, method: 'discarded-saved-state'}
+    }
     const stopped = await driverOf(record).stop({name, dir: paths.dir, id: record.id, record}, graceMs)
     await writeRecord(paths.record, {...(stopped.record ?? record), lastState: 'poweroff', pending: undefined})
     return {name, was: status.state, method: stopped.method}

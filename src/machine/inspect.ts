@@ -63,6 +63,7 @@ export async function inspectMachine(projectDir: string, name: string): Promise<
     alive: record !== undefined && engine.alive,
     lastRecorded: record?.lastState,
     cleanPowerOff: engine.cleanPowerOff,
+    saved: engine.saved,
   })
   const running = state === 'running'
   const problems: string[] = []

@@ -39,6 +39,20 @@ export interface TapRecord {
   kind: BridgeKind
 }
 
+/** A snapshot as vm recorded it when it was taken. */
+export interface SnapshotRecord {
+  name: string
+  createdAt: string
+  /** Taken while the machine ran: memory and device state included. */
+  memory: boolean
+  /** The box the machine ran on then (a restore onto another version is refused). */
+  box: {name: string; version: string}
+  /** Each disk's virtual size in bytes then (a restore onto other sizes is refused). */
+  diskSizes: number[]
+  /** Made by vm snapshot push (vm snapshot pop takes the newest of these). */
+  pushed?: boolean | undefined
+}
+
 /** machine.json: what vm recorded about a machine. Status never trusts it alone. */
 export interface MachineRecord {
   format: 1
@@ -71,8 +85,10 @@ export interface MachineRecord {
   taps?: TapRecord[] | undefined
   /** Every NIC with the address the guest reported at the last boot. */
   nics?: NicStatus[] | undefined
-  /** running after a boot, poweroff after a clean halt. */
-  lastState: 'poweroff' | 'running'
+  /** running after a boot, poweroff after a clean halt, saved after vm suspend. */
+  lastState: 'poweroff' | 'running' | 'saved'
+  /** What vm knows of each snapshot beyond what the engine holds (box, disk sizes, memory), oldest first. */
+  snapshots?: SnapshotRecord[] | undefined
   /** Every provisioner succeeded once; until then each vm up runs them again. */
   provisioned?: boolean
   /**

@@ -5,7 +5,10 @@ import {writeRecord, type MachineRecord} from './record.js'
 import {driverMachine, type Boot} from './boot-context.js'
 import {macsFor} from './up-prepare.js'
 import {loginUser} from './ssh-target.js'
-import {stagesForBoot} from './stages.js'
+import {stagesForBoot, type BootStage} from './stages.js'
+
+/** The stages left when a machine continues from a saved state or snapshot: SSH, then its folders again. */
+const CONTINUED_STAGES: BootStage[] = ['ssh', 'folders']
 
 /** What a host warning is remembered by: the engine and the warning itself (another reason is said again). */
 function hostWarningKey(driver: string, warning: string): string {
@@ -29,6 +32,7 @@ export async function bootMachine(boot: Boot): Promise<void> {
     pending: undefined,
   }
   const started = await driver.start(driverMachine(boot), host, {
+    from: boot.options.from,
     info: (text) => events.info(text),
     warn: (text) => events.warn(text),
     save: async (record) => {
@@ -48,7 +52,8 @@ export async function bootMachine(boot: Boot): Promise<void> {
     accel: started.accel,
     ssh,
     lastState: 'running',
-    pending: stagesForBoot({...started.record, ssh}),
+    // A guest that continues from a saved state is configured and provisioned already.
+    pending: boot.options.from === undefined ? stagesForBoot({...started.record, ssh}) : CONTINUED_STAGES,
   }
   await writeRecord(boot.paths.record, boot.record)
 }

@@ -5,7 +5,7 @@ import {VmError} from '../errors/errors.js'
 import {machinePaths} from '../state/machine-files.js'
 import {invalidVmfileError} from '../vmfile/index.js'
 import type {MachineConfig} from '../vmfile/types.js'
-import {openSsh, type Boot, type GuestAccess, type UpOptions} from './boot-context.js'
+import {finishBootStage, openSsh, type Boot, type GuestAccess, type UpOptions} from './boot-context.js'
 import type {MachineEvents} from './events.js'
 import {inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
@@ -17,6 +17,10 @@ import {bootMachine, stopUnfinished} from './up-boot.js'
 import {connectToGuest} from './up-connect.js'
 import {convergeGuest, foldersFor, provisionAfterBoot, provisioningForced} from './up-converge.js'
 import {bootRelevant, clearMachineDir, createMachine, missingDirs} from './up-prepare.js'
+import {continueGuest} from './guest-continuity.js'
+import {snapshotSupport, suspendSupport} from './snapshot-rules.js'
+import {closeMaster} from '../ssh/master.js'
+import {machineKeys, sshTarget} from './ssh-target.js'
 
 export type {UpOptions} from './boot-context.js'
 export {newMachineId} from './up-prepare.js'
@@ -75,16 +79,24 @@ function upResult(record: MachineRecord, fields: Pick<UpResult, 'alreadyRunning'
  * box's insecure key must not stay trusted. Later stages leave it running, to be finished by
  * the next vm up.
  */
-async function finishBoot(boot: Boot): Promise<UpResult> {
+async function finishBoot(boot: Boot, continued = false): Promise<UpResult> {
   const signal = boot.options.interrupt?.signal
   const todo = unfinishedStages(boot.record)
   boot.record = {...boot.record, pending: todo}
   let connecting = todo.includes('ssh') || todo.includes('key')
   let bootMs: number | undefined
   let provisioned: string[] = []
+  // A guest continued from a saved state or snapshot: no shared SSH connection from before may be reused.
+  if (continued) await closeMaster(boot.record.id)
   const stages = async (): Promise<void> => {
     if (connecting) bootMs = await connectToGuest(boot)
     connecting = false
+    // The guest continues where it was saved: its clock set, its synced folders back (one login).
+    if (continued && (boot.record.pending ?? []).includes('folders')) {
+      const target = sshTarget(boot.record, boot.paths, machineKeys(boot.record, boot.paths), 'yes')
+      await continueGuest(target, foldersFor(boot.driver, boot.record.config.syncedFolders), (text) => boot.events.info(text))
+      await finishBootStage(boot, 'folders')
+    }
     await waitForCloudInit(boot)
     provisioned = await convergeGuest(boot)
   }
@@ -132,6 +144,7 @@ export async function upMachine(
     const {status, record: found, unreadable} = await inspectMachine(projectDir, config.name)
     if (unreadable !== undefined) throw unreadable
     const running = status.state === 'running'
+    const saved = status.state === 'saved'
     const existing = found === undefined ? undefined : await adoptMovedProject(found, projectDir, paths, running, events.warn)
     const driver = existing === undefined ? driverNamed(options.driver) : driverOf(existing)
     const context = {projectDir, config, paths, driver, options, events, guest}
@@ -141,6 +154,10 @@ export async function upMachine(
     if (problems.length > 0) throw invalidVmfileError(problems, 'Vmfile')
     foldersFor(driver, config.syncedFolders)
     removeNewDirs = false
+    // A suspended machine resumes; a restore may ask to continue from a snapshot.
+    const from = saved ? ({kind: 'saved'} as const) : options.from
+    if (from?.kind === 'saved') suspendSupport(driver, config.name)
+    if (from?.kind === 'snapshot') snapshotSupport(driver, config.name)
     if (running && existing !== undefined) {
       const left = unfinishedStages(existing)
       if (left.length > 0) {
@@ -166,7 +183,7 @@ export async function upMachine(
     } else record = existing
     const created = existing === undefined
     if (!created && bootRelevant(record.config) !== bootRelevant(config)) {
-      if (options.applyConfig === true) {
+      if (options.applyConfig === true && from === undefined) {
         // The box stays pinned; everything else follows the Vmfile from this boot on.
         record = {...record, config: {...config, box: record.config.box, boxVersion: record.config.boxVersion}}
         events.info('applying the changed Vmfile settings')
@@ -177,9 +194,11 @@ export async function upMachine(
       }
     }
     if (status.state === 'aborted') events.warn('the machine was not shut down cleanly last time (aborted); booting it again')
-    boot = {...context, record, created}
+    if (from?.kind === 'saved') events.info('resuming from the saved state')
+    if (from?.kind === 'snapshot') events.info(`continuing from snapshot ${from.name}`)
+    boot = {...context, options: {...options, from}, record, created}
     await bootMachine(boot)
-    return await finishBoot(boot)
+    return await finishBoot(boot, from !== undefined)
   } finally {
     boot?.release?.()
     await unlock()

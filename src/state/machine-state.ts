@@ -1,5 +1,6 @@
 /** The states vm reports, as Vagrant names them; `unknown` when the machine's record cannot be read. */
-export type MachineState = 'aborted' | 'not_created' | 'poweroff' | 'running' | 'unknown'
+/** `saved`: stopped by vm suspend, its running state kept to be resumed. */
+export type MachineState = 'aborted' | 'not_created' | 'poweroff' | 'running' | 'saved' | 'unknown'
 
 export interface StateEvidence {
   /** A machine record exists (the machine was created). */
@@ -7,7 +8,9 @@ export interface StateEvidence {
   /** The machine's engine process (or domain) runs, as its driver recognizes it. */
   alive: boolean
   /** What vm last recorded: running after a boot, poweroff after a clean halt. */
-  lastRecorded: 'poweroff' | 'running' | undefined
+  lastRecorded: 'poweroff' | 'running' | 'saved' | undefined
+  /** The engine holds a saved state of the machine (vm suspend). */
+  saved?: boolean | undefined
   /** The guest powered itself off cleanly, as its driver can tell (QEMU: the serial console's last words). */
   cleanPowerOff: boolean
 }
@@ -20,6 +23,8 @@ export interface StateEvidence {
 export function deriveState(evidence: StateEvidence): MachineState {
   if (!evidence.created) return 'not_created'
   if (evidence.alive) return 'running'
+  // Suspended: saved while its state file exists; a lost state file leaves a disk mid-run.
+  if (evidence.lastRecorded === 'saved') return evidence.saved === true ? 'saved' : 'aborted'
   if (evidence.lastRecorded !== 'running') return 'poweroff'
   return evidence.cleanPowerOff ? 'poweroff' : 'aborted'
 }

@@ -24,11 +24,18 @@ describe('buildQemuArgs', () => {
         '-name web,process=vm-web -machine q35,accel=tcg -cpu qemu64 -smp 2 -m 512 -nodefaults -no-user-config',
         '-display none -vga none -serial file:/p/.vm/machines/web/serial.log -pidfile /p/.vm/machines/web/qemu.pid',
         '-qmp unix:/tmp/vmfile-0/ab12.qmp,server=on,wait=off -daemonize',
-        '-drive file=/p/.vm/machines/web/disk0.qcow2,format=qcow2,if=virtio,index=0,cache=writeback,discard=unmap',
+        '-drive file=/p/.vm/machines/web/disk0.qcow2,format=qcow2,if=virtio,index=0,cache=writeback,discard=unmap,node-name=disk0',
         '-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2200-:22 -device virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc,romfile=',
         '-device virtio-rng-pci',
       ].join(' '),
     )
+  })
+
+  it('continues from a saved state (-incoming) or a snapshot (-loadvm) with the very same devices', () => {
+    const cold = buildQemuArgs(base, {qemuBinary: 'qemu-system-x86_64'})
+    const incoming = buildQemuArgs({...base, incoming: "exec:zstd -q -dc '/p/a b/saved-state'"}, {qemuBinary: 'qemu-system-x86_64'})
+    expect(incoming).toEqual([...cold, '-incoming', "exec:zstd -q -dc '/p/a b/saved-state'"])
+    expect(buildQemuArgs({...base, loadvm: 'before'}, {qemuBinary: 'qemu-system-x86_64'})).toEqual([...cold, '-loadvm', 'before'])
   })
 
   it('uses -cpu host under KVM, direct kernel boot with qboot, VNC and 9p shares', () => {

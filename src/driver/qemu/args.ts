@@ -5,6 +5,11 @@ export function escapeOption(value: string): string {
   return value.replaceAll(',', ',,')
 }
 
+/** The block node name of the machine's disk `index` on QEMU's command line (QMP names disks by it). */
+export function diskNodeName(index: number): string {
+  return `disk${index}`
+}
+
 function netdev(nic: NicSpec, id: string): string {
   switch (nic.kind) {
     case 'user': {
@@ -47,7 +52,9 @@ export function buildQemuArgs(spec: MachineSpec, host: HostFacts): string[] {
   args.push('-daemonize')
   if (useQboot) args.push('-bios', host.qbootRom as string)
   spec.disks.forEach((disk, index) => {
-    args.push('-drive', `file=${escapeOption(disk.path)},format=${disk.format},if=virtio,index=${index},cache=writeback,discard=unmap`)
+    // node-name: how QMP's snapshot commands name the disk (diskNodeName).
+    const drive = `file=${escapeOption(disk.path)},format=${disk.format},if=virtio,index=${index},cache=writeback,discard=unmap`
+    args.push('-drive', `${drive},node-name=${diskNodeName(index)}`)
   })
   if (spec.seed !== undefined)
     args.push('-drive', `file=${escapeOption(spec.seed)},format=raw,if=virtio,index=${spec.disks.length},readonly=on`)
@@ -67,5 +74,7 @@ export function buildQemuArgs(spec: MachineSpec, host: HostFacts): string[] {
   })
   // Entropy for the guest: without it dropbear and sshd wait for the pool at boot.
   args.push('-device', 'virtio-rng-pci')
+  if (spec.incoming !== undefined) args.push('-incoming', spec.incoming)
+  if (spec.loadvm !== undefined) args.push('-loadvm', spec.loadvm)
   return args
 }

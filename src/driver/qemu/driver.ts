@@ -1,7 +1,8 @@
+import {existsSync} from 'node:fs'
 import {readdir, rm} from 'node:fs/promises'
 import path from 'node:path'
 
-import {stderrOf, UserError} from '../../errors/errors.js'
+import {ExternalError, stderrOf, UserError} from '../../errors/errors.js'
 import type {MachineRecord} from '../../machine/record.js'
 import {releaseForwards, resolveForwards} from '../../network/forwards.js'
 import {leasePort, leasesDir, releaseLease, transferLease, VNC_PORT_RANGE} from '../../network/ports.js'
@@ -17,6 +18,8 @@ import {findMachineProcess, isMachineProcess, type MachineProcess} from './machi
 import {bridgeHelperError} from './network/bridge.js'
 import {attachNetworks, detachNetworks} from './networks.js'
 import {startQemu, stopQemu} from './qemu-process.js'
+import {incomingUri, qemuSnapshots, saveRunningState} from './snapshot.js'
+import {waitWhileStatus, withQmp} from './qmp.js'
 import {OVERLAY_NAME, qemuPaths, type QemuPaths} from './files.js'
 import {readPidfile} from '../../state/process-check.js'
 import type {Accelerator, MachineSpec, NicSpec, ShareSpec} from './spec.js'
@@ -96,6 +99,35 @@ function idFromProcess(found: MachineProcess | undefined): string | undefined {
 }
 
 /**
+ * Waits until a QEMU started with -incoming has read the saved state, continues the guest (it
+ * was saved paused) and removes the state file: from then on the disks move on without it. A
+ * QEMU that fails to take the state is stopped; the state file stays for another try.
+ */
+async function continueIncoming(name: string, paths: QemuPaths): Promise<void> {
+  const running = findMachineProcess(paths.process)
+  try {
+    await withQmp(running?.qmpSocket ?? paths.qmpSocket, async (client) => {
+      const status = await waitWhileStatus(client, 'inmigrate', 300_000)
+      if (status === 'paused' || status === 'prelaunch' || status === 'postmigrate') await client.execute('cont')
+      else if (status !== 'running') throw new Error(`QEMU is in state "${status}" after reading the saved state`)
+    })
+  } catch (error) {
+    await stopQemu(findMachineProcess(paths.process), paths.process, 0).catch(() => undefined)
+    const said = await readTail(paths.stderr, 5)
+    throw new ExternalError(
+      `Could not resume machine ${name} from its saved state: ${(error as Error).message}`,
+      'qemu',
+      ['-incoming'],
+      said,
+      {
+        hint: `The saved state is kept. "vm halt -f ${name}" discards it so that the machine boots afresh.`,
+      },
+    )
+  }
+  await rm(paths.savedState, {force: true})
+}
+
+/**
  * QEMU on this host: one daemonized QEMU process per machine, recognized by its pidfile and its
  * first overlay; SSH through a forwarded port of the user-mode network on 127.0.0.1; bridged
  * NICs through taps (as root) or QEMU's bridge helper; private networks through a small switch.
@@ -107,9 +139,20 @@ export const qemuDriver: MachineDriver = {
     shares: ['9p', 'rsync'],
     networks: ['bridged', 'private'],
     ssh: 'host-port',
-    snapshots: false,
-    suspend: false,
+    snapshots: true,
+    suspend: true,
     exportDisk: true,
+  },
+  snapshots: qemuSnapshots,
+  suspension: {
+    async suspend(machine) {
+      await saveRunningState(machine, pathsOf(machine).savedState)
+      // QEMU holds nothing worth keeping now: quit it and give back its host resources.
+      return qemuDriver.stop(machine, 0)
+    },
+    async discard(machine) {
+      await rm(pathsOf(machine).savedState, {force: true})
+    },
   },
   natAddress: '10.0.2.15/24',
 
@@ -138,6 +181,14 @@ export const qemuDriver: MachineDriver = {
     const paths = pathsOf(machine)
     const leases = await leasesDir()
     const facts = hostFacts()
+    const from = options.from
+    if (from?.kind === 'saved' && !existsSync(paths.savedState))
+      throw new UserError(`Machine ${machine.name} has no saved state to resume`, {
+        code: 'NO_SAVED_STATE',
+        hint: `Run "vm up ${machine.name}" to boot it.`,
+      })
+    const resume = from?.kind === 'saved' ? {incoming: await incomingUri(paths.savedState)} : {}
+    const load = from?.kind === 'snapshot' ? {loadvm: from.name} : {}
     let record: MachineRecord = machine.record
     record = {...record, forwards: await resolveForwards(record.name, record.config.forwardedPorts, leases, record.id, options.info)}
     // VNC: a display whose port no other machine or program holds, recorded for vm status.
@@ -167,11 +218,10 @@ export const qemuDriver: MachineDriver = {
         start: async (port, forwards) => {
           await rm(paths.serialLog, {force: true})
           try {
-            return await startQemu(
-              machineSpec({...record, forwards}, paths, host.accel as Accelerator, port, networks.nics),
-              facts,
-              paths.stderr,
-            )
+            const spec = {...machineSpec({...record, forwards}, paths, host.accel as Accelerator, port, networks.nics), ...resume, ...load}
+            const pid = await startQemu(spec, facts, paths.stderr)
+            if (resume.incoming !== undefined) await continueIncoming(machine.name, paths)
+            return pid
           } catch (error) {
             const bridges = record.config.networks.flatMap((network) => (network.type === 'bridged' ? [network.bridge] : []))
             throw bridgeHelperError(record.name, bridges, stderrOf(error)) ?? error
@@ -217,6 +267,7 @@ export const qemuDriver: MachineDriver = {
 
   async inspect(machine): Promise<EngineState> {
     const paths = pathsOf(machine)
+    const saved = existsSync(paths.savedState)
     const found = findMachineProcess(paths.process)
     const record = machine.record
     const wasRunning = record !== undefined && found === undefined && record.lastState === 'running'
@@ -226,6 +277,7 @@ export const qemuDriver: MachineDriver = {
       // The serial console is the evidence: a guest that powered itself off said so there.
       cleanPowerOff: wasRunning && CLEAN_POWEROFF.test(await readTail(paths.serialLog, 30)),
       vnc: found !== undefined && record?.vncDisplay !== undefined ? `127.0.0.1:${5900 + record.vncDisplay}` : undefined,
+      saved,
     }
   },
 

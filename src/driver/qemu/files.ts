@@ -11,6 +11,8 @@ export const QemuFile = {
   /** The serial console's Unix socket (vm console), beside its log. */
   consoleSocket: 'console.sock',
   stderr: 'qemu.stderr',
+  /** The running state vm suspend saved (compressed QEMU migration stream); present only while suspended. */
+  savedState: 'saved-state',
 } as const
 
 /** Overlay file names: what `destroy` checks no process still holds. */
@@ -23,6 +25,7 @@ export interface QemuPaths {
   serialLog: string
   /** QEMU's own start-up output. */
   stderr: string
+  savedState: string
   /**
    * On a short path in the runtime directory (Unix socket paths are limited to 108 bytes), named
    * by the machine id. A running QEMU is asked for its own socket (machine-process.ts) instead:
@@ -54,6 +57,7 @@ export function qemuPaths(dir: string, id: string | undefined, env: NodeJS.Proce
     pid: at(QemuFile.pid),
     serialLog: at(QemuFile.serialLog),
     stderr: at(QemuFile.stderr),
+    savedState: at(QemuFile.savedState),
     qmpSocket: path.join(vmPaths(env).runtime, `${id ?? 'unknown'}.qmp`),
     consoleSocket: socketPath(at(QemuFile.consoleSocket), path.join(vmPaths(env).runtime, `${id ?? 'unknown'}.console`)),
     overlay: (index) => at(QemuFile.overlay(index)),

@@ -64,3 +64,72 @@ export class QmpClient {
     this.socket.destroy()
   }
 }
+
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Connects to a QEMU's QMP socket, runs `work`, and always closes the connection (QEMU 7.2 serves one client at a time). */
+export async function withQmp<T>(socket: string, work: (client: QmpClient) => Promise<T>): Promise<T> {
+  const client = await QmpClient.connect(socket)
+  try {
+    return await work(client)
+  } finally {
+    client.close()
+  }
+}
+
+interface JobInfo {
+  id: string
+  status: string
+  error?: string
+}
+
+/**
+ * Runs a QMP command that starts a job (snapshot-save, snapshot-load, snapshot-delete) and
+ * waits for it: such a command answers {} at once even when the job will fail; the outcome is
+ * in query-jobs. The concluded job is dismissed; its error, if any, is thrown.
+ */
+export async function runJob(client: QmpClient, command: string, args: Record<string, unknown>, timeoutMs = 600_000): Promise<void> {
+  const id = String(args['job-id'])
+  await client.execute(command, args)
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const jobs = (await client.execute('query-jobs')) as JobInfo[]
+    const job = jobs.find((candidate) => candidate.id === id)
+    if (job === undefined) return
+    if (job.status === 'concluded' || job.status === 'null') {
+      await client.execute('job-dismiss', {id}).catch(() => undefined)
+      if (job.error !== undefined) throw new Error(job.error)
+      return
+    }
+    if (Date.now() > deadline) throw new Error(`${command} did not finish within ${Math.round(timeoutMs / 1000)} s`)
+    await pause(50)
+  }
+}
+
+/** Waits until QEMU's run state (query-status) is no longer `state`; returns the new one. */
+export async function waitWhileStatus(client: QmpClient, state: string, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const {status} = (await client.execute('query-status')) as {status: string}
+    if (status !== state) return status
+    if (Date.now() > deadline) throw new Error(`QEMU stayed in state "${state}" for ${Math.round(timeoutMs / 1000)} s`)
+    await pause(50)
+  }
+}
+
+interface MigrationInfo {
+  status?: string
+  'error-desc'?: string
+}
+
+/** Waits until an outgoing migration has completed; its failure is thrown with QEMU's reason. */
+export async function waitForMigration(client: QmpClient, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const info = (await client.execute('query-migrate')) as MigrationInfo
+    if (info.status === 'completed') return
+    if (info.status === 'failed' || info.status === 'cancelled') throw new Error(info['error-desc'] ?? `migration ${info.status}`)
+    if (Date.now() > deadline) throw new Error(`saving the state did not finish within ${Math.round(timeoutMs / 1000)} s`)
+    await pause(50)
+  }
+}

@@ -53,6 +53,10 @@ export interface MachineSpec {
   vncDisplay?: number | undefined
   /** consoleSocket: the serial console's Unix socket (vm console); QEMU still logs it to serialLog. */
   files: {pidfile: string; qmpSocket: string; serialLog: string; consoleSocket?: string | undefined}
+  /** Continue from a saved state instead of booting: QEMU's -incoming URI (it waits paused for it). */
+  incoming?: string | undefined
+  /** Continue from this internal snapshot of the disks (memory included): -loadvm. */
+  loadvm?: string | undefined
 }
 
 /** Facts about the host, probed once elsewhere. */

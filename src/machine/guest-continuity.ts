@@ -1,0 +1,110 @@
+import {UserError} from '../errors/errors.js'
+import {shellQuote} from '../provision/shell.js'
+import {runInGuest} from '../ssh/exec.js'
+import type {SshTarget} from '../ssh/options.js'
+import {rsyncFolder, shareTag} from '../sync/folders.js'
+import type {SyncedFolder} from '../vmfile/types.js'
+
+/**
+ * What a guest needs around a saved or restored state: its 9p shares unmounted before QEMU
+ * saves it (QEMU refuses to save while one is mounted) and mounted again after, and its clock
+ * set from the host once it continues (it stopped while the host's went on).
+ */
+
+/** The 9p mount of synced folder `index` in the guest, with the options vm's folder sync uses. */
+function mountCommand(folder: SyncedFolder, index: number): string {
+  const options = `trans=virtio,version=9p2000.L,msize=262144,cache=none${folder.readOnly ? ',ro' : ''}`
+  return `sudo -n mount -t 9p -o ${options} ${shareTag(index)} ${shellQuote(folder.guest)}`
+}
+
+/** Whether the guest has share `index` mounted (the tag is the mount's source in /proc/mounts). */
+function mountedTest(index: number): string {
+  return `grep -q '^${shareTag(index)} [^ ]* 9p ' /proc/mounts`
+}
+
+/**
+ * Unmounts every mounted 9p share; returns the indexes of the folders it unmounted. A busy
+ * share is an error, and what was unmounted is mounted again.
+ */
+export async function unmountShares(target: SshTarget, folders: readonly SyncedFolder[]): Promise<number[]> {
+  const candidates = folders.flatMap((folder, index) => (folder.type === 'rsync' ? [] : [index]))
+  if (candidates.length === 0) return []
+  const script = candidates
+    .map((index) => {
+      const dir = shellQuote(folders[index]!.guest)
+      return `if ${mountedTest(index)}; then sudo -n umount ${dir} || { echo "busy ${index}" >&2; exit 3; }; echo ${index}; fi`
+    })
+    .join('; ')
+  const result = await runInGuest(target, script, {timeoutMs: 60_000, connectTimeout: 5, okCodes: [0, 3]})
+  const done = parseIndexes(result.stdout)
+  const busy = /busy (\d+)/.exec(result.stderr)
+  if (result.code === 3 && busy !== null) {
+    await mountShares(target, folders, done).catch(() => undefined)
+    const folder = folders[Number(busy[1])]!
+    throw new UserError(`Cannot unmount synced folder ${folder.guest} in the guest: it is in use`, {
+      code: 'SHARE_BUSY',
+      hint: `QEMU cannot save a machine while a 9p folder is mounted. Stop the programs that use ${folder.guest} in the guest (or leave that directory), then try again.`,
+    })
+  }
+  return done
+}
+
+function parseIndexes(text: string): number[] {
+  return text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => /^\d+$/.test(line))
+    .map(Number)
+}
+
+/** Mounts the 9p shares of folders `indexes` again (those unmountShares took down). */
+export async function mountShares(target: SshTarget, folders: readonly SyncedFolder[], indexes: readonly number[]): Promise<void> {
+  if (indexes.length === 0) return
+  const script = indexes.map((index) => `(${mountedTest(index)} || ${mountCommand(folders[index]!, index)})`).join(' && ')
+  await runInGuest(target, script, {timeoutMs: 60_000, connectTimeout: 5})
+}
+
+/**
+ * The guest command that sets its clock from the host's: from the emulated RTC, which follows
+ * the host's clock (QEMU's default -rtc clock=host; read from sysfs, without hwclock's wait
+ * for the next tick), else through hwclock, else to the host's time as sent (`hostSeconds`).
+ */
+export function clockCommand(hostSeconds: number): string {
+  const rtc = 't=$(cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null) && [ -n "$t" ] && sudo -n date -u -s "@$t" >/dev/null'
+  return `{ ${rtc} || sudo -n hwclock -u -s 2>/dev/null || sudo -n date -u -s @${hostSeconds} >/dev/null; }`
+}
+
+/**
+ * A guest that continues from a saved state or snapshot, in one login: its clock set from the
+ * host's, its 9p shares mounted (they were unmounted for the save). Folders that cannot be
+ * mounted over 9p (`auto` ones in a guest without 9p) and rsync folders are copied again.
+ */
+export async function continueGuest(target: SshTarget, folders: readonly SyncedFolder[], onInfo: (text: string) => void): Promise<void> {
+  const shares = folders.flatMap((folder, index) => (folder.type === 'rsync' ? [] : [index]))
+  const mounts = shares.map((index) => {
+    const folder = folders[index]!
+    return `{ sudo -n mkdir -p ${shellQuote(folder.guest)} && { ${mountedTest(index)} || ${mountCommand(folder, index)}; }; } >/dev/null 2>&1 || echo ${index}`
+  })
+  const script = [
+    `${clockCommand(Math.round(Date.now() / 1000))} || echo clock-failed`,
+    ...(shares.length === 0 ? [] : ['sudo -n modprobe 9pnet_virtio 2>/dev/null; true']),
+    ...mounts,
+  ].join('; ')
+  const {stdout} = await runInGuest(target, script, {timeoutMs: 60_000, connectTimeout: 5})
+  if (stdout.includes('clock-failed'))
+    throw new UserError("Could not set the guest's clock after it continued", {
+      code: 'GUEST_CLOCK',
+      hint: 'The guest needs sudo without a password and date (or hwclock); its clock lags by the time it was stopped.',
+    })
+  const failed = new Set(parseIndexes(stdout))
+  for (const index of failed) {
+    const folder = folders[index]!
+    if (folder.type === '9p')
+      throw new UserError(`Cannot mount ${folder.guest} over 9p again after the machine continued`, {
+        code: 'FOLDER_MOUNT_FAILED',
+        hint: `Run "vm reload" to boot the machine afresh.`,
+      })
+  }
+  for (const [index, folder] of folders.entries())
+    if (folder.type === 'rsync' || failed.has(index)) await rsyncFolder(folder, target, onInfo)
+}
