@@ -163,7 +163,7 @@ export async function surveyUsage(env: NodeJS.ProcessEnv = process.env, root = b
           const paths = machinePaths(machine.projectDir, machine.name)
           // The disk files are named by the engine; machines in the index are the default engine's.
           const {driverNamed} = await import('../driver/registry.js')
-          const overlays = driverNamed().diskFiles(paths, machine.disks)
+          const overlays = (await driverNamed()).diskFiles(paths, machine.disks)
           await writeBoxReference(
             key,
             {id: machine.id, name: machine.name, projectDir: machine.projectDir, overlays, createdAt: new Date().toISOString()},

@@ -1,11 +1,16 @@
 import {UserError} from '../errors/errors.js'
 import type {MachineDriver} from './driver.js'
-import {qemuDriver} from './qemu/driver.js'
 
 /** The engine a machine gets when nothing names one. */
 export const DEFAULT_DRIVER = 'qemu'
 
-const drivers = new Map<string, MachineDriver>([[qemuDriver.name, qemuDriver]])
+/**
+ * Built-in engines, loaded when a machine first needs one: `vm status` and `vm validate` do not
+ * parse an engine's code before they use it (start-up time; see bench/startup).
+ */
+const builtIn = new Map<string, () => Promise<MachineDriver>>([['qemu', async () => (await import('./qemu/driver.js')).qemuDriver]])
+
+const drivers = new Map<string, MachineDriver>()
 
 /** Makes a driver available by its name (engines register here; tests add their own). */
 export function registerDriver(driver: MachineDriver): () => void {
@@ -16,17 +21,21 @@ export function registerDriver(driver: MachineDriver): () => void {
 }
 
 /** The driver called `name`; an unknown name is the user's to fix. */
-export function driverNamed(name: string = DEFAULT_DRIVER): MachineDriver {
-  const driver = drivers.get(name)
-  if (driver === undefined)
+export async function driverNamed(name: string = DEFAULT_DRIVER): Promise<MachineDriver> {
+  const registered = drivers.get(name)
+  if (registered !== undefined) return registered
+  const load = builtIn.get(name)
+  if (load === undefined)
     throw new UserError(`No engine named "${name}"`, {
       code: 'UNKNOWN_DRIVER',
-      hint: `Known engines: ${[...drivers.keys()].join(', ')}.`,
+      hint: `Known engines: ${[...new Set([...builtIn.keys(), ...drivers.keys()])].join(', ')}.`,
     })
-  return driver
+  const driver = await load()
+  if (!drivers.has(name)) drivers.set(name, driver)
+  return drivers.get(name)!
 }
 
 /** The driver that owns a machine: the one its record names (records without one are QEMU's). */
-export function driverOf(record: {driver?: string | undefined} | undefined): MachineDriver {
+export async function driverOf(record: {driver?: string | undefined} | undefined): Promise<MachineDriver> {
   return driverNamed(record?.driver ?? DEFAULT_DRIVER)
 }

@@ -19,7 +19,7 @@ export const DETACH_KEY = 'Ctrl-]'
 async function serialConsole(projectDir: string, name: string) {
   const {status, record, unreadable} = await inspectMachine(projectDir, name)
   if (unreadable !== undefined) throw unreadable
-  const driver = driverOf(record)
+  const driver = await driverOf(record)
   const paths = machinePaths(projectDir, name)
   const found = driver.serialConsole?.({name, dir: paths.dir, id: record?.id, record})
   return {state: status.state, socket: found?.socket, log: found?.log, driver}

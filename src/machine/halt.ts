@@ -45,7 +45,7 @@ export async function haltMachine(
     if (unreadable !== undefined) {
       // Without a record, do what the engine's own files allow: stop the machine; the record
       // stays as it is for the user to restore or destroy.
-      const {method} = await driverOf(undefined).stop({name, dir: paths.dir, id: undefined, record: undefined}, graceMs)
+      const {method} = await (await driverOf(undefined)).stop({name, dir: paths.dir, id: undefined, record: undefined}, graceMs)
       events.warn(`${unreadable.message}. ${unreadable.hint ?? ''}`)
       return {name, was: status.state, method}
     }
@@ -59,11 +59,11 @@ export async function haltMachine(
           code: 'MACHINE_SAVED',
           hint: `Run "vm resume ${name}" to continue it, or "vm halt -f ${name}" to discard the saved state.`,
         })
-      await driverOf(record).suspension?.discard({name, dir: paths.dir, id: record.id, record})
+      await (await driverOf(record)).suspension?.discard({name, dir: paths.dir, id: record.id, record})
       await writeRecord(paths.record, {...record, lastState: 'poweroff', pending: undefined})
       return {name, was: status.state, method: 'discarded-saved-state'}
     }
-    const stopped = await driverOf(record).stop({name, dir: paths.dir, id: record.id, record}, graceMs)
+    const stopped = await (await driverOf(record)).stop({name, dir: paths.dir, id: record.id, record}, graceMs)
     await writeRecord(paths.record, {...(stopped.record ?? record), lastState: 'poweroff', pending: undefined})
     return {name, was: status.state, method: stopped.method}
   } finally {
@@ -86,7 +86,7 @@ export async function destroyMachine(projectDir: string, name: string): Promise<
     const {status, record, unreadable} = await inspectMachine(projectDir, name)
     if (record === undefined && unreadable === undefined) return {name, was: status.state, destroyed: false}
     await closeMachineConnections(record)
-    const {ids} = await driverOf(record).destroy({name, dir: paths.dir, id: record?.id, record})
+    const {ids} = await (await driverOf(record)).destroy({name, dir: paths.dir, id: record?.id, record})
     if (record !== undefined) await removeFromIndex(record.id)
     else {
       // An unreadable record: the index names the machine by project and name, the engine by id.

@@ -1,3 +1,4 @@
+import {stat} from 'node:fs/promises'
 import type {EngineState} from '../driver/driver.js'
 import {driverOf} from '../driver/registry.js'
 import {machinePaths} from '../state/machine-files.js'
@@ -45,12 +46,15 @@ export async function inspectMachine(projectDir: string, name: string): Promise<
     if (!(error instanceof RecordUnreadableError)) throw error
     unreadable = error
   }
-  // An unreadable record names no engine: the default one is asked.
-  const driver = driverOf(record)
-  const engine = await driver.inspect({name, dir: paths.dir, id: record?.id, record})
+  // A machine with no directory at all has nothing an engine could be running: no engine is
+  // loaded to say so. An unreadable record names no engine: the default one is asked.
+  const nothing = record === undefined && unreadable === undefined && !(await exists(paths.dir))
+  const driver = nothing ? undefined : await driverOf(record)
+  const engine: EngineState =
+    driver === undefined ? {alive: false, cleanPowerOff: false} : await driver.inspect({name, dir: paths.dir, id: record?.id, record})
   const base = {name, box: undefined, accel: undefined, ssh: undefined, vnc: undefined, networks: undefined, projectDir}
   if (unreadable !== undefined) {
-    const qemu = !engine.alive ? `its ${driver.displayName} is not running` : `its ${driver.displayName} is running (pid ${engine.pid})`
+    const qemu = !engine.alive ? `its ${driver!.displayName} is not running` : `its ${driver!.displayName} is running (pid ${engine.pid})`
     return {
       record: undefined,
       unreadable,
@@ -85,8 +89,15 @@ export async function inspectMachine(projectDir: string, name: string): Promise<
       accel: running ? record?.accel : undefined,
       ssh: running ? record?.ssh : undefined,
       vnc: running ? engine.vnc : undefined,
-      networks: running && record !== undefined ? (record.nics ?? configuredNics(record, driver.natAddress)) : undefined,
+      networks: running && record !== undefined ? (record.nics ?? configuredNics(record, driver?.natAddress)) : undefined,
       problem: problems.length === 0 ? undefined : problems.join('; '),
     },
   }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  )
 }

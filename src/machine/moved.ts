@@ -51,7 +51,7 @@ export async function adoptMovedProject(
     id: record.id,
     name: record.name,
     projectDir: updated.projectDir,
-    overlays: driverOf(record).diskFiles(paths, record.box.disks.length),
+    overlays: (await driverOf(record)).diskFiles(paths, record.box.disks.length),
     createdAt: record.createdAt,
   })
   const shares = record.config.syncedFolders.some((folder) => folder.type !== 'rsync')

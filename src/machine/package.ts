@@ -97,7 +97,7 @@ async function checkPackageable(projectDir: string, name: string): Promise<Machi
   if (unreadable !== undefined) throw unreadable
   if (record === undefined)
     throw new UserError(`Machine ${name} is not created`, {code: 'NOT_CREATED', hint: `Run "vm up ${name}" first, then package it.`})
-  const driver = driverOf(record)
+  const driver = await driverOf(record)
   if (driver.features.exportDisk !== true || driver.exportDisk === undefined)
     throw new UserError(`Machine ${name} runs on the "${driver.name}" engine, which cannot package machines (it declares no disk export)`, {
       code: 'UNSUPPORTED',
@@ -172,7 +172,7 @@ export async function packageMachine(
   let staging: string | undefined
   try {
     let record = await checkPackageable(projectDir, name)
-    const driver = driverOf(record)
+    const driver = await driverOf(record)
     const publicKeys = await boxPublicKeys(record)
     const machine = (current: MachineRecord) => ({name, dir: paths.dir, id: current.id, record: current})
 

@@ -68,7 +68,7 @@ async function withMachine<T>(projectDir: string, name: string, work: (held: Hel
     if (unreadable !== undefined) throw unreadable
     if (record === undefined)
       throw new UserError(`Machine ${name} is not created`, {code: 'NOT_CREATED', hint: `Run "vm up ${name}" first.`})
-    const driver = driverOf(record)
+    const driver = await driverOf(record)
     const ops = snapshotSupport(driver, name)
     const machine = {name, dir: paths.dir, id: record.id, record}
     return await work({name, paths, record, state: status.state, driver, ops, machine})

@@ -36,7 +36,7 @@ export async function suspendMachine(projectDir: string, name: string): Promise<
     if (unreadable !== undefined) throw unreadable
     if (record === undefined)
       throw new UserError(`Machine ${name} is not created`, {code: 'NOT_CREATED', hint: `Run "vm up ${name}" first.`})
-    const driver = driverOf(record)
+    const driver = await driverOf(record)
     const suspension = suspendSupport(driver, name)
     if (status.state === 'saved') return {name, was: 'saved', state: 'saved'}
     if (status.state !== 'running')
@@ -78,7 +78,7 @@ export interface ResumeResult {
 export async function resumeMachine(projectDir: string, config: MachineConfig, events: MachineEvents): Promise<ResumeResult> {
   const {status, record, unreadable} = await inspectMachine(projectDir, config.name)
   if (unreadable !== undefined) throw unreadable
-  if (record !== undefined) suspendSupport(driverOf(record), config.name)
+  if (record !== undefined) suspendSupport(await driverOf(record), config.name)
   if (status.state === 'running') return {name: config.name, was: 'running', up: undefined}
   if (status.state !== 'saved')
     throw new UserError(`Machine ${config.name} is not suspended (state: ${status.state})`, {

@@ -146,7 +146,7 @@ export async function upMachine(
     const running = status.state === 'running'
     const saved = status.state === 'saved'
     const existing = found === undefined ? undefined : await adoptMovedProject(found, projectDir, paths, running, events.warn)
-    const driver = existing === undefined ? driverNamed(options.driver) : driverOf(existing)
+    const driver = await (existing === undefined ? driverNamed(options.driver) : driverOf(existing))
     const context = {projectDir, config, paths, driver, options, events, guest}
     // What the engine cannot do of this Vmfile is an error before anything is made or started.
     removeNewDirs = existing === undefined
