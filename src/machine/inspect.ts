@@ -1,6 +1,7 @@
 import {stat} from 'node:fs/promises'
-import type {EngineState} from '../driver/driver.js'
+import type {EngineState, MachineDriver} from '../driver/driver.js'
 import {driverOf} from '../driver/registry.js'
+import {UserError} from '../errors/errors.js'
 import {machinePaths} from '../state/machine-files.js'
 import {deriveState, type MachineState} from '../state/machine-state.js'
 import {projectMoved} from './moved.js'
@@ -100,4 +101,20 @@ async function exists(file: string): Promise<boolean> {
     () => true,
     () => false,
   )
+}
+
+/**
+ * A machine a command is about to act on: its record, state and engine, refused clearly when its
+ * record cannot be read or it was never created. `after` ends the hint ("Run "vm up NAME" first…").
+ */
+export async function createdMachine(
+  projectDir: string,
+  name: string,
+  after = '',
+): Promise<{status: MachineStatus; record: MachineRecord; driver: MachineDriver}> {
+  const {status, record, unreadable} = await inspectMachine(projectDir, name)
+  if (unreadable !== undefined) throw unreadable
+  if (record === undefined)
+    throw new UserError(`Machine ${name} is not created`, {code: 'NOT_CREATED', hint: `Run "vm up ${name}" first${after}.`})
+  return {status, record, driver: await driverOf(record)}
 }

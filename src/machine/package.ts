@@ -10,7 +10,7 @@ import {runInGuest} from '../ssh/exec.js'
 import {insecureKeyPairs} from '../ssh/keys.js'
 import {machinePaths, type MachinePaths} from '../state/machine-files.js'
 import type {MachineEvents} from './events.js'
-import {inspectMachine} from './inspect.js'
+import {createdMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
 import {
   archiveFiles,
@@ -93,11 +93,7 @@ async function boxPublicKeys(record: MachineRecord): Promise<string[] | undefine
 
 /** Refuses what cannot be packaged before anything is changed. */
 async function checkPackageable(projectDir: string, name: string): Promise<MachineRecord> {
-  const {status, record, unreadable} = await inspectMachine(projectDir, name)
-  if (unreadable !== undefined) throw unreadable
-  if (record === undefined)
-    throw new UserError(`Machine ${name} is not created`, {code: 'NOT_CREATED', hint: `Run "vm up ${name}" first, then package it.`})
-  const driver = await driverOf(record)
+  const {status, record, driver} = await createdMachine(projectDir, name, ', then package it')
   if (driver.features.exportDisk !== true || driver.exportDisk === undefined)
     throw new UserError(`Machine ${name} runs on the "${driver.name}" engine, which cannot package machines (it declares no disk export)`, {
       code: 'UNSUPPORTED',

@@ -1,5 +1,4 @@
 import type {CreatedMachine, MachineDriver} from '../driver/driver.js'
-import {driverOf} from '../driver/registry.js'
 import {UserError} from '../errors/errors.js'
 import {closeMaster} from '../ssh/master.js'
 import type {SshTarget} from '../ssh/options.js'
@@ -8,7 +7,7 @@ import type {MachineState} from '../state/machine-state.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import type {MachineEvents} from './events.js'
 import {continueGuest, mountShares, unmountShares} from './guest-continuity.js'
-import {inspectMachine} from './inspect.js'
+import {createdMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
 import {writeRecord, type MachineRecord, type SnapshotRecord} from './record.js'
 import {checkSnapshotName, newestPushed, pushName, restoreProblem, snapshotSupport} from './snapshot-rules.js'
@@ -64,11 +63,7 @@ async function withMachine<T>(projectDir: string, name: string, work: (held: Hel
   const paths = machinePaths(projectDir, name)
   const unlock = await lockMachine(paths.lock, name)
   try {
-    const {status, record, unreadable} = await inspectMachine(projectDir, name)
-    if (unreadable !== undefined) throw unreadable
-    if (record === undefined)
-      throw new UserError(`Machine ${name} is not created`, {code: 'NOT_CREATED', hint: `Run "vm up ${name}" first.`})
-    const driver = await driverOf(record)
+    const {status, record, driver} = await createdMachine(projectDir, name)
     const ops = snapshotSupport(driver, name)
     const machine = {name, dir: paths.dir, id: record.id, record}
     return await work({name, paths, record, state: status.state, driver, ops, machine})

@@ -5,7 +5,7 @@ import type {MachineState} from '../state/machine-state.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import type {MachineEvents} from './events.js'
 import {mountShares, unmountShares} from './guest-continuity.js'
-import {inspectMachine} from './inspect.js'
+import {createdMachine, inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
 import {writeRecord} from './record.js'
 import {suspendSupport} from './snapshot-rules.js'
@@ -32,11 +32,7 @@ export async function suspendMachine(projectDir: string, name: string): Promise<
   const paths = machinePaths(projectDir, name)
   const unlock = await lockMachine(paths.lock, name)
   try {
-    const {status, record, unreadable} = await inspectMachine(projectDir, name)
-    if (unreadable !== undefined) throw unreadable
-    if (record === undefined)
-      throw new UserError(`Machine ${name} is not created`, {code: 'NOT_CREATED', hint: `Run "vm up ${name}" first.`})
-    const driver = await driverOf(record)
+    const {status, record, driver} = await createdMachine(projectDir, name)
     const suspension = suspendSupport(driver, name)
     if (status.state === 'saved') return {name, was: 'saved', state: 'saved'}
     if (status.state !== 'running')
