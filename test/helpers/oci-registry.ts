@@ -76,28 +76,19 @@ export interface TokenService {
   close(): Promise<void>
 }
 
+/** A self-signed P-256 certificate and its key, written as cert.pem and key.pem in `dir`. */
+function selfSignedCert(dir: string, subject: string, extra: string[] = []): {cert: string; key: string} {
+  const cert = path.join(dir, 'cert.pem')
+  const key = path.join(dir, 'key.pem')
+  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', subject]
+  const made = spawnSync('openssl', [...args, ...extra, '-keyout', key, '-out', cert])
+  if (made.status !== 0) throw new Error(`openssl failed: ${made.stderr}`)
+  return {cert, key}
+}
+
 export async function startTokenService(user: string, password: string): Promise<TokenService> {
   const dir = mkdtempSync(path.join(tmpdir(), 'vm-token-'))
-  const certFile = path.join(dir, 'cert.pem')
-  const keyFile = path.join(dir, 'key.pem')
-  const made = spawnSync('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=vm-test-token',
-    '-keyout',
-    keyFile,
-    '-out',
-    certFile,
-  ])
-  if (made.status !== 0) throw new Error(`openssl failed: ${made.stderr}`)
+  const {cert: certFile, key: keyFile} = selfSignedCert(dir, '/CN=vm-test-token')
   const key = createPrivateKey(readFileSync(keyFile))
   const der = new X509Certificate(readFileSync(certFile)).raw.toString('base64')
   const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
@@ -161,28 +152,7 @@ export async function startRegistry(
   let ca: string | undefined
   let caFile: string | undefined
   if (options.tls === true) {
-    const cert = path.join(dir, 'cert.pem')
-    const key = path.join(dir, 'key.pem')
-    const result = spawnSync('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ])
-    if (result.status !== 0) throw new Error(`openssl failed: ${result.stderr}`)
+    const {cert, key} = selfSignedCert(dir, '/CN=127.0.0.1', ['-addext', 'subjectAltName=IP:127.0.0.1'])
     lines.push('  tls:', `    certificate: ${cert}`, `    key: ${key}`)
     caFile = cert
     ca = readFileSync(cert, 'utf8')
