@@ -1,18 +1,25 @@
-import {createHash} from 'node:crypto'
-import {createWriteStream, existsSync} from 'node:fs'
+import {createHash, type Hash} from 'node:crypto'
+import {createReadStream, createWriteStream, existsSync} from 'node:fs'
 import {rename, rm, stat} from 'node:fs/promises'
+import path from 'node:path'
 import type {Duplex} from 'node:stream'
-import {Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {createGzip} from 'node:zlib'
 
 import {UserError} from '../errors/errors.js'
 import {spawnFilter} from '../process/pipe.js'
+import type {TarFile} from './tar-stream.js'
+import {rawZstdFrame} from './zstd-raw.js'
 
 /**
  * The one writer of .box archives (vm box repackage, vm package): a tar of files from one
  * directory, metadata.json first, compressed, hashed as it is written, and renamed into place
  * only once complete (a failure leaves no file behind).
+ *
+ * With zstd the archive is a sequence of frames: files compressed already (`stored`) go in as
+ * raw blocks, the rest through `zstd -1`, each run of them a frame of its own. Runs that need no
+ * `later` file are compressed at once, in parallel with whatever the caller still does before
+ * `later.ready` resolves; frames are then put together in archive order.
  */
 export type ArchiveCompression = 'gzip' | 'zstd'
 
@@ -25,6 +32,13 @@ export interface BoxArchiveOptions {
   file: string
   /** gzip (level 6): read everywhere; zstd (level 1, all cores): far faster on already-compressed disks. */
   compression: ArchiveCompression
+  /** Files compressed already (a qcow2 of compressed clusters): with zstd, stored as they are. */
+  stored?: readonly string[] | undefined
+  /**
+   * Files that may not exist yet: read only once `ready` resolves (the others meanwhile). When
+   * `ready` rejects, so does the writer, with the same reason, and nothing is left behind.
+   */
+  later?: {files: readonly string[]; ready: Promise<unknown>} | undefined
 }
 
 export interface BoxArchiveResult {
@@ -43,27 +57,129 @@ export function refuseExistingOutput(file: string, force: boolean | undefined, f
   }
 }
 
+/** A run of the archive: headers and data compressed together, or one stored file's data. */
+interface Run {
+  kind: 'compress' | 'store'
+  /** The files whose header (compress) or data (store) the run holds. */
+  headers: string[]
+  data: string[]
+  end: boolean
+}
+
+/** Splits the archive into runs: a stored file's header ends the run before it; its data is a run of its own. */
+export function archiveRuns(files: readonly string[], stored: ReadonlySet<string>): Run[] {
+  const runs: Run[] = []
+  let current: Run = {kind: 'compress', headers: [], data: [], end: false}
+  for (const name of files) {
+    current.headers.push(name)
+    if (!stored.has(name)) {
+      current.data.push(name)
+      continue
+    }
+    runs.push(current, {kind: 'store', headers: [], data: [name], end: false})
+    current = {kind: 'compress', headers: [], data: [], end: false}
+  }
+  current.end = true
+  runs.push(current)
+  return runs
+}
+
+/** Smaller runs are stored as they are: compressing a few KiB is not worth starting zstd. */
+const SMALL_RUN = 64 * 1024
+
 async function compressor(compression: ArchiveCompression): Promise<Duplex> {
   if (compression === 'gzip') return createGzip({level: 6})
   return spawnFilter('zstd', ['-q', '-1', '-T0', '-c'], 'Install zstd (apt-get install zstd).')
 }
 
+async function describe(dir: string, name: string): Promise<TarFile> {
+  const source = path.join(dir, name)
+  const info = await stat(source)
+  return {name, source, size: info.size, mtime: info.mtime}
+}
+
+/** The tar bytes of a run (headers and data in archive order). */
+async function* runBytes(run: Run, files: ReadonlyMap<string, TarFile>): AsyncIterable<Buffer> {
+  // Loaded here: only the commands that write archives need it.
+  const {tarData, tarEnd, tarHeader} = await import('./tar-stream.js')
+  if (run.kind === 'store') {
+    yield* tarData(files.get(run.data[0]!)!)
+    return
+  }
+  for (const name of run.headers) {
+    yield tarHeader(files.get(name)!)
+    if (run.data.includes(name)) yield* tarData(files.get(name)!)
+  }
+  if (run.end) yield tarEnd()
+}
+
+function hashing(hash: Hash): (source: AsyncIterable<Buffer>) => AsyncIterable<Buffer> {
+  return async function* (source) {
+    for await (const chunk of source) {
+      hash.update(chunk)
+      yield chunk
+    }
+  }
+}
+
 export async function writeBoxArchive(options: BoxArchiveOptions): Promise<BoxArchiveResult> {
-  const {create} = await import('tar')
   const hash = createHash('sha256')
   const temp = `${options.file}.${process.pid}.tmp`
-  try {
-    const archive = create({cwd: options.dir, portable: true}, options.files)
-    const digest = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        hash.update(chunk)
-        callback(null, chunk)
-      },
+  const parts: string[] = []
+  const abort = new AbortController()
+  const signal = abort.signal
+  const later = new Set(options.later?.files ?? [])
+  const stored = options.compression === 'zstd' ? new Set(options.stored ?? []) : new Set<string>()
+  const runs = archiveRuns(options.files, stored)
+  const described = new Map<string, TarFile>()
+  const ready = async (run: Run): Promise<void> => {
+    const names = [...run.headers, ...run.data]
+    if (names.some((name) => later.has(name))) await options.later!.ready
+    for (const name of names) if (!described.has(name)) described.set(name, await describe(options.dir, name))
+  }
+
+  // Each compressed run of several is written to a part file as soon as its files are there.
+  const produced = runs.map(async (run, index): Promise<string | undefined> => {
+    if (runs.length === 1 || run.kind === 'store') return undefined
+    await ready(run)
+    const size = [...run.data].reduce((sum, name) => sum + described.get(name)!.size, 0)
+    if (size < SMALL_RUN) return undefined
+    const part = `${temp}.${index}`
+    parts.push(part)
+    await pipeline(runBytes(run, described), await compressor(options.compression), createWriteStream(part), {signal})
+    return part
+  })
+  // The first failure is the reason; what it then stops fails with an AbortError.
+  let failure: unknown
+  for (const promise of produced)
+    promise.catch((error: unknown) => {
+      if (!signal.aborted) failure ??= error
+      abort.abort()
     })
-    await pipeline(archive, await compressor(options.compression), digest, createWriteStream(temp))
+  try {
+    async function* archive(): AsyncIterable<Buffer> {
+      for (const [index, run] of runs.entries()) {
+        const part = await produced[index]!
+        if (part !== undefined) yield* createReadStream(part, {highWaterMark: 1 << 20}) as AsyncIterable<Buffer>
+        else if (runs.length > 1) {
+          await ready(run)
+          yield* rawZstdFrame(runBytes(run, described))
+        }
+      }
+    }
+    if (runs.length === 1) {
+      await ready(runs[0]!)
+      const compress = await compressor(options.compression)
+      await pipeline(runBytes(runs[0]!, described), compress, hashing(hash), createWriteStream(temp), {signal})
+    } else await pipeline(archive(), hashing(hash), createWriteStream(temp), {signal})
     await rename(temp, options.file)
+  } catch (error) {
+    if (!signal.aborted) failure ??= error
+    abort.abort()
+    throw failure ?? error
   } finally {
-    await rm(temp, {force: true})
+    await Promise.allSettled(produced)
+    for (const part of [temp, ...parts]) await rm(part, {force: true})
   }
   return {file: options.file, size: (await stat(options.file)).size, sha256: hash.digest('hex')}
 }
