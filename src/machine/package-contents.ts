@@ -104,20 +104,29 @@ function shellWord(text: string): string {
   return `'${text.replace(/'/g, `'\\''`)}'`
 }
 
-/** The line the guest script ends with: what it did with the SSH host keys. */
+/** The line the guest script prints on what it did with the SSH host keys. */
 export const HOST_KEYS_LINE = /^vm-package: host keys (removed|kept)$/m
+/** The line the guest script ends with: whether every filesystem on a disk was left synced and read-only. */
+export const FILESYSTEMS_LINE = /^vm-package: filesystems (read-only|writable)$/m
 
 /**
- * The script (for `sh -s`, as the login user) that makes the guest fit to be copied, last step
- * last: as root, remove what must differ between machines (SSH host keys, but only where the
- * guest makes new ones at boot: dropbear -R, a systemd unit that runs ssh-keygen, cloud-init, or
- * a unit added here; the machine-id, emptied as in vm's own boxes), then trust `publicKeys`
- * instead of the machine's own key (undefined: leave authorized_keys alone), and sync. With
- * `cloudInit`, cloud-init is reset (`cloud-init clean`) so that every machine made from the
- * package, and this one at its next boot, runs it again with its own seed (user, key, host keys).
- * It prints which way the host keys went (HOST_KEYS_LINE).
+ * The script (for `sh -s`, as the login user) that makes the guest fit to be copied, in one
+ * SSH session. As the login user it writes the keys the package trusts (`publicKeys`;
+ * undefined: authorized_keys is left alone) beside authorized_keys; then, as root, removes what
+ * must differ between machines (SSH host keys, but only where the guest makes new ones at
+ * boot: dropbear -R, a systemd unit that runs ssh-keygen, cloud-init, or a unit added here; the
+ * machine-id, emptied as in vm's own boxes), puts the new authorized_keys in place, syncs and,
+ * last, makes every filesystem on a disk read-only with the kernel's emergency remount (sysrq
+ * `u`: each one synced and marked clean, as an unmount leaves it), so the engine can stop the
+ * machine at once instead of waiting for a power-off. With `cloudInit`, cloud-init is reset
+ * (`cloud-init clean`) so that every machine made from the package, and this one at its next
+ * boot, runs it again with its own seed (user, key, host keys). It prints what it did with the
+ * host keys (HOST_KEYS_LINE) and whether the filesystems are read-only (FILESYSTEMS_LINE); when
+ * they are not, the machine must be powered off the slow way.
  */
 export function guestPrepareScript(publicKeys: readonly string[] | undefined, cloudInit = false): string {
+  // The keys the package trusts replace the machine's own (a rename keeps their owner and mode).
+  const putKeys = publicKeys === undefined ? '' : 'mv -f "$1/.ssh/authorized_keys.new" "$1/.ssh/authorized_keys"\n'
   const root = String.raw`set -e
 keys=kept
 cloud=${cloudInit ? 1 : 0}
@@ -155,15 +164,23 @@ fi
 # machine-id: empty, made anew at the next boot (systemd), as in vm's own boxes.
 if [ -s /etc/machine-id ]; then : >/etc/machine-id; fi
 if [ -f /var/lib/dbus/machine-id ] && [ ! -L /var/lib/dbus/machine-id ]; then rm -f /var/lib/dbus/machine-id; fi
-sync
-echo "vm-package: host keys $keys"`
-  const lines = [
-    'set -e',
-    'as_root() { if [ "$(id -u)" = 0 ]; then sh -s; else sudo -n sh -s; fi; }',
-    "as_root <<'VM_PACKAGE_ROOT'",
-    root,
-    'VM_PACKAGE_ROOT',
-  ]
+${putKeys}sync
+echo "vm-package: host keys $keys"
+# Last: every filesystem on a block device synced, marked clean and read-only.
+writable() {
+  while read -r dev _mnt _type opts _rest; do
+    case "$dev" in /dev/*) case ",$opts," in *,rw,*) return 0 ;; esac ;; esac
+  done </proc/mounts
+  return 1
+}
+state=writable
+if [ -w /proc/sysrq-trigger ] && echo u >/proc/sysrq-trigger 2>/dev/null; then
+  tries=0
+  while writable && [ "$tries" -lt 100 ]; do sleep 0.1 2>/dev/null || sleep 1; tries=$((tries + 1)); done
+  writable || state=read-only
+fi
+echo "vm-package: filesystems $state"`
+  const lines = ['set -e']
   if (publicKeys !== undefined) {
     lines.push(
       'umask 077',
@@ -171,9 +188,16 @@ echo "vm-package: host keys $keys"`
       publicKeys.length === 0
         ? ': >"$HOME/.ssh/authorized_keys.new"'
         : `printf '%s\\n' ${publicKeys.map(shellWord).join(' ')} >"$HOME/.ssh/authorized_keys.new"`,
-      'mv -f "$HOME/.ssh/authorized_keys.new" "$HOME/.ssh/authorized_keys"',
     )
   }
-  lines.push('sync', '')
+  // When the root part fails, the machine keeps its own key (the new file is removed).
+  const onFailure = publicKeys === undefined ? '' : ' || { status=$?; rm -f "$HOME/.ssh/authorized_keys.new"; exit "$status"; }'
+  lines.push(
+    'as_root() { if [ "$(id -u)" = 0 ]; then sh -s -- "$@"; else sudo -n sh -s -- "$@"; fi; }',
+    `as_root "$HOME" <<'VM_PACKAGE_ROOT'${onFailure}`,
+    root,
+    'VM_PACKAGE_ROOT',
+    '',
+  )
   return lines.join('\n')
 }

@@ -1,12 +1,13 @@
 import {copyFile, link, mkdir, mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
-import {refuseExistingOutput, writeBoxArchive} from '../box/archive-write.js'
+import {refuseExistingOutput, writeBoxArchive, type BoxArchiveResult} from '../box/archive-write.js'
 import {checkDisk} from '../box/verify.js'
-import type {StopMethod} from '../driver/driver.js'
+import type {StopMethod, Stopped} from '../driver/driver.js'
 import {driverOf} from '../driver/registry.js'
 import {stderrOf, UsageError, UserError} from '../errors/errors.js'
 import {runInGuest} from '../ssh/exec.js'
+import {closeMaster} from '../ssh/master.js'
 import {insecureKeyPairs} from '../ssh/keys.js'
 import {machinePaths, type MachinePaths} from '../state/machine-files.js'
 import type {MachineEvents} from './events.js'
@@ -15,6 +16,7 @@ import {lockMachine} from './lock.js'
 import {
   archiveFiles,
   defaultVagrantfile,
+  FILESYSTEMS_LINE,
   guestPrepareScript,
   HOST_KEYS_LINE,
   includeEntries,
@@ -51,8 +53,12 @@ export interface PackageResult {
   hostKeys: 'kept' | 'removed'
   /** The packaged machine is left powered off; its next vm up replaces the key again and pins the new host key. */
   state: 'poweroff'
+  /**
+   * How the machine was stopped: quit (QEMU stopped at once, the guest's filesystems synced and
+   * read-only first), or acpi (powered off, when the guest could not make them read-only).
+   */
   halt: StopMethod
-  /** Milliseconds per step. */
+  /** Milliseconds per step; archive counts only what was left to write after the export. */
   timings: {prepare: number; halt: number; export: number; archive: number}
 }
 
@@ -136,15 +142,28 @@ async function linkOrCopy(source: string, target: string): Promise<void> {
   }
 }
 
+/** The box's metadata.json for a disk of `diskBytes` (only virtual_size depends on the disk). */
+function metadataFor(record: MachineRecord, diskBytes: number): Record<string, unknown> {
+  return packageMetadata({
+    box: record.box,
+    diskBytes,
+    boxVirtualSize: record.box.virtualSize,
+    sshUser: record.ssh?.user ?? loginUser(record),
+    cloudInit: record.cloudInit !== undefined,
+  })
+}
+
 function since(start: number): number {
   return Math.round(performance.now() - start)
 }
 
 /**
- * vm package: prepares the running guest (the box's keys back, the machine's own key, SSH host
- * keys and machine-id gone), powers it off, exports its disk flattened and compressed, and writes
- * a libvirt box (metadata.json, box.img, kernel and initrd when the box boots directly,
- * Vagrantfile, include/...). The machine stays powered off, its record truthful.
+ * vm package: prepares the running guest in one SSH session (the box's keys back, the machine's
+ * own key, SSH host keys and machine-id gone, its filesystems synced and read-only), stops it,
+ * exports its disk flattened and compressed, and writes a libvirt box (metadata.json, box.img,
+ * kernel and initrd when the box boots directly, Vagrantfile, include/...), the parts that do
+ * not depend on the disk compressed meanwhile and the disk stored as exported (its clusters are
+ * compressed already). The machine stays powered off, its record truthful.
  */
 export async function packageMachine(
   projectDir: string,
@@ -166,13 +185,38 @@ export async function packageMachine(
   const paths = machinePaths(projectDir, name)
   const unlock = await lockMachine(paths.lock, name)
   let staging: string | undefined
+  let archive: Promise<BoxArchiveResult> | undefined
+  let diskReady: {resolve: () => void; reject: (error: unknown) => void} | undefined
   try {
     let record = await checkPackageable(projectDir, name)
     const driver = await driverOf(record)
     const publicKeys = await boxPublicKeys(record)
     const machine = (current: MachineRecord) => ({name, dir: paths.dir, id: current.id, record: current})
 
-    events.info('Preparing the guest (box key back, host keys and machine-id removed)')
+    // The archive is started first: its kernel, initrd, Vagrantfile and includes are compressed
+    // while the guest is prepared and the disk exported; metadata.json and the disk follow.
+    staging = await mkdtemp(path.join(path.dirname(file), '.vm-package-'))
+    const boot = metadataFor(record, 0)
+    if (typeof boot.kernel === 'string') await linkOrCopy(record.box.kernel!, path.join(staging, boot.kernel))
+    if (typeof boot.initrd === 'string') await linkOrCopy(record.box.initrd!, path.join(staging, boot.initrd))
+    if (options.vagrantfile === undefined) await writeFile(path.join(staging, 'Vagrantfile'), defaultVagrantfile(boot))
+    else await copyFile(path.resolve(options.cwd, options.vagrantfile), path.join(staging, 'Vagrantfile'))
+    if (includes.length > 0) {
+      await mkdir(path.join(staging, 'include'))
+      for (const include of includes) await copyFile(include.source, path.join(staging, include.entry))
+    }
+    const ready = new Promise<void>((resolve, reject) => (diskReady = {resolve, reject}))
+    archive = writeBoxArchive({
+      dir: staging,
+      files: archiveFiles(boot, includes),
+      file,
+      compression: 'zstd',
+      stored: [PACKAGED_DISK],
+      later: {files: ['metadata.json', PACKAGED_DISK], ready},
+    })
+    archive.catch(() => undefined)
+
+    events.info('Preparing the guest (box key back, host keys and machine-id removed, filesystems read-only)')
     let start = performance.now()
     const target = sshTarget(record, paths, machineKeys(record, paths), 'yes')
     let output: string
@@ -201,46 +245,41 @@ export async function packageMachine(
       events.warn(
         "The guest makes no SSH host keys at boot (neither dropbear -R nor systemd with OpenSSH): the box keeps this machine's host keys",
       )
+    const readOnly = FILESYSTEMS_LINE.exec(output)?.[1] === 'read-only'
     const prepareMs = since(start)
 
-    events.info('Powering off')
     start = performance.now()
-    const stopped = await driver.stop(machine(record), (options.haltTimeout ?? 60) * 1000)
+    let stopped: Stopped
+    if (readOnly) {
+      // Every filesystem on its disks is synced, clean and read-only: nothing is lost by stopping QEMU now.
+      events.info('Stopping the machine (its filesystems are synced and read-only)')
+      stopped = await driver.stop(machine(record), 0)
+    } else {
+      events.info('Powering off (the guest could not make its filesystems read-only)')
+      stopped = await driver.stop(machine(record), (options.haltTimeout ?? 60) * 1000)
+      if (stopped.method !== 'acpi' && stopped.method !== 'already-stopped')
+        events.warn(`The guest did not power off by itself (${stopped.method}); its disk was synced before, but check the box`)
+    }
     record = {...(stopped.record ?? record), lastState: 'poweroff', pending: undefined}
     await writeRecord(paths.record, record)
-    if (stopped.method !== 'acpi' && stopped.method !== 'already-stopped')
-      events.warn(`The guest did not power off by itself (${stopped.method}); its disk was synced before, but check the box`)
+    await closeMaster(record.id)
     const haltMs = since(start)
 
     events.info('Exporting the disk (flattened, compressed)')
     start = performance.now()
-    staging = await mkdtemp(path.join(path.dirname(file), '.vm-package-'))
     await driver.exportDisk!(machine(record), path.join(staging, PACKAGED_DISK))
     const disk = await checkDisk(path.join(staging, PACKAGED_DISK), 'qcow2', 'the exported disk')
     const exportMs = since(start)
 
     start = performance.now()
-    const metadata = packageMetadata({
-      box: record.box,
-      diskBytes: disk.virtualSize,
-      boxVirtualSize: record.box.virtualSize,
-      sshUser: record.ssh?.user ?? loginUser(record),
-      cloudInit: record.cloudInit !== undefined,
-    })
+    const metadata = metadataFor(record, disk.virtualSize)
     await writeFile(path.join(staging, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`)
-    if (typeof metadata.kernel === 'string') await linkOrCopy(record.box.kernel!, path.join(staging, metadata.kernel))
-    if (typeof metadata.initrd === 'string') await linkOrCopy(record.box.initrd!, path.join(staging, metadata.initrd))
-    if (options.vagrantfile === undefined) await writeFile(path.join(staging, 'Vagrantfile'), defaultVagrantfile(metadata))
-    else await copyFile(path.resolve(options.cwd, options.vagrantfile), path.join(staging, 'Vagrantfile'))
-    if (includes.length > 0) {
-      await mkdir(path.join(staging, 'include'))
-      for (const include of includes) await copyFile(include.source, path.join(staging, include.entry))
-    }
     events.info(`Writing ${file}`)
-    const archive = await writeBoxArchive({dir: staging, files: archiveFiles(metadata, includes), file, compression: 'zstd'})
+    diskReady!.resolve()
+    const written = await archive
     return {
       machine: name,
-      ...archive,
+      ...written,
       virtualSize: metadata.virtual_size as number,
       kernel: typeof metadata.kernel === 'string',
       hostKeys,
@@ -248,6 +287,11 @@ export async function packageMachine(
       halt: stopped.method,
       timings: {prepare: prepareMs, halt: haltMs, export: exportMs, archive: since(start)},
     }
+  } catch (error) {
+    // The archive stops and removes what it wrote.
+    diskReady?.reject(error)
+    await archive?.catch(() => undefined)
+    throw error
   } finally {
     if (staging !== undefined) await rm(staging, {recursive: true, force: true})
     await unlock()

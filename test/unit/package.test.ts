@@ -17,6 +17,7 @@ import {packageMachine} from '../../src/machine/package.js'
 import {
   archiveFiles,
   defaultVagrantfile,
+  FILESYSTEMS_LINE,
   guestPrepareScript,
   HOST_KEYS_LINE,
   includeEntries,
@@ -99,14 +100,25 @@ describe('what vm package puts in a box', () => {
     expect(vagrantUser).not.toContain('kernel')
   })
 
-  it("the guest script puts the box's keys back last, quoted, and leaves authorized_keys alone when there are none", () => {
+  it("the guest script puts the box's keys in place after the rest, quoted, then makes the filesystems read-only, last", () => {
     const script = guestPrepareScript(["ssh-ed25519 AAAA it's"])
     expect(script).toContain(String.raw`printf '%s\n' 'ssh-ed25519 AAAA it'\''s' >"$HOME/.ssh/authorized_keys.new"`)
-    expect(script.indexOf('authorized_keys')).toBeGreaterThan(script.indexOf('VM_PACKAGE_ROOT\n'))
-    expect(script).toMatch(/rm -f \/etc\/dropbear\/dropbear_\*_host_key/)
-    expect(script).toMatch(/: >\/etc\/machine-id/)
+    const order = [
+      'dropbear_*_host_key',
+      ': >/etc/machine-id',
+      'mv -f "$1/.ssh/authorized_keys.new" "$1/.ssh/authorized_keys"',
+      'sync',
+      'echo u >/proc/sysrq-trigger',
+    ]
+    const at = order.map((text) => script.indexOf(text))
+    expect(at.every((index) => index > 0)).toBe(true)
+    expect([...at].sort((a, b) => a - b)).toEqual(at)
+    expect(script.trimEnd().split('\n').at(-2)).toBe('echo "vm-package: filesystems $state"')
+    // A failed root part leaves the machine's own key in force.
+    expect(script).toContain('|| { status=$?; rm -f "$HOME/.ssh/authorized_keys.new"; exit "$status"; }')
     expect(guestPrepareScript(undefined)).not.toContain('authorized_keys')
     expect(HOST_KEYS_LINE.exec('x\nvm-package: host keys removed\n')?.[1]).toBe('removed')
+    expect(FILESYSTEMS_LINE.exec('vm-package: host keys removed\nvm-package: filesystems read-only\n')?.[1]).toBe('read-only')
   })
 
   it('a machine of a cloud image is packaged as a cloud image: no key trusted, cloud-init reset', () => {
