@@ -1,11 +1,11 @@
-import {copyFile, link, mkdir, mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import {copyFile, link, mkdir, mkdtemp, open, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import {refuseExistingOutput, writeBoxArchive, type BoxArchiveResult} from '../box/archive-write.js'
-import {checkDisk} from '../box/verify.js'
+import {qcow2VirtualSize} from '../box/disk-signature.js'
 import type {StopMethod, Stopped} from '../driver/driver.js'
 import {driverOf} from '../driver/registry.js'
-import {stderrOf, UsageError, UserError} from '../errors/errors.js'
+import {InternalError, stderrOf, UsageError, UserError} from '../errors/errors.js'
 import {runInGuest} from '../ssh/exec.js'
 import {closeMaster} from '../ssh/master.js'
 import {insecureKeyPairs} from '../ssh/keys.js'
@@ -142,6 +142,19 @@ async function linkOrCopy(source: string, target: string): Promise<void> {
   }
 }
 
+/** The virtual size of the disk the engine exported, from its qcow2 header (no qemu-img run needed). */
+async function exportedDiskSize(file: string): Promise<number> {
+  const handle = await open(file, 'r')
+  try {
+    const {buffer, bytesRead} = await handle.read(Buffer.alloc(32), 0, 32, 0)
+    const size = qcow2VirtualSize(buffer.subarray(0, bytesRead))
+    if (size === undefined) throw new InternalError(`The engine exported ${file}, which is not a qcow2 image`)
+    return size
+  } finally {
+    await handle.close()
+  }
+}
+
 /** The box's metadata.json for a disk of `diskBytes` (only virtual_size depends on the disk). */
 function metadataFor(record: MachineRecord, diskBytes: number): Record<string, unknown> {
   return packageMetadata({
@@ -268,11 +281,11 @@ export async function packageMachine(
     events.info('Exporting the disk (flattened, compressed)')
     start = performance.now()
     await driver.exportDisk!(machine(record), path.join(staging, PACKAGED_DISK))
-    const disk = await checkDisk(path.join(staging, PACKAGED_DISK), 'qcow2', 'the exported disk')
+    const diskBytes = await exportedDiskSize(path.join(staging, PACKAGED_DISK))
     const exportMs = since(start)
 
     start = performance.now()
-    const metadata = metadataFor(record, disk.virtualSize)
+    const metadata = metadataFor(record, diskBytes)
     await writeFile(path.join(staging, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`)
     events.info(`Writing ${file}`)
     diskReady!.resolve()
