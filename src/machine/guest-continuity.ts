@@ -74,12 +74,21 @@ export function clockCommand(hostSeconds: number): string {
   return `{ ${rtc} || sudo -n hwclock -u -s 2>/dev/null || sudo -n date -u -s @${hostSeconds} >/dev/null; }`
 }
 
+/** How a continued guest is reached: vm's one way of running guest commands, or a test's stand-in. */
+export type RunInGuest = typeof runInGuest
+
 /**
- * A guest that continues from a saved state or snapshot, in one login: its clock set from the
- * host's, its 9p shares mounted (they were unmounted for the save). Folders that cannot be
- * mounted over 9p (`auto` ones in a guest without 9p) and rsync folders are copied again.
+ * The login of a guest that continues from a saved state or snapshot: its clock set from the
+ * host's and its 9p shares mounted again (they were unmounted for the save), in one command.
+ * It runs over the machine's shared connection, which it opens: whatever follows (vm ssh, the
+ * rsync copies) skips the key exchange. Returns the indexes of the folders to copy again:
+ * rsync folders, and `auto` ones that could not be mounted over 9p.
  */
-export async function continueGuest(target: SshTarget, folders: readonly SyncedFolder[], onInfo: (text: string) => void): Promise<void> {
+export async function continueInLogin(
+  target: SshTarget,
+  folders: readonly SyncedFolder[],
+  options: {run?: RunInGuest; signal?: AbortSignal | undefined; connectTimeout?: number} = {},
+): Promise<number[]> {
   const shares = folders.flatMap((folder, index) => (folder.type === 'rsync' ? [] : [index]))
   const mounts = shares.map((index) => {
     const folder = folders[index]!
@@ -90,7 +99,8 @@ export async function continueGuest(target: SshTarget, folders: readonly SyncedF
     ...(shares.length === 0 ? [] : ['sudo -n modprobe 9pnet_virtio 2>/dev/null; true']),
     ...mounts,
   ].join('; ')
-  const {stdout} = await runInGuest(target, script, {timeoutMs: 60_000, connectTimeout: 5})
+  const run = options.run ?? runInGuest
+  const {stdout} = await run(target, script, {timeoutMs: 60_000, connectTimeout: options.connectTimeout ?? 5, signal: options.signal})
   if (stdout.includes('clock-failed'))
     throw new UserError("Could not set the guest's clock after it continued", {
       code: 'GUEST_CLOCK',
@@ -105,6 +115,20 @@ export async function continueGuest(target: SshTarget, folders: readonly SyncedF
         hint: `Run "vm reload" to boot the machine afresh.`,
       })
   }
-  for (const [index, folder] of folders.entries())
-    if (folder.type === 'rsync' || failed.has(index)) await rsyncFolder(folder, target, onInfo)
+  return folders.flatMap((folder, index) => (folder.type === 'rsync' || failed.has(index) ? [index] : []))
+}
+
+/** Copies folders `indexes` into the guest again (continueInLogin says which). */
+export async function copyFolders(
+  target: SshTarget,
+  folders: readonly SyncedFolder[],
+  indexes: readonly number[],
+  onInfo: (text: string) => void,
+): Promise<void> {
+  for (const index of indexes) await rsyncFolder(folders[index]!, target, onInfo)
+}
+
+/** A guest that continues from a saved state or snapshot: continueInLogin, then the copies. */
+export async function continueGuest(target: SshTarget, folders: readonly SyncedFolder[], onInfo: (text: string) => void): Promise<void> {
+  await copyFolders(target, folders, await continueInLogin(target, folders), onInfo)
 }

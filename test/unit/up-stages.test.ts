@@ -315,6 +315,43 @@ describe('vm up against a fake driver', () => {
     expect(existsSync(paths.dir)).toBe(false)
   })
 
+  it('a suspended machine continues in one login: the one that finds SSH ready sets the clock; nothing else runs', async () => {
+    await upMachine(dir, config(), events(), {driver: 'fake'}, fakeGuest())
+    // The fake engine suspends: stopped, its state kept.
+    let saved = false
+    const inspect = driver.inspect.bind(driver)
+    Object.assign(driver, {
+      features: {...driver.features, suspend: true},
+      suspension: {
+        suspend: async (machine: CreatedMachine) => ((saved = true), driver.stop(machine, 0)),
+        discard: async () => void (saved = false),
+      },
+      inspect: async (machine: DriverMachine) => ({...(await inspect(machine)), saved}),
+    })
+    const {suspendMachine, resumeMachine} = await import('../../src/machine/suspend.js')
+    expect(await suspendMachine(dir, 'default')).toMatchObject({state: 'saved'})
+    const guest = fakeGuest()
+    const inLogin: boolean[] = []
+    let logging = false
+    guest.waitForSsh = async (options) => {
+      guest.waits.push(options.target)
+      logging = true
+      await options.login?.(options.target, undefined)
+      logging = false
+      return 99
+    }
+    const runInGuest = guest.runInGuest
+    guest.runInGuest = async (target, command, options) => (inLogin.push(logging), runInGuest(target, command, options))
+    const result = await resumeMachine(dir, config(), events(), guest)
+    expect(result).toMatchObject({was: 'saved', up: {state: 'running'}})
+    expect(guest.waits).toHaveLength(1)
+    // One guest command, run as the SSH wait's login: the clock from the RTC; no folders, so no mounts.
+    expect(inLogin).toEqual([true])
+    expect(guest.commands[0]!.command).toContain('/sys/class/rtc/rtc0/since_epoch')
+    expect(guest.commands[0]!.command).not.toContain('mount')
+    expect(record()).toMatchObject({lastState: 'running', pending: []})
+  })
+
   it('what the engine cannot do is refused before anything is made', async () => {
     driver.validate = () => [{line: 3, col: 1, path: 'cpus', message: 'the fake engine has one CPU'}]
     const error = await upMachine(dir, config('cpus: 2\n'), events(), {driver: 'fake'}, fakeGuest()).catch((caught: unknown) => caught)
