@@ -101,6 +101,7 @@ export async function connectContinuedGuest(boot: Boot): Promise<number | undefi
       watch: boot.driver.bootWatch(driverMachine(boot)),
       onProgress: boot.events.progress,
       signal: boot.options.interrupt?.signal,
+      sshdUp: true,
       login: async (login, signal) => {
         copies = await continueInLogin(login, folders, {run: boot.guest.runInGuest, signal, connectTimeout: 3})
       },

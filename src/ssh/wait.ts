@@ -93,6 +93,12 @@ export interface WaitOptions {
    * any other vm error (the work failed in the guest) ends the wait.
    */
   login?: ((target: SshTarget, signal: AbortSignal | undefined) => Promise<void>) | undefined
+  /**
+   * The guest runs with its sshd up already (it continues from a saved state): the first try
+   * logs in at once instead of polling the banner first, which would cost the guest a second
+   * sshd connection (a process each, slow under emulation).
+   */
+  sshdUp?: boolean | undefined
 }
 
 /**
@@ -129,6 +135,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
   const start = Date.now()
   const deadline = start + options.timeoutMs
   let refusedSince: number | undefined
+  let pollBanner = options.sshdUp !== true
   while (Date.now() < deadline) {
     options.signal?.throwIfAborted()
     if (!(await watch.isAlive())) {
@@ -148,7 +155,9 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
     }
     const lastLine = recent.split('\n').at(-1)?.trim() ?? ''
     options.onProgress?.(lastLine)
-    if (target.jump === undefined && !(await sshBanner(target.host, target.port, 1500))) {
+    const banner = pollBanner
+    pollBanner = true
+    if (banner && target.jump === undefined && !(await sshBanner(target.host, target.port, 1500))) {
       await sleep(250)
       continue
     }
