@@ -3,7 +3,7 @@
 // against a cold `vm up` of the same halted machine in the same run.
 // Goals: resume at most 0.25x a cold boot for tiny, at most 0.10x for Debian.
 import {execFileSync, spawnSync} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -50,13 +50,14 @@ function benchHome(name, vmfile) {
 
 function benchBox({box, vmfile, goal, runs}) {
   const {home, project, env} = benchHome(box, vmfile)
-  const samples = {coldUp: [], resume: [], restore: [], suspend: [], save: []}
+  const samples = {coldUp: [], resume: [], restore: [], suspend: [], save: [], stateMiB: []}
   try {
     vm(['up'], project, env) // creates the machine and replaces its key: not measured
     for (let run = 0; run < runs; run++) {
       vm(['halt'], project, env)
       samples.coldUp.push(vm(['up'], project, env))
       samples.suspend.push(vm(['suspend'], project, env))
+      samples.stateMiB.push(statSync(path.join(project, '.vm/machines/default/saved-state')).size / 1024 ** 2)
       samples.resume.push(vm(['resume'], project, env))
       samples.save.push(vm(['snapshot', 'save', `bench${run}`], project, env))
       samples.restore.push(vm(['snapshot', 'restore', `bench${run}`], project, env))
@@ -72,7 +73,9 @@ function benchBox({box, vmfile, goal, runs}) {
   console.log(
     `${box}: vm snapshot restore (live) to SSH-ready: ${s(m.restore)}, ratio ${(m.restore / m.coldUp).toFixed(2)}x (goal: at most ${goal}x)`,
   )
-  console.log(`${box}: vm suspend ${s(m.suspend)}, vm snapshot save (live) ${s(m.save)}`)
+  console.log(
+    `${box}: vm suspend ${s(m.suspend)} (saved state ${m.stateMiB.toFixed(1)} MiB compressed), vm snapshot save (live) ${s(m.save)}`,
+  )
   return {runs, samples, medians: m, ratios: {resume: m.resume / m.coldUp, restore: m.restore / m.coldUp}, goal}
 }
 

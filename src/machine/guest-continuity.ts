@@ -12,9 +12,9 @@ import type {SyncedFolder} from '../vmfile/types.js'
  */
 
 /** The 9p mount of synced folder `index` in the guest, with the options vm's folder sync uses. */
-function mountCommand(folder: SyncedFolder, index: number): string {
+function mountCommand(folder: SyncedFolder, index: number, sudo = 'sudo -n '): string {
   const options = `trans=virtio,version=9p2000.L,msize=262144,cache=none${folder.readOnly ? ',ro' : ''}`
-  return `sudo -n mount -t 9p -o ${options} ${shareTag(index)} ${shellQuote(folder.guest)}`
+  return `${sudo}mount -t 9p -o ${options} ${shareTag(index)} ${shellQuote(folder.guest)}`
 }
 
 /** Whether the guest has share `index` mounted (the tag is the mount's source in /proc/mounts). */
@@ -69,28 +69,49 @@ export async function mountShares(target: SshTarget, folders: readonly SyncedFol
  * the host's clock (QEMU's default -rtc clock=host; read from sysfs, without hwclock's wait
  * for the next tick), else through hwclock, else to the host's time as sent (`hostSeconds`).
  */
-export function clockCommand(hostSeconds: number): string {
-  const rtc = 't=$(cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null) && [ -n "$t" ] && sudo -n date -u -s "@$t" >/dev/null'
-  return `{ ${rtc} || sudo -n hwclock -u -s 2>/dev/null || sudo -n date -u -s @${hostSeconds} >/dev/null; }`
+export function clockCommand(hostSeconds: number, sudo = 'sudo -n '): string {
+  const rtc = `t=$(cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null) && [ -n "$t" ] && ${sudo}date -u -s "@$t" >/dev/null`
+  return `{ ${rtc} || ${sudo}hwclock -u -s 2>/dev/null || ${sudo}date -u -s @${hostSeconds} >/dev/null; }`
 }
 
 /**
- * A guest that continues from a saved state or snapshot, in one login: its clock set from the
- * host's, its 9p shares mounted (they were unmounted for the save). Folders that cannot be
- * mounted over 9p (`auto` ones in a guest without 9p) and rsync folders are copied again.
+ * The command a continued guest runs, as root through one sudo (each sudo costs a noticeable
+ * part of a second under software emulation): its clock set (clockCommand), the 9p module
+ * loaded if it is not, each share `shares` names mounted unless it is. Prints `clock-failed`
+ * when the clock (or sudo) failed and the index of each share it could not mount.
  */
-export async function continueGuest(target: SshTarget, folders: readonly SyncedFolder[], onInfo: (text: string) => void): Promise<void> {
-  const shares = folders.flatMap((folder, index) => (folder.type === 'rsync' ? [] : [index]))
+export function continueCommand(folders: readonly SyncedFolder[], shares: readonly number[], hostSeconds: number, root: boolean): string {
   const mounts = shares.map((index) => {
     const folder = folders[index]!
-    return `{ sudo -n mkdir -p ${shellQuote(folder.guest)} && { ${mountedTest(index)} || ${mountCommand(folder, index)}; }; } >/dev/null 2>&1 || echo ${index}`
+    return `{ mkdir -p ${shellQuote(folder.guest)} && { ${mountedTest(index)} || ${mountCommand(folder, index, '')}; }; } >/dev/null 2>&1 || echo ${index}`
   })
   const script = [
-    `${clockCommand(Math.round(Date.now() / 1000))} || echo clock-failed`,
-    ...(shares.length === 0 ? [] : ['sudo -n modprobe 9pnet_virtio 2>/dev/null; true']),
+    `${clockCommand(hostSeconds, '')} || echo clock-failed`,
+    ...(shares.length === 0 ? [] : ['[ -d /sys/module/9pnet_virtio ] || modprobe 9pnet_virtio 2>/dev/null; true']),
     ...mounts,
   ].join('; ')
-  const {stdout} = await runInGuest(target, script, {timeoutMs: 60_000, connectTimeout: 5})
+  return `${root ? '' : 'sudo -n '}sh -c ${shellQuote(script)} || echo clock-failed`
+}
+
+/** How a continued guest is reached: vm's one way of running guest commands, or a test's stand-in. */
+export type RunInGuest = typeof runInGuest
+
+/**
+ * The login of a guest that continues from a saved state or snapshot: its clock set from the
+ * host's and its 9p shares mounted again (they were unmounted for the save), in one command.
+ * It runs over the machine's shared connection, which it opens: whatever follows (vm ssh, the
+ * rsync copies) skips the key exchange. Returns the indexes of the folders to copy again:
+ * rsync folders, and `auto` ones that could not be mounted over 9p.
+ */
+export async function continueInLogin(
+  target: SshTarget,
+  folders: readonly SyncedFolder[],
+  options: {run?: RunInGuest; signal?: AbortSignal | undefined; connectTimeout?: number} = {},
+): Promise<number[]> {
+  const shares = folders.flatMap((folder, index) => (folder.type === 'rsync' ? [] : [index]))
+  const script = continueCommand(folders, shares, Math.round(Date.now() / 1000), target.user === 'root')
+  const run = options.run ?? runInGuest
+  const {stdout} = await run(target, script, {timeoutMs: 60_000, connectTimeout: options.connectTimeout ?? 5, signal: options.signal})
   if (stdout.includes('clock-failed'))
     throw new UserError("Could not set the guest's clock after it continued", {
       code: 'GUEST_CLOCK',
@@ -105,6 +126,20 @@ export async function continueGuest(target: SshTarget, folders: readonly SyncedF
         hint: `Run "vm reload" to boot the machine afresh.`,
       })
   }
-  for (const [index, folder] of folders.entries())
-    if (folder.type === 'rsync' || failed.has(index)) await rsyncFolder(folder, target, onInfo)
+  return folders.flatMap((folder, index) => (folder.type === 'rsync' || failed.has(index) ? [index] : []))
+}
+
+/** Copies folders `indexes` into the guest again (continueInLogin says which). */
+export async function copyFolders(
+  target: SshTarget,
+  folders: readonly SyncedFolder[],
+  indexes: readonly number[],
+  onInfo: (text: string) => void,
+): Promise<void> {
+  for (const index of indexes) await rsyncFolder(folders[index]!, target, onInfo)
+}
+
+/** A guest that continues from a saved state or snapshot: continueInLogin, then the copies. */
+export async function continueGuest(target: SshTarget, folders: readonly SyncedFolder[], onInfo: (text: string) => void): Promise<void> {
+  await copyFolders(target, folders, await continueInLogin(target, folders), onInfo)
 }

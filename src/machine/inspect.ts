@@ -7,7 +7,7 @@ import {deriveState, type MachineState} from '../state/machine-state.js'
 import {projectMoved} from './moved.js'
 import {machineHostname} from './hostname.js'
 import {configuredNics, type NicStatus} from './networks.js'
-import {readRecord, RecordUnreadableError, type MachineRecord} from './record.js'
+import {lostRecord, readRecord, RecordUnreadableError, type MachineRecord} from './record.js'
 import {describeStages, unfinishedStages} from './stages.js'
 
 export interface MachineStatus {
@@ -47,6 +47,7 @@ export async function inspectMachine(projectDir: string, name: string): Promise<
     if (!(error instanceof RecordUnreadableError)) throw error
     unreadable = error
   }
+  if (record === undefined && unreadable === undefined) unreadable = await lostRecord(paths.record, paths.lock)
   // A machine with no directory at all has nothing an engine could be running: no engine is
   // loaded to say so. An unreadable record names no engine: the default one is asked.
   const nothing = record === undefined && unreadable === undefined && !(await exists(paths.dir))

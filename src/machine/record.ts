@@ -1,4 +1,4 @@
-import {readFile} from 'node:fs/promises'
+import {readdir, readFile} from 'node:fs/promises'
 import path from 'node:path'
 
 import {UserError} from '../errors/errors.js'
@@ -103,13 +103,17 @@ export interface MachineRecord {
   updatedAt: string
 }
 
-/** machine.json exists but cannot be used: unreadable, not JSON, or not a machine record. */
+/**
+ * machine.json cannot be used: unreadable, not JSON, or not a machine record; or missing while
+ * the machine's directory still holds its files (`message` says so then).
+ */
 export class RecordUnreadableError extends UserError {
   constructor(
     readonly file: string,
     readonly reason: string,
+    message = `The machine record ${file} is unreadable: ${reason}`,
   ) {
-    super(`The machine record ${file} is unreadable: ${reason}`, {
+    super(message, {
       code: 'MACHINE_RECORD_UNREADABLE',
       hint: `Restore the file from a backup, or remove the machine with "vm destroy -f ${path.basename(path.dirname(file))}" (it stops the machine's QEMU and deletes its disk) and run "vm up" again.`,
     })
@@ -125,6 +129,24 @@ function recordProblem(data: unknown): string | undefined {
   if (!Array.isArray(record.macs)) return '"macs" is missing or not a list'
   if (!Array.isArray((record.box as {disks?: unknown}).disks)) return '"box.disks" is missing or not a list'
   return undefined
+}
+
+/**
+ * A machine directory that holds files (disks, snapshots, keys) but no machine.json: the record
+ * was lost, the machine was not. A RecordUnreadableError then, so that nothing (vm up above all)
+ * takes the machine for one never created and makes new disks over the old; undefined when the
+ * directory holds nothing but its lock, or does not exist.
+ */
+export async function lostRecord(file: string, lock: string): Promise<RecordUnreadableError | undefined> {
+  const dir = path.dirname(file)
+  const left = (await readdir(dir).catch(() => [] as string[])).filter((entry) => path.join(dir, entry) !== lock).sort()
+  if (left.length === 0) return undefined
+  const shown = left.length > 4 ? `${left.slice(0, 4).join(', ')} and ${left.length - 4} more` : left.join(', ')
+  return new RecordUnreadableError(
+    file,
+    'missing',
+    `The machine record ${file} is missing, but ${dir} still holds the machine's files (${shown}); vm will not make a new machine over its disks and snapshots`,
+  )
 }
 
 /** The record, or undefined when there is none; a record that cannot be used is a RecordUnreadableError. */

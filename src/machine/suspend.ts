@@ -3,6 +3,7 @@ import {UserError} from '../errors/errors.js'
 import {machinePaths} from '../state/machine-files.js'
 import type {MachineState} from '../state/machine-state.js'
 import type {MachineConfig} from '../vmfile/types.js'
+import {openSsh, type GuestAccess} from './boot-context.js'
 import type {MachineEvents} from './events.js'
 import {mountShares, unmountShares} from './guest-continuity.js'
 import {createdMachine, inspectMachine} from './inspect.js'
@@ -71,7 +72,12 @@ export interface ResumeResult {
 }
 
 /** vm resume: a suspended machine continues (vm up does the same); a running one is left alone. */
-export async function resumeMachine(projectDir: string, config: MachineConfig, events: MachineEvents): Promise<ResumeResult> {
+export async function resumeMachine(
+  projectDir: string,
+  config: MachineConfig,
+  events: MachineEvents,
+  guest: GuestAccess = openSsh,
+): Promise<ResumeResult> {
   const {status, record, unreadable} = await inspectMachine(projectDir, config.name)
   if (unreadable !== undefined) throw unreadable
   if (record !== undefined) suspendSupport(await driverOf(record), config.name)
@@ -81,5 +87,5 @@ export async function resumeMachine(projectDir: string, config: MachineConfig, e
       code: 'NOT_SAVED',
       hint: `Run "vm up ${config.name}" to boot it.`,
     })
-  return {name: config.name, was: 'saved', up: await upMachine(projectDir, config, events)}
+  return {name: config.name, was: 'saved', up: await upMachine(projectDir, config, events, {}, guest)}
 }

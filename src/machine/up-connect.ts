@@ -6,7 +6,9 @@ import {UserError, VmError} from '../errors/errors.js'
 import {generateKeyPair, insecureKeyPairs, insecurePrivateKeys} from '../ssh/keys.js'
 import {driverMachine, finishBootStage, type Boot} from './boot-context.js'
 import type {MachineRecord} from './record.js'
+import {continueInLogin, copyFolders} from './guest-continuity.js'
 import {machineKeys, sshTarget} from './ssh-target.js'
+import {foldersFor} from './up-converge.js'
 
 /**
  * The keys offered for the first login: the keys the machine kept (insert_key: false), else
@@ -76,6 +78,41 @@ export async function connectToGuest(boot: Boot): Promise<number | undefined> {
     await finishBootStage(boot, 'key')
   } finally {
     for (const copy of copies) await rm(copy, {force: true})
+  }
+  return bootMs
+}
+
+/**
+ * Stage "connect" of a guest that continues from a saved state or snapshot (stages ssh and
+ * folders): it runs already, with the machine's key trusted. The login that proves SSH ready is
+ * the one that sets its clock and mounts its 9p shares again (continueInLogin); it opens the
+ * machine's shared connection, which the rsync copies after it and the user's next command use.
+ */
+export async function connectContinuedGuest(boot: Boot): Promise<number | undefined> {
+  const {paths} = boot
+  const target = sshTarget(boot.record, paths, machineKeys(boot.record, paths), 'yes')
+  const folders = foldersFor(boot.driver, boot.record.config.syncedFolders)
+  let copies: number[] = []
+  let bootMs: number | undefined
+  try {
+    bootMs = await boot.guest.waitForSsh({
+      target,
+      timeoutMs: boot.record.config.bootTimeout * 1000,
+      watch: boot.driver.bootWatch(driverMachine(boot)),
+      onProgress: boot.events.progress,
+      signal: boot.options.interrupt?.signal,
+      sshdUp: true,
+      login: async (login, signal) => {
+        copies = await continueInLogin(login, folders, {run: boot.guest.runInGuest, signal, connectTimeout: 3})
+      },
+    })
+  } finally {
+    boot.events.progressDone?.()
+  }
+  await finishBootStage(boot, 'ssh')
+  if ((boot.record.pending ?? []).includes('folders')) {
+    await copyFolders(target, folders, copies, (text) => boot.events.info(text))
+    await finishBootStage(boot, 'folders')
   }
   return bootMs
 }

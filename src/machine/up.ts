@@ -5,7 +5,7 @@ import {VmError} from '../errors/errors.js'
 import {machinePaths} from '../state/machine-files.js'
 import {invalidVmfileError} from '../vmfile/index.js'
 import type {MachineConfig} from '../vmfile/types.js'
-import {finishBootStage, openSsh, type Boot, type GuestAccess, type UpOptions} from './boot-context.js'
+import {openSsh, type Boot, type GuestAccess, type UpOptions} from './boot-context.js'
 import type {MachineEvents} from './events.js'
 import {inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
@@ -14,13 +14,11 @@ import type {MachineRecord} from './record.js'
 import {waitForCloudInit} from './cloud-init.js'
 import {describeStages, firstBootUnfinished, unfinishedStages} from './stages.js'
 import {bootMachine, stopUnfinished} from './up-boot.js'
-import {connectToGuest} from './up-connect.js'
+import {connectContinuedGuest, connectToGuest} from './up-connect.js'
 import {convergeGuest, foldersFor, provisionAfterBoot, provisioningForced} from './up-converge.js'
 import {bootRelevant, clearMachineDir, createMachine, missingDirs} from './up-prepare.js'
-import {continueGuest} from './guest-continuity.js'
 import {snapshotSupport, suspendSupport} from './snapshot-rules.js'
 import {closeMaster} from '../ssh/master.js'
-import {machineKeys, sshTarget} from './ssh-target.js'
 
 export type {UpOptions} from './boot-context.js'
 export {newMachineId} from './up-prepare.js'
@@ -89,14 +87,9 @@ async function finishBoot(boot: Boot, continued = false): Promise<UpResult> {
   // A guest continued from a saved state or snapshot: no shared SSH connection from before may be reused.
   if (continued) await closeMaster(boot.record.id)
   const stages = async (): Promise<void> => {
-    if (connecting) bootMs = await connectToGuest(boot)
+    // A guest that continues where it was saved: the login that finds SSH ready sets its clock and mounts its folders.
+    if (connecting) bootMs = continued ? await connectContinuedGuest(boot) : await connectToGuest(boot)
     connecting = false
-    // The guest continues where it was saved: its clock set, its synced folders back (one login).
-    if (continued && (boot.record.pending ?? []).includes('folders')) {
-      const target = sshTarget(boot.record, boot.paths, machineKeys(boot.record, boot.paths), 'yes')
-      await continueGuest(target, foldersFor(boot.driver, boot.record.config.syncedFolders), (text) => boot.events.info(text))
-      await finishBootStage(boot, 'folders')
-    }
     await waitForCloudInit(boot)
     provisioned = await convergeGuest(boot)
   }

@@ -1,7 +1,7 @@
 import {readFile} from 'node:fs/promises'
 import net from 'node:net'
 
-import {stderrOf, UserError} from '../errors/errors.js'
+import {ExternalError, stderrOf, UserError, VmError} from '../errors/errors.js'
 import {tailLines} from '../process/run.js'
 import {runInGuest} from './exec.js'
 import {renderProxyJump, type SshTarget} from './options.js'
@@ -86,6 +86,19 @@ export interface WaitOptions {
   signal?: AbortSignal | undefined
   /** How to name the target's keys in messages, in the same order (e.g. the shipped file a temporary copy was made from); default: their paths. */
   keyNames?: readonly string[] | undefined
+  /**
+   * The login that proves SSH ready, once sshd greets: default `true` over a connection of its
+   * own. A caller with work for the guest's first moments (a resumed guest's clock) does it in
+   * this login instead of a second one. A failure of ssh itself is retried like the default's;
+   * any other vm error (the work failed in the guest) ends the wait.
+   */
+  login?: ((target: SshTarget, signal: AbortSignal | undefined) => Promise<void>) | undefined
+  /**
+   * The guest runs with its sshd up already (it continues from a saved state): the first try
+   * logs in at once instead of polling the banner first, which would cost the guest a second
+   * sshd connection (a process each, slow under emulation).
+   */
+  sshdUp?: boolean | undefined
 }
 
 /**
@@ -122,6 +135,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
   const start = Date.now()
   const deadline = start + options.timeoutMs
   let refusedSince: number | undefined
+  let pollBanner = options.sshdUp !== true
   while (Date.now() < deadline) {
     options.signal?.throwIfAborted()
     if (!(await watch.isAlive())) {
@@ -141,14 +155,19 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
     }
     const lastLine = recent.split('\n').at(-1)?.trim() ?? ''
     options.onProgress?.(lastLine)
-    if (target.jump === undefined && !(await sshBanner(target.host, target.port, 1500))) {
+    const banner = pollBanner
+    pollBanner = true
+    if (banner && target.jump === undefined && !(await sshBanner(target.host, target.port, 1500))) {
       await sleep(250)
       continue
     }
     try {
-      await runInGuest(target, 'true', {connectTimeout: 3, timeoutMs: 8000, signal: options.signal, shared: false})
+      if (options.login === undefined)
+        await runInGuest(target, 'true', {connectTimeout: 3, timeoutMs: 8000, signal: options.signal, shared: false})
+      else await options.login(target, options.signal)
       return Date.now() - start
     } catch (error) {
+      if (error instanceof VmError && !(error instanceof ExternalError)) throw error
       const said = stderrOf(error)
       if (HOST_KEY_CHANGED.test(said))
         throw new UserError("The machine's SSH host key is not the one recorded for it", {

@@ -1,4 +1,5 @@
-import {existsSync, readFileSync, writeFileSync} from 'node:fs'
+import {execFileSync} from 'node:child_process'
+import {existsSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import path from 'node:path'
 
@@ -172,6 +173,25 @@ describe('snapshots, suspend and resume of a tiny machine (9p folder mounted at 
     // Booting (from live1, through vm up's stages) kept every snapshot; delete removes one.
     const deleted = await run(['snapshot', 'delete', 'live2', '--json'])
     expect(deleted.code, deleted.stderr).toBe(0)
+    const names = json<Listed>((await run(['snapshot', 'list', '--json'])).stdout).snapshots.map((snapshot) => snapshot.name)
+    expect(names).toEqual(['live1', 'cold'])
+  })
+
+  it('machine.json lost while the disk remains: vm up refuses, and the disk keeps its snapshots', async () => {
+    const recordFile = path.join(machineDir(), 'machine.json')
+    const kept = readFileSync(recordFile)
+    rmSync(recordFile)
+    const up = await run(['up'])
+    expect(up.code).not.toBe(0)
+    expect(up.stderr).toContain(`${recordFile} is missing`)
+    expect(up.stderr).toContain('vm destroy -f default')
+    const info = JSON.parse(
+      execFileSync('qemu-img', ['info', '-U', '--output=json', path.join(machineDir(), 'disk0.qcow2')], {encoding: 'utf8'}),
+    )
+    expect(info.snapshots.map((snapshot: {name: string}) => snapshot.name)).toEqual(['live1', 'cold'])
+    expect(existsSync(recordFile)).toBe(false)
+    // With the record back, the machine is whole again.
+    writeFileSync(recordFile, kept)
     const names = json<Listed>((await run(['snapshot', 'list', '--json'])).stdout).snapshots.map((snapshot) => snapshot.name)
     expect(names).toEqual(['live1', 'cold'])
   })

@@ -5,7 +5,7 @@ import path from 'node:path'
 
 import {afterEach, describe, expect, it, vi} from 'vitest'
 
-import type {UserError} from '../../src/errors/errors.js'
+import {UserError} from '../../src/errors/errors.js'
 import {labelledTail, sshBanner, waitForSsh, type BootWatch} from '../../src/ssh/wait.js'
 import {sampleTarget} from '../helpers/ssh-target.js'
 
@@ -163,6 +163,30 @@ describe('waiting for SSH', () => {
     } finally {
       rmSync(bin, {recursive: true, force: true})
     }
+  })
+
+  it("a guest whose sshd is up already: the caller's login runs at once, with no banner connection first; its work failing ends the wait", async () => {
+    const server = await greeter()
+    const target = {...sampleTarget, port: server.port}
+    const logins: number[] = []
+    const login = async () => void logins.push(server.connections())
+    await waitForSsh({target, timeoutMs: 10_000, watch: fakeWatch(() => true), sshdUp: true, login})
+    expect(logins).toEqual([0])
+    // Without sshdUp, sshd's banner is polled first.
+    await waitForSsh({target, timeoutMs: 10_000, watch: fakeWatch(() => true), login})
+    expect(logins).toEqual([0, 1])
+    // A vm error of the login's own work (not of ssh) is not waited out.
+    const failed = {code: 'GUEST_CLOCK'}
+    const refused = waitForSsh({
+      target,
+      timeoutMs: 10_000,
+      watch: fakeWatch(() => true),
+      sshdUp: true,
+      login: async () => {
+        throw new UserError('clock', failed)
+      },
+    })
+    await expect(refused).rejects.toMatchObject(failed)
   })
 
   it('logs in through the jump host, where this host cannot see the guest to probe its banner', async () => {

@@ -1,4 +1,4 @@
-import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 
@@ -8,7 +8,7 @@ import type {CreatedMachine, DriverMachine, MachineDriver, StartOptions} from '.
 import {registerDriver} from '../../src/driver/registry.js'
 import {UserError, VmError} from '../../src/errors/errors.js'
 import {openSsh, type GuestAccess} from '../../src/machine/boot-context.js'
-import {haltMachine} from '../../src/machine/halt.js'
+import {destroyMachine, haltMachine} from '../../src/machine/halt.js'
 import {inspectMachine} from '../../src/machine/inspect.js'
 import type {MachineRecord} from '../../src/machine/record.js'
 import {upMachine} from '../../src/machine/up.js'
@@ -289,6 +289,67 @@ describe('vm up against a fake driver', () => {
     // It boots once the engine works again.
     driver.failStart = undefined
     expect(await upMachine(dir, config(), events(), {}, fakeGuest())).toMatchObject({created: false})
+  })
+
+  it('machine.json lost while the disk remains: vm up refuses and keeps the disk; vm destroy then starts over', async () => {
+    await upMachine(dir, config(), events(), {driver: 'fake'}, fakeGuest())
+    const paths = machinePaths(dir, 'default')
+    const disk = path.join(paths.dir, 'fake0.img')
+    writeFileSync(disk, 'disk with snapshots')
+    driver.running = false
+    rmSync(paths.record)
+    const calls = driver.calls.length
+    const error = await upMachine(dir, config(), events(), {driver: 'fake'}, fakeGuest()).catch((caught: unknown) => caught)
+    expect((error as VmError).code).toBe('MACHINE_RECORD_UNREADABLE')
+    expect((error as VmError).message).toContain(`${paths.record} is missing`)
+    expect((error as VmError).hint).toContain('vm destroy -f default')
+    // Nothing was made over it or removed: the disk is as it was, the engine was not asked for new disks.
+    expect(readFileSync(disk, 'utf8')).toBe('disk with snapshots')
+    expect(driver.calls.slice(calls)).toEqual([])
+    expect(existsSync(paths.record)).toBe(false)
+    const {status} = await inspectMachine(dir, 'default')
+    expect(status.state).toBe('unknown')
+    expect(status.problem).toContain('is missing')
+    // The way out the hint names works.
+    expect(await destroyMachine(dir, 'default')).toMatchObject({destroyed: true})
+    expect(existsSync(paths.dir)).toBe(false)
+  })
+
+  it('a suspended machine continues in one login: the one that finds SSH ready sets the clock; nothing else runs', async () => {
+    await upMachine(dir, config(), events(), {driver: 'fake'}, fakeGuest())
+    // The fake engine suspends: stopped, its state kept.
+    let saved = false
+    const inspect = driver.inspect.bind(driver)
+    Object.assign(driver, {
+      features: {...driver.features, suspend: true},
+      suspension: {
+        suspend: async (machine: CreatedMachine) => ((saved = true), driver.stop(machine, 0)),
+        discard: async () => void (saved = false),
+      },
+      inspect: async (machine: DriverMachine) => ({...(await inspect(machine)), saved}),
+    })
+    const {suspendMachine, resumeMachine} = await import('../../src/machine/suspend.js')
+    expect(await suspendMachine(dir, 'default')).toMatchObject({state: 'saved'})
+    const guest = fakeGuest()
+    const inLogin: boolean[] = []
+    let logging = false
+    guest.waitForSsh = async (options) => {
+      guest.waits.push(options.target)
+      logging = true
+      await options.login?.(options.target, undefined)
+      logging = false
+      return 99
+    }
+    const runInGuest = guest.runInGuest
+    guest.runInGuest = async (target, command, options) => (inLogin.push(logging), runInGuest(target, command, options))
+    const result = await resumeMachine(dir, config(), events(), guest)
+    expect(result).toMatchObject({was: 'saved', up: {state: 'running'}})
+    expect(guest.waits).toHaveLength(1)
+    // One guest command, run as the SSH wait's login: the clock from the RTC; no folders, so no mounts.
+    expect(inLogin).toEqual([true])
+    expect(guest.commands[0]!.command).toContain('/sys/class/rtc/rtc0/since_epoch')
+    expect(guest.commands[0]!.command).not.toContain('mount')
+    expect(record()).toMatchObject({lastState: 'running', pending: []})
   })
 
   it('what the engine cannot do is refused before anything is made', async () => {

@@ -1,0 +1,48 @@
+import {spawnSync} from 'node:child_process'
+import {chmodSync, mkdtempSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {describe, expect, it} from 'vitest'
+
+import {continueCommand} from '../../src/machine/guest-continuity.js'
+import type {SyncedFolder} from '../../src/vmfile/types.js'
+
+const folder = (guest: string, type: SyncedFolder['type']): SyncedFolder => ({host: '/p', guest, type, readOnly: false, exclude: []})
+
+/** Runs `command` with /bin/sh, with `sudo` a stand-in that runs its command or, when `sudoFails`, refuses. */
+function runWithSudo(command: string, sudoFails: boolean): string {
+  const bin = mkdtempSync(path.join(tmpdir(), 'vm-continue-'))
+  writeFileSync(path.join(bin, 'sudo'), sudoFails ? '#!/bin/sh\nexit 1\n' : '#!/bin/sh\n[ "$1" = -n ] && shift\necho sudo >&2\nexec "$@"\n')
+  chmodSync(path.join(bin, 'sudo'), 0o755)
+  const result = spawnSync('/bin/sh', ['-c', command], {encoding: 'utf8', env: {...process.env, PATH: `${bin}:${process.env.PATH}`}})
+  return `${result.stdout}|${result.stderr.split('\n').filter((line) => line === 'sudo').length}`
+}
+
+describe('what a guest runs when it continues after a resume or restore', () => {
+  it('one sudo for everything: the clock, the 9p module only when missing, each share mounted unless it is', () => {
+    const folders = [folder('/vm', 'auto'), folder('/src', 'rsync'), folder('/data', '9p')]
+    const command = continueCommand(folders, [0, 2], 1700000000, false)
+    expect(command.match(/sudo/g)).toHaveLength(1)
+    expect(command).toMatch(/^sudo -n sh -c '/)
+    expect(command).toContain('[ -d /sys/module/9pnet_virtio ] || modprobe 9pnet_virtio')
+    expect(command).toContain('mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none vm0 ')
+    expect(command).toContain('cache=none vm2 ')
+    expect(command).not.toContain('/src')
+  })
+
+  it('no shares: the clock alone; as root, no sudo at all', () => {
+    const command = continueCommand([], [], 1700000000, true)
+    expect(command).not.toContain('sudo')
+    expect(command).not.toContain('mount')
+    expect(command).not.toContain('modprobe')
+    expect(command).toContain('/sys/class/rtc/rtc0/since_epoch')
+  })
+
+  it('a guest whose sudo refuses says clock-failed (not a failed login, which the SSH wait would retry)', () => {
+    const command = continueCommand([], [], 1700000000, false)
+    expect(runWithSudo(command, true)).toBe('clock-failed\n|0')
+    // With sudo working, sudo runs once (the clock commands themselves fail here, not being root: said the same way).
+    expect(runWithSudo(command, false).endsWith('|1')).toBe(true)
+  })
+})
