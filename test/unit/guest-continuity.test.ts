@@ -10,11 +10,17 @@ import type {SyncedFolder} from '../../src/vmfile/types.js'
 
 const folder = (guest: string, type: SyncedFolder['type']): SyncedFolder => ({host: '/p', guest, type, readOnly: false, exclude: []})
 
-/** Runs `command` with /bin/sh, with `sudo` a stand-in that runs its command or, when `sudoFails`, refuses. */
+/** Runs `command` with /bin/sh, with `sudo` a stand-in that runs its command or, when `sudoFails`, refuses; `date` and `hwclock` always refuse. */
 function runWithSudo(command: string, sudoFails: boolean): string {
   const bin = mkdtempSync(path.join(tmpdir(), 'vm-continue-'))
   writeFileSync(path.join(bin, 'sudo'), sudoFails ? '#!/bin/sh\nexit 1\n' : '#!/bin/sh\n[ "$1" = -n ] && shift\necho sudo >&2\nexec "$@"\n')
   chmodSync(path.join(bin, 'sudo'), 0o755)
+  // The clock commands must never reach the host's own clock (these tests may run as root):
+  // date and hwclock are stand-ins that refuse, as for a user who may not set the clock.
+  for (const name of ['date', 'hwclock']) {
+    writeFileSync(path.join(bin, name), '#!/bin/sh\nexit 1\n')
+    chmodSync(path.join(bin, name), 0o755)
+  }
   const result = spawnSync('/bin/sh', ['-c', command], {encoding: 'utf8', env: {...process.env, PATH: `${bin}:${process.env.PATH}`}})
   return `${result.stdout}|${result.stderr.split('\n').filter((line) => line === 'sudo').length}`
 }
@@ -42,7 +48,7 @@ describe('what a guest runs when it continues after a resume or restore', () => 
   it('a guest whose sudo refuses says clock-failed (not a failed login, which the SSH wait would retry)', () => {
     const command = continueCommand([], [], 1700000000, false)
     expect(runWithSudo(command, true)).toBe('clock-failed\n|0')
-    // With sudo working, sudo runs once (the clock commands themselves fail here, not being root: said the same way).
+    // With sudo working, sudo runs once (the clock commands themselves are stand-ins that refuse: said the same way).
     expect(runWithSudo(command, false).endsWith('|1')).toBe(true)
   })
 })
