@@ -68,6 +68,19 @@ const throughCodeCache = {
   },
 }
 
+/**
+ * Code compiled from a V8 code cache loses vm.Script's importModuleDynamically (and on Node 20
+ * that option is experimental and warns): import() calls (oclif's, of commands and hooks) go
+ * through the __vmImport that code-cache.ts passes in, an import() of the ES module bundle.
+ */
+function rewriteImports(file) {
+  const code = readFileSync(file, 'utf8').replaceAll(/(?<![\w$.])import\((?!\))/g, '__vmImport(')
+  const leftover = code.match(/(?<![\w$.])import\((?!\))/)
+  if (leftover)
+    throw new Error(`${file}: an import() not rewritten to __vmImport near ${code.slice(leftover.index - 40, leftover.index + 40)}`)
+  writeFileSync(file, code)
+}
+
 for (const [name, file] of Object.entries(CACHED_PACKAGES)) {
   await build({
     plugins: [semverOnlyForOclifEngineCheck],
@@ -85,22 +98,63 @@ for (const [name, file] of Object.entries(CACHED_PACKAGES)) {
     external: ['typescript', 'ts-node', 'tsx'],
     logLevel: 'warning',
   })
-  // Code compiled from a V8 code cache loses vm.Script's importModuleDynamically (and on Node
-  // 20 that option is experimental and warns): import() calls (oclif's, of commands and hooks)
-  // go through the __vmImport that code-cache.ts passes in, an import() of the ES module bundle.
-  const code = readFileSync(`dist/${file}.cjs`, 'utf8').replaceAll(/\bawait import\(/g, 'await __vmImport(')
-  const leftover = code.match(/(?<![\w$.])import\((?!\))/)
-  if (leftover)
-    throw new Error(
-      `dist/${file}.cjs: an import() not rewritten to __vmImport near ${code.slice(leftover.index - 40, leftover.index + 40)}`,
-    )
-  writeFileSync(`dist/${file}.cjs`, code)
+  rewriteImports(`dist/${file}.cjs`)
 }
 
+/**
+ * The CLI itself as CommonJS files compiled from the V8 code cache (Node 20 caches no compiled ES
+ * modules; parsing the CLI's ~40 ES module chunks was most of `vm status`'s own start-up), each
+ * loaded by a small ES module of its own that does nothing else:
+ * - app: src/commands.ts and everything the commands import, loaded by dist/commands.js (the
+ *   module oclif reads; src/cli/commands-entry.ts). A module imported lazily (import()) is
+ *   inlined, and initialised only when a command first imports it.
+ * - ssh-fast: `vm ssh`'s fast path (src/cli/ssh-fast-path.ts), loaded by dist/ssh-fast.js before
+ *   oclif or the app (src/cli/ssh-fast-entry.ts).
+ * import.meta.url (package-root.ts) becomes the file's own URL.
+ */
+for (const [file, source, loader] of [
+  ['app', 'src/commands.ts', {commands: 'src/cli/commands-entry.ts'}],
+  ['ssh-fast', 'src/cli/ssh-fast-path.ts', {'ssh-fast': 'src/cli/ssh-fast-entry.ts'}],
+]) {
+  await build({
+    plugins: [semverOnlyForOclifEngineCheck, throughCodeCache],
+    entryPoints: {[file]: source},
+    outExtension: {'.js': '.cjs'},
+    outdir: 'dist',
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    sourcemap: 'linked',
+    minifySyntax: true,
+    minifyWhitespace: true,
+    minifyIdentifiers: true,
+    legalComments: 'linked',
+    define: {'import.meta.url': '__vmModuleUrl'},
+    banner: {js: "var __vmModuleUrl=require('node:url').pathToFileURL(module.filename).href;"},
+    // Only loaded by oclif when running from TypeScript sources, never in the built CLI.
+    external: ['typescript', 'ts-node', 'tsx'],
+    logLevel: 'warning',
+  })
+  rewriteImports(`dist/${file}.cjs`)
+  await build({
+    entryPoints: loader,
+    outdir: 'dist',
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    minifySyntax: true,
+    minifyWhitespace: true,
+    minifyIdentifiers: true,
+    logLevel: 'warning',
+  })
+}
+
+// What runs apart from the CLI: the network hub (its own process), the JSON schema writer and
+// `vm --version` (bin/run.js, before anything else).
 await build({
-  plugins: [semverOnlyForOclifEngineCheck, throughCodeCache],
   entryPoints: {
-    commands: 'src/commands.ts',
     version: 'src/cli/version.ts',
     'json-schema': 'src/vmfile/json-schema.ts',
     hub: 'src/driver/qemu/network/hub-main.ts',
@@ -119,7 +173,6 @@ await build({
   chunkNames: 'chunks/[name]-[hash]',
   // Bundled CommonJS dependencies call require() for Node built-ins.
   banner: {js: "import {createRequire as __vmCreateRequire} from 'node:module';const require=__vmCreateRequire(import.meta.url);"},
-  // Only loaded by oclif when running from TypeScript sources, never in the built CLI.
   external: ['typescript', 'ts-node', 'tsx'],
   logLevel: 'warning',
 })

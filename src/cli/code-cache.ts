@@ -21,9 +21,13 @@ const vmImport = (specifier: string): Promise<unknown> => import(specifier)
  * build or Node never reads a stale cache). With no usable cache the file is compiled as usual
  * and the cache written at exit, when it also holds the functions compiled while vm ran.
  * A cache that cannot be read or written only costs time. The file's `await import(...)` calls
- * must have been rewritten to `await __vmImport(...)` (scripts/bundle.js does).
+ * must have been rewritten to `__vmImport(...)` (scripts/bundle.js does).
+ *
+ * A cache holds the functions the run that wrote it compiled (V8 compiles lazily), so a file
+ * whose runs differ, such as the whole CLI (each command runs other code), keeps one cache per
+ * `variant` (the command): `code/NAME~VARIANT-HASH.v8`.
  */
-export function requireCached(file: string): unknown {
+export function requireCached(file: string, variant?: string): unknown {
   const plainRequire = createRequire(file)
   const source = readFileSync(file, 'utf8')
   let cacheFile: string | undefined
@@ -33,7 +37,9 @@ export function requireCached(file: string): unknown {
       .update(`\0${process.version}\0${process.arch}\0${process.execArgv.join(' ')}`)
       .digest('hex')
       .slice(0, 24)
-    cacheFile = path.join(vmPaths().cache, 'code', `${path.basename(file)}-${key}.v8`)
+    const name =
+      variant === undefined ? path.basename(file) : `${path.basename(file)}~${/^[a-z][a-z0-9-]{0,39}$/.test(variant) ? variant : 'other'}`
+    cacheFile = path.join(vmPaths().cache, 'code', `${name}-${key}.v8`)
   } catch {
     cacheFile = undefined // no cache dir (e.g. no home): compile without a cache
   }
