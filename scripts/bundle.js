@@ -69,12 +69,20 @@ const throughCodeCache = {
 }
 
 /**
- * Code compiled from a V8 code cache loses vm.Script's importModuleDynamically (and on Node 20
- * that option is experimental and warns): import() calls (oclif's, of commands and hooks) go
- * through the __vmImport that code-cache.ts passes in, an import() of the ES module bundle.
+ * Readies a CommonJS bundle for code-cache.ts. Code compiled from a V8 code cache loses
+ * vm.Script's importModuleDynamically (and on Node 20 that option is experimental and warns):
+ * import() calls (oclif's, of commands and hooks) go through the __vmImport that code-cache.ts
+ * passes in, an import() of the ES module bundle. And the file is made ASCII (below).
  */
 function rewriteImports(file) {
-  const code = readFileSync(file, 'utf8').replaceAll(/(?<![\w$.])import\((?!\))/g, '__vmImport(')
+  const code = readFileSync(file, 'utf8')
+    .replaceAll(/(?<![\w$.])import\((?!\))/g, '__vmImport(')
+    // ASCII only, so that code-cache.ts reads the file as one-byte text (latin1): one non-ASCII
+    // character (esbuild keeps them raw in regular expressions, e.g. ansi-regex's CSI) makes V8
+    // hold the whole file as two-byte text, slower to decode, hash and compile. A \uXXXX escape
+    // means the same in strings, templates and regular expressions.
+    // eslint-disable-next-line no-control-regex
+    .replaceAll(/[^\x00-\x7f]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`)
   const leftover = code.match(/(?<![\w$.])import\((?!\))/)
   if (leftover)
     throw new Error(`${file}: an import() not rewritten to __vmImport near ${code.slice(leftover.index - 40, leftover.index + 40)}`)
