@@ -111,18 +111,19 @@ for (const [name, file] of Object.entries(CACHED_PACKAGES)) {
 
 /**
  * The CLI itself as CommonJS files compiled from the V8 code cache (Node 20 caches no compiled ES
- * modules; parsing the CLI's ~40 ES module chunks was most of `vm status`'s own start-up), each
- * loaded by a small ES module of its own that does nothing else:
+ * modules; the CLI's ~40 ES module chunks were parsed and compiled at every start-up), each
+ * loaded by a small module of its own that does nothing else:
  * - app: src/commands.ts and everything the commands import, loaded by dist/commands.js (the
- *   module oclif reads; src/cli/commands-entry.ts). A module imported lazily (import()) is
+ *   ES module oclif reads; src/cli/commands-entry.ts). A module imported lazily (import()) is
  *   inlined, and initialised only when a command first imports it.
- * - ssh-fast: `vm ssh`'s fast path (src/cli/ssh-fast-path.ts), loaded by dist/ssh-fast.js before
- *   oclif or the app (src/cli/ssh-fast-entry.ts).
+ * - ssh-fast-path: `vm ssh`'s fast path (src/cli/ssh-fast-path.ts), loaded by dist/ssh-fast.cjs
+ *   (src/cli/ssh-fast-entry.ts), which bin/run.js requires before oclif, the app or Node's ES
+ *   module loader: CommonJS from end to end.
  * import.meta.url (package-root.ts) becomes the file's own URL.
  */
-for (const [file, source, loader] of [
-  ['app', 'src/commands.ts', {commands: 'src/cli/commands-entry.ts'}],
-  ['ssh-fast', 'src/cli/ssh-fast-path.ts', {'ssh-fast': 'src/cli/ssh-fast-entry.ts'}],
+for (const [file, source, loader, format] of [
+  ['app', 'src/commands.ts', {commands: 'src/cli/commands-entry.ts'}, 'esm'],
+  ['ssh-fast-path', 'src/cli/ssh-fast-path.ts', {'ssh-fast': 'src/cli/ssh-fast-entry.ts'}, 'cjs'],
 ]) {
   await build({
     plugins: [semverOnlyForOclifEngineCheck, throughCodeCache],
@@ -147,9 +148,16 @@ for (const [file, source, loader] of [
   rewriteImports(`dist/${file}.cjs`)
   await build({
     entryPoints: loader,
+    ...(format === 'cjs'
+      ? {
+          outExtension: {'.js': '.cjs'},
+          define: {'import.meta.url': '__vmModuleUrl'},
+          banner: {js: "var __vmModuleUrl=require('node:url').pathToFileURL(__filename).href;"},
+        }
+      : {}),
     outdir: 'dist',
     bundle: true,
-    format: 'esm',
+    format,
     platform: 'node',
     target: 'node20',
     minifySyntax: true,

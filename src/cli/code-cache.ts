@@ -12,8 +12,19 @@ import {vmPaths} from '../state/paths.js'
 /** Node's CommonJS wrapper, so the bundled file runs as `require(file)` would run it. */
 const WRAPPER = ['(function (exports, require, module, __filename, __dirname, __vmImport) { ', '\n});']
 
-/** The import() the bundled file's `await import(...)` calls are rewritten to (scripts/bundle.js). */
-const vmImport = (specifier: string): Promise<unknown> => import(specifier)
+/**
+ * The import() the bundled file's `import(...)` calls are rewritten to (scripts/bundle.js). A
+ * Node built-in comes from require(), as the same namespace (its names and `default`), so that
+ * a CommonJS caller (vm ssh's fast path) never starts Node's ES module loader for it.
+ */
+const builtinRequire = createRequire(import.meta.url)
+const vmImport = async (specifier: string): Promise<unknown> => {
+  if (specifier.startsWith('node:')) {
+    const builtin = builtinRequire(specifier) as object
+    return {...builtin, default: builtin}
+  }
+  return import(specifier)
+}
 
 /**
  * Loads the CommonJS file `file` like require(), compiled from a code cache kept in vm's cache
