@@ -139,12 +139,15 @@ export async function runFastSsh(argv: readonly string[]): Promise<number | unde
     if (selection === undefined) return notTaken('no Vmfile here, or it changed while read')
     const name = request.name ?? selection.primary
     if (!selection.machines.includes(name)) return notTaken(`no machine named ${JSON.stringify(name)} in the Vmfile`)
-    const {runningTarget, sshIntoMachine} = await import('../machine/ssh.js')
-    const socket = await liveMaster(await runningTarget(selection.dir, name))
-    if (socket === undefined) return notTaken('no live shared connection')
-    if (debug) process.stderr.write(`vm: ssh fast path: over the shared connection ${escapeControl(socket)}\n`)
-    // Rejects only before ssh starts (machine gone meanwhile, ssh missing): then the full command runs.
-    return await sshIntoMachine(selection.dir, name, {command: request.command, cwd, tty: Boolean(process.stdin.isTTY)})
+    const {sshIntoMachineWhen} = await import('../machine/ssh.js')
+    const session = {command: request.command, cwd, tty: Boolean(process.stdin.isTTY)}
+    const code = await sshIntoMachineWhen(selection.dir, name, session, async (target) => {
+      const socket = await liveMaster(target)
+      if (socket !== undefined && debug) process.stderr.write(`vm: ssh fast path: over the shared connection ${escapeControl(socket)}\n`)
+      return socket !== undefined
+    })
+    // It rejects only before ssh starts (ssh missing ...): then the full command runs too.
+    return code ?? notTaken('no live shared connection')
   } catch (error) {
     return notTaken(error instanceof Error ? error.message.split('\n')[0]! : String(error))
   }
