@@ -154,12 +154,12 @@ describe('the everyday loop: vm ssh and vm cp on two tiny machines', () => {
   it('vm ssh [NAME] -c over a live shared connection takes the fast path (stdio and exit status exact); without one, the full command runs', async () => {
     const debug = {VM_DEBUG: '1'}
     // Opens (or reuses) web's shared connection; then the fast path runs over it.
-    expect((await run(['ssh', 'web', '-c', 'true'])).code).toBe(0)
-    const fast = await run(['ssh', '-c', 'echo out; echo err >&2; exit 7'], debug)
+    expect((await fixture.run(['ssh', 'web', '-c', 'true'])).code).toBe(0)
+    const fast = await fixture.run(['ssh', '-c', 'echo out; echo err >&2; exit 7'], debug)
     expect(fast.code).toBe(7)
     expect(fast.stdout).toBe('out\n')
     expect(fast.stderr).toMatch(/^vm: ssh fast path: over the shared connection \S+\nerr\n$/)
-    const named = await run(['ssh', 'web', '--command=hostname'], debug)
+    const named = await fixture.run(['ssh', 'web', '--command=hostname'], debug)
     expect(named.stdout).toBe('web\n')
     expect(named.stderr).toContain('ssh fast path: over the shared connection')
     // stdin reaches the command unchanged.
@@ -174,7 +174,7 @@ describe('the everyday loop: vm ssh and vm cp on two tiny machines', () => {
     expect(piped.stdout).toBe('line one\nline two\n')
     expect(piped.stderr).toContain('ssh fast path: over the shared connection')
     // What the fast path does not handle goes to the full command.
-    const full = await run(['ssh', '--workdir', '/tmp', '-c', 'pwd'], debug)
+    const full = await fixture.run(['ssh', '--workdir', '/tmp', '-c', 'pwd'], debug)
     expect(full.stdout).toBe('/tmp\n')
     expect(full.stderr).toContain('ssh fast path not taken (arguments it does not handle)')
     // A Vmfile changed since the last run is loaded again: a name it no longer has is the full command's error.
@@ -182,7 +182,7 @@ describe('the everyday loop: vm ssh and vm cp on two tiny machines', () => {
     const text = readFileSync(vmfile, 'utf8')
     writeFileSync(vmfile, text.replace('  db: {}\n', ''))
     try {
-      const gone = await run(['ssh', 'db', '-c', 'true'], debug)
+      const gone = await fixture.run(['ssh', 'db', '-c', 'true'], debug)
       expect(gone.code).not.toBe(0)
       expect(gone.stderr).toContain('ssh fast path not taken (no machine named "db" in the Vmfile)')
       expect(gone.stderr).toContain('No machine named "db"')
@@ -194,12 +194,12 @@ describe('the everyday loop: vm ssh and vm cp on two tiny machines', () => {
     const socket = sockets().find((file) => path.basename(file).startsWith(`${webId}-`))!
     spawnSync('ssh', ['-o', `ControlPath=${socket}`, '-O', 'exit', 'x'])
     expect(existsSync(socket)).toBe(false)
-    const slow = await run(['ssh', '-c', 'echo slow'], debug)
+    const slow = await fixture.run(['ssh', '-c', 'echo slow'], debug)
     expect(slow.code, slow.stderr).toBe(0)
     expect(slow.stdout).toBe('slow\n')
     expect(slow.stderr).toContain('ssh fast path not taken (no live shared connection): running the full command')
     expect(masterPid(socket)).toBeGreaterThan(0)
-    expect((await run(['ssh', '-c', 'echo fast again'], debug)).stderr).toContain('ssh fast path: over the shared connection')
+    expect((await fixture.run(['ssh', '-c', 'echo fast again'], debug)).stderr).toContain('ssh fast path: over the shared connection')
   })
 
   it('one shared connection per machine, reused; a dead master never fails a command; halt closes it (last: it halts web)', async () => {
