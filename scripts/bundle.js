@@ -68,6 +68,27 @@ const throughCodeCache = {
   },
 }
 
+/**
+ * Readies a CommonJS bundle for code-cache.ts. Code compiled from a V8 code cache loses
+ * vm.Script's importModuleDynamically (and on Node 20 that option is experimental and warns):
+ * import() calls (oclif's, of commands and hooks) go through the __vmImport that code-cache.ts
+ * passes in, an import() of the ES module bundle. And the file is made ASCII (below).
+ */
+function rewriteImports(file) {
+  const code = readFileSync(file, 'utf8')
+    .replaceAll(/(?<![\w$.])import\((?!\))/g, '__vmImport(')
+    // ASCII only, so that code-cache.ts reads the file as one-byte text (latin1): one non-ASCII
+    // character (esbuild keeps them raw in regular expressions, e.g. ansi-regex's CSI) makes V8
+    // hold the whole file as two-byte text, slower to decode, hash and compile. A \uXXXX escape
+    // means the same in strings, templates and regular expressions.
+    // eslint-disable-next-line no-control-regex
+    .replaceAll(/[^\x00-\x7f]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  const leftover = code.match(/(?<![\w$.])import\((?!\))/)
+  if (leftover)
+    throw new Error(`${file}: an import() not rewritten to __vmImport near ${code.slice(leftover.index - 40, leftover.index + 40)}`)
+  writeFileSync(file, code)
+}
+
 for (const [name, file] of Object.entries(CACHED_PACKAGES)) {
   await build({
     plugins: [semverOnlyForOclifEngineCheck],
@@ -85,22 +106,71 @@ for (const [name, file] of Object.entries(CACHED_PACKAGES)) {
     external: ['typescript', 'ts-node', 'tsx'],
     logLevel: 'warning',
   })
-  // Code compiled from a V8 code cache loses vm.Script's importModuleDynamically (and on Node
-  // 20 that option is experimental and warns): import() calls (oclif's, of commands and hooks)
-  // go through the __vmImport that code-cache.ts passes in, an import() of the ES module bundle.
-  const code = readFileSync(`dist/${file}.cjs`, 'utf8').replaceAll(/\bawait import\(/g, 'await __vmImport(')
-  const leftover = code.match(/(?<![\w$.])import\((?!\))/)
-  if (leftover)
-    throw new Error(
-      `dist/${file}.cjs: an import() not rewritten to __vmImport near ${code.slice(leftover.index - 40, leftover.index + 40)}`,
-    )
-  writeFileSync(`dist/${file}.cjs`, code)
+  rewriteImports(`dist/${file}.cjs`)
 }
 
+/**
+ * The CLI itself as CommonJS files compiled from the V8 code cache (Node 20 caches no compiled ES
+ * modules; the CLI's ~40 ES module chunks were parsed and compiled at every start-up), each
+ * loaded by a small module of its own that does nothing else:
+ * - app: src/commands.ts and everything the commands import, loaded by dist/commands.js (the
+ *   ES module oclif reads; src/cli/commands-entry.ts). A module imported lazily (import()) is
+ *   inlined, and initialised only when a command first imports it.
+ * - ssh-fast-path: `vm ssh`'s fast path (src/cli/ssh-fast-path.ts), loaded by dist/ssh-fast.cjs
+ *   (src/cli/ssh-fast-entry.ts), which bin/run.js requires before oclif, the app or Node's ES
+ *   module loader: CommonJS from end to end.
+ * import.meta.url (package-root.ts) becomes the file's own URL.
+ */
+for (const [file, source, loader, format] of [
+  ['app', 'src/commands.ts', {commands: 'src/cli/commands-entry.ts'}, 'esm'],
+  ['ssh-fast-path', 'src/cli/ssh-fast-path.ts', {'ssh-fast': 'src/cli/ssh-fast-entry.ts'}, 'cjs'],
+]) {
+  await build({
+    plugins: [semverOnlyForOclifEngineCheck, throughCodeCache],
+    entryPoints: {[file]: source},
+    outExtension: {'.js': '.cjs'},
+    outdir: 'dist',
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    sourcemap: 'linked',
+    minifySyntax: true,
+    minifyWhitespace: true,
+    minifyIdentifiers: true,
+    legalComments: 'linked',
+    define: {'import.meta.url': '__vmModuleUrl'},
+    banner: {js: "var __vmModuleUrl=require('node:url').pathToFileURL(module.filename).href;"},
+    // Only loaded by oclif when running from TypeScript sources, never in the built CLI.
+    external: ['typescript', 'ts-node', 'tsx'],
+    logLevel: 'warning',
+  })
+  rewriteImports(`dist/${file}.cjs`)
+  await build({
+    entryPoints: loader,
+    ...(format === 'cjs'
+      ? {
+          outExtension: {'.js': '.cjs'},
+          define: {'import.meta.url': '__vmModuleUrl'},
+          banner: {js: "var __vmModuleUrl=require('node:url').pathToFileURL(__filename).href;"},
+        }
+      : {}),
+    outdir: 'dist',
+    bundle: true,
+    format,
+    platform: 'node',
+    target: 'node20',
+    minifySyntax: true,
+    minifyWhitespace: true,
+    minifyIdentifiers: true,
+    logLevel: 'warning',
+  })
+}
+
+// What runs apart from the CLI: the network hub (its own process), the JSON schema writer and
+// `vm --version` (bin/run.js, before anything else).
 await build({
-  plugins: [semverOnlyForOclifEngineCheck, throughCodeCache],
   entryPoints: {
-    commands: 'src/commands.ts',
     version: 'src/cli/version.ts',
     'json-schema': 'src/vmfile/json-schema.ts',
     hub: 'src/driver/qemu/network/hub-main.ts',
@@ -119,7 +189,6 @@ await build({
   chunkNames: 'chunks/[name]-[hash]',
   // Bundled CommonJS dependencies call require() for Node built-ins.
   banner: {js: "import {createRequire as __vmCreateRequire} from 'node:module';const require=__vmCreateRequire(import.meta.url);"},
-  // Only loaded by oclif when running from TypeScript sources, never in the built CLI.
   external: ['typescript', 'ts-node', 'tsx'],
   logLevel: 'warning',
 })

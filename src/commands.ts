@@ -1,12 +1,13 @@
 /**
  * Every command, by id ("box add" is "box:add"), each loaded only when it runs.
  *
- * oclif's explicit command discovery reads COMMANDS from this bundle. At run time the flags,
+ * oclif's explicit command discovery reads COMMANDS from dist/commands.js (src/cli/commands-entry.ts),
+ * which loads this module, bundled as CommonJS, through the V8 code cache. At run time the flags,
  * arguments and help of every command come from oclif.manifest.json, so a command's module (and
  * what it imports: YAML, the box store, the machine code) is imported only when that command
  * runs: `vm --version` and `vm validate` do not parse the code of `vm up`. Writing the manifest
  * needs the real classes: `oclif manifest` runs with VM_COMMAND_CLASSES=1 (see package.json and
- * scripts/), which makes COMMANDS the classes themselves.
+ * scripts/), which makes COMMANDS the classes themselves (loadClasses).
  *
  * To add a command: one line below, `id: () => import('./commands/FILE.js'),`.
  */
@@ -77,15 +78,16 @@ function deferred(load: () => Promise<{default: RunnableCommand}>): RunnableComm
   }
 }
 
-async function loadClasses(): Promise<Record<string, RunnableCommand>> {
+/** The real command classes, every module loaded (for `oclif manifest`, which reads their flags). */
+export async function loadClasses(): Promise<Record<string, RunnableCommand>> {
   const entries = await Promise.all(Object.entries(LOADERS).map(async ([id, load]) => [id, (await load()).default] as const))
   return Object.fromEntries(entries)
 }
 
-export const COMMANDS: Record<string, RunnableCommand> =
-  process.env.VM_COMMAND_CLASSES === '1'
-    ? await loadClasses()
-    : Object.fromEntries(Object.entries(LOADERS).map(([id, load]) => [id, deferred(load)]))
+/** Every command as a stand-in that loads its module only when it runs. */
+export function deferredCommands(): Record<string, RunnableCommand> {
+  return Object.fromEntries(Object.entries(LOADERS).map(([id, load]) => [id, deferred(load)]))
+}
 
 export {execute} from '@oclif/core'
 export {commandNotFound} from './cli/command-not-found.js'

@@ -12,8 +12,19 @@ import {vmPaths} from '../state/paths.js'
 /** Node's CommonJS wrapper, so the bundled file runs as `require(file)` would run it. */
 const WRAPPER = ['(function (exports, require, module, __filename, __dirname, __vmImport) { ', '\n});']
 
-/** The import() the bundled file's `await import(...)` calls are rewritten to (scripts/bundle.js). */
-const vmImport = (specifier: string): Promise<unknown> => import(specifier)
+/**
+ * The import() the bundled file's `import(...)` calls are rewritten to (scripts/bundle.js). A
+ * Node built-in comes from require(), as the same namespace (its names and `default`), so that
+ * a CommonJS caller (vm ssh's fast path) never starts Node's ES module loader for it.
+ */
+const builtinRequire = createRequire(import.meta.url)
+const vmImport = async (specifier: string): Promise<unknown> => {
+  if (specifier.startsWith('node:')) {
+    const builtin = builtinRequire(specifier) as object
+    return {...builtin, default: builtin}
+  }
+  return import(specifier)
+}
 
 /**
  * Loads the CommonJS file `file` like require(), compiled from a code cache kept in vm's cache
@@ -21,11 +32,16 @@ const vmImport = (specifier: string): Promise<unknown> => import(specifier)
  * build or Node never reads a stale cache). With no usable cache the file is compiled as usual
  * and the cache written at exit, when it also holds the functions compiled while vm ran.
  * A cache that cannot be read or written only costs time. The file's `await import(...)` calls
- * must have been rewritten to `await __vmImport(...)` (scripts/bundle.js does).
+ * must have been rewritten to `__vmImport(...)` (scripts/bundle.js does).
+ *
+ * A cache holds the functions the run that wrote it compiled (V8 compiles lazily), so a file
+ * whose runs differ, such as the whole CLI (each command runs other code), keeps one cache per
+ * `variant` (the command): `code/NAME~VARIANT-HASH.v8`.
  */
-export function requireCached(file: string): unknown {
+export function requireCached(file: string, variant?: string): unknown {
   const plainRequire = createRequire(file)
-  const source = readFileSync(file, 'utf8')
+  // scripts/bundle.js writes these files in ASCII: latin1 reads them as utf8 would, only faster.
+  const source = readFileSync(file, 'latin1')
   let cacheFile: string | undefined
   try {
     const key = createHash('sha256')
@@ -33,7 +49,9 @@ export function requireCached(file: string): unknown {
       .update(`\0${process.version}\0${process.arch}\0${process.execArgv.join(' ')}`)
       .digest('hex')
       .slice(0, 24)
-    cacheFile = path.join(vmPaths().cache, 'code', `${path.basename(file)}-${key}.v8`)
+    const name =
+      variant === undefined ? path.basename(file) : `${path.basename(file)}~${/^[a-z][a-z0-9-]{0,39}$/.test(variant) ? variant : 'other'}`
+    cacheFile = path.join(vmPaths().cache, 'code', `${name}-${key}.v8`)
   } catch {
     cacheFile = undefined // no cache dir (e.g. no home): compile without a cache
   }

@@ -74,7 +74,21 @@ function landingDir(record: MachineRecord, cwd: string): string | undefined {
 
 /** Runs OpenSSH against the machine, attached to this terminal: a shell, or a command; resolves with ssh's exit status. */
 export async function sshIntoMachine(projectDir: string, name: string, session: SshSession): Promise<number> {
+  return (await sshIntoMachineWhen(projectDir, name, session, async () => true))!
+}
+
+/**
+ * sshIntoMachine, once the machine is found running, only when `ready` accepts its SSH target
+ * (vm ssh's fast path: when its shared connection answers); undefined, having run nothing, otherwise.
+ */
+export async function sshIntoMachineWhen(
+  projectDir: string,
+  name: string,
+  session: SshSession,
+  ready: (target: SshTarget) => Promise<boolean>,
+): Promise<number | undefined> {
   const {target, record} = await runningMachine(projectDir, name)
+  if (!(await ready(target))) return undefined
   const interactive = session.command === undefined && session.tty === true
   const {command, needsTty} = sessionCommand({
     command: session.command,

@@ -1,5 +1,6 @@
 import {createHash} from 'node:crypto'
-import {readdir, rm} from 'node:fs/promises'
+import {lstat, readdir, rm} from 'node:fs/promises'
+import {connect} from 'node:net'
 import path from 'node:path'
 
 import {runProgram} from '../process/run.js'
@@ -95,4 +96,30 @@ export async function closeMaster(machineId: string, env: NodeJS.ProcessEnv = pr
     }
     await rm(socket, {force: true})
   }
+}
+
+/**
+ * The socket of a master that answers now for `target` (the control path vm would use for it),
+ * or undefined: none, not a socket of this user's, or a stale one (its master died). The probe
+ * is a bare connect(): the master accepts it and drops it without a word, and no ssh runs.
+ */
+export async function liveMaster(target: SshTarget, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  const file = controlPathFor(target, env)
+  if (file === undefined) return undefined
+  try {
+    const stats = await lstat(file)
+    const uid = typeof process.getuid === 'function' ? process.getuid() : 0
+    if (!stats.isSocket() || stats.uid !== uid) return undefined
+  } catch {
+    return undefined
+  }
+  const answers = await new Promise<boolean>((resolve) => {
+    const socket = connect(file)
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+  return answers ? file : undefined
 }

@@ -1,4 +1,4 @@
-import {existsSync, readFileSync} from 'node:fs'
+import {readFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {LineCounter, parseDocument, visit, type Document} from 'yaml'
@@ -7,19 +7,10 @@ import {UserError} from '../errors/errors.js'
 import {aliasExpansionProblems} from './aliases.js'
 import type {Problem} from './validate.js'
 
-export const VMFILE_NAME = 'Vmfile'
+// Finding the Vmfile needs no YAML: its own module, which `vm ssh`'s fast path loads alone.
+import {findVmfile, VMFILE_NAME} from './find.js'
 
-/** Nearest directory at or above `start` holding a Vmfile, like git finds .git. */
-export function findVmfile(start: string): string | undefined {
-  let dir = path.resolve(start)
-  for (;;) {
-    const candidate = path.join(dir, VMFILE_NAME)
-    if (existsSync(candidate)) return candidate
-    const parent = path.dirname(dir)
-    if (parent === dir) return undefined
-    dir = parent
-  }
-}
+export {findVmfile, VMFILE_NAME}
 
 export interface ParsedVmfile {
   file: string

@@ -151,6 +151,57 @@ describe('the everyday loop: vm ssh and vm cp on two tiny machines', () => {
     expect(landed.output).toMatch(/^\/vm\/src\/lib$/m)
   })
 
+  it('vm ssh [NAME] -c over a live shared connection takes the fast path (stdio and exit status exact); without one, the full command runs', async () => {
+    const debug = {VM_DEBUG: '1'}
+    // Opens (or reuses) web's shared connection; then the fast path runs over it.
+    expect((await fixture.run(['ssh', 'web', '-c', 'true'])).code).toBe(0)
+    const fast = await fixture.run(['ssh', '-c', 'echo out; echo err >&2; exit 7'], debug)
+    expect(fast.code).toBe(7)
+    expect(fast.stdout).toBe('out\n')
+    expect(fast.stderr).toMatch(/^vm: ssh fast path: over the shared connection \S+\nerr\n$/)
+    const named = await fixture.run(['ssh', 'web', '--command=hostname'], debug)
+    expect(named.stdout).toBe('web\n')
+    expect(named.stderr).toContain('ssh fast path: over the shared connection')
+    // stdin reaches the command unchanged.
+    const piped = spawnSync(process.execPath, [bin, 'ssh', 'web', '-c', 'cat'], {
+      cwd: project,
+      env: {...process.env, ...fixture.env, ...debug},
+      input: 'line one\nline two\n',
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
+    expect(piped.status).toBe(0)
+    expect(piped.stdout).toBe('line one\nline two\n')
+    expect(piped.stderr).toContain('ssh fast path: over the shared connection')
+    // What the fast path does not handle goes to the full command.
+    const full = await fixture.run(['ssh', '--workdir', '/tmp', '-c', 'pwd'], debug)
+    expect(full.stdout).toBe('/tmp\n')
+    expect(full.stderr).toContain('ssh fast path not taken (arguments it does not handle)')
+    // A Vmfile changed since the last run is loaded again: a name it no longer has is the full command's error.
+    const vmfile = path.join(project, 'Vmfile')
+    const text = readFileSync(vmfile, 'utf8')
+    writeFileSync(vmfile, text.replace('  db: {}\n', ''))
+    try {
+      const gone = await fixture.run(['ssh', 'db', '-c', 'true'], debug)
+      expect(gone.code).not.toBe(0)
+      expect(gone.stderr).toContain('ssh fast path not taken (no machine named "db" in the Vmfile)')
+      expect(gone.stderr).toContain('No machine named "db"')
+    } finally {
+      writeFileSync(vmfile, text)
+    }
+    // The master gone (closed, socket removed): the full command runs and opens a new one.
+    const webId = JSON.parse(readFileSync(path.join(project, '.vm/machines/web/machine.json'), 'utf8')).id as string
+    const socket = sockets().find((file) => path.basename(file).startsWith(`${webId}-`))!
+    spawnSync('ssh', ['-o', `ControlPath=${socket}`, '-O', 'exit', 'x'])
+    expect(existsSync(socket)).toBe(false)
+    const slow = await fixture.run(['ssh', '-c', 'echo slow'], debug)
+    expect(slow.code, slow.stderr).toBe(0)
+    expect(slow.stdout).toBe('slow\n')
+    expect(slow.stderr).toContain('ssh fast path not taken (no live shared connection): running the full command')
+    expect(masterPid(socket)).toBeGreaterThan(0)
+    expect((await fixture.run(['ssh', '-c', 'echo fast again'], debug)).stderr).toContain('ssh fast path: over the shared connection')
+  })
+
   it('one shared connection per machine, reused; a dead master never fails a command; halt closes it (last: it halts web)', async () => {
     const [webId, dbId] = ['web', 'db'].map(
       (name) => JSON.parse(readFileSync(path.join(project, '.vm/machines', name, 'machine.json'), 'utf8')).id as string,

@@ -39,6 +39,10 @@ describe('the V8 code cache of the built CLI', () => {
     const [cache] = caches()
     expect(readdirSync(cacheDir).filter((name) => /^yaml\.cjs-[0-9a-f]{24}\.v8$/.test(name))).toHaveLength(1)
     expect(caches()).toEqual([expect.stringMatching(/^oclif-core\.cjs-[0-9a-f]{24}\.v8$/)])
+    // The CLI's own code (dist/app.cjs) has one cache per command: each holds what its command compiled.
+    expect(readdirSync(cacheDir).filter((name) => name.startsWith('app.cjs'))).toEqual([
+      expect.stringMatching(/^app\.cjs~status-[0-9a-f]{24}\.v8$/),
+    ])
     const file = path.join(cacheDir, cache!)
     expect(statSync(file).mode & 0o777).toBe(0o600)
     expect(statSync(cacheDir).mode & 0o777).toBe(0o700)
@@ -73,5 +77,11 @@ describe('the V8 code cache of the built CLI', () => {
     const unknown = vm([], ['status', '--jsn'])
     expect(unknown.code).toBe(2)
     expect(unknown.stderr).toContain('--json')
-  })
+    expect(
+      readdirSync(cacheDir)
+        .filter((name) => name.startsWith('app.cjs'))
+        .map((name) => name.replace(/-[0-9a-f]{24}\.v8$/, ''))
+        .sort(),
+    ).toEqual(['app.cjs~help', 'app.cjs~status', 'app.cjs~validate'])
+  }, 120_000)
 })
