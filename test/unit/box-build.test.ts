@@ -245,6 +245,34 @@ describe('boxes/build.sh --stale and the lookup of built boxes', () => {
     expect(await staleBoxes(['tiny'], env)).toEqual(['tiny'])
   })
 
+  it("a box made from another box's tree is stale when that box's recipe changes (debian-12-cloud from debian-12)", async () => {
+    // A copy of boxes/, so that a recipe can be changed.
+    const boxes = path.join(dir, 'boxes-copy')
+    execFileSync('cp', ['-r', path.join(repoRoot, 'boxes'), boxes])
+    rmSync(path.join(boxes, 'dist'), {recursive: true, force: true})
+    const script = path.join(boxes, 'build.sh')
+    const out = path.join(dir, 'out-based')
+    const env = {...process.env, VM_BOXES_OUT: out}
+    const hashOf = (box: string) =>
+      execFileSync(
+        'bash',
+        [
+          '-c',
+          'cd "$1" && find build.sh lib keys/vmfile_insecure_key.pub "$2" $(cat "$2/base" 2>/dev/null) -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64',
+          '_',
+          boxes,
+          box,
+        ],
+        {encoding: 'utf8'},
+      ).trim()
+    expect(readFileSync(path.join(boxes, 'debian-12-cloud/base'), 'utf8').trim()).toBe('debian-12')
+    publish(out, 'debian-12', hashOf('debian-12'))
+    publish(out, 'debian-12-cloud', hashOf('debian-12-cloud'))
+    expect(await staleBoxes(['debian-12', 'debian-12-cloud'], env, script)).toEqual([])
+    writeFileSync(path.join(boxes, 'debian-12/hooks/essential.sh'), '\n# changed\n', {flag: 'a'})
+    expect(await staleBoxes(['debian-12', 'debian-12-cloud'], env, script)).toEqual(['debian-12', 'debian-12-cloud'])
+  })
+
   it('an unknown box name is refused', async () => {
     await expect(staleBoxes(['nonesuch'], {...process.env, VM_BOXES_OUT: path.join(dir, 'x')})).rejects.toThrow(/unknown box 'nonesuch'/)
   })
