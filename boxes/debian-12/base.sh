@@ -104,9 +104,13 @@ debian12_finish_like_mmdebstrap() {
   fi
   rm -f "$root/usr/sbin/policy-rc.d" "$root/etc/apt/apt.conf.d/00mmdebstrap"
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
-  mkdir -p "$root/var/lib/apt/lists/partial"
   rm -f "$root"/var/log/dpkg.log "$root"/var/log/apt/history.log "$root"/var/log/apt/term.log \
     "$root"/var/log/alternatives.log "$root"/var/cache/ldconfig/aux-cache "$root"/var/log/apt/eipp.log.xz \
     "$root"/var/lib/dbus/machine-id
-  [ ! -e "$root/etc/machine-id" ] || : >"$root/etc/machine-id"
+  if [ -e "$root/etc/machine-id" ]; then
+    rm -f "$root/etc/machine-id"
+    : >"$root/etc/machine-id"
+  fi
+  # Everything in /run but /run/lock, and everything in /tmp.
+  find "$root/run" "$root/tmp" -mindepth 1 -maxdepth 1 ! -path "$root/run/lock" -exec rm -rf --one-file-system {} +
 }
