@@ -16,8 +16,10 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
-          // Builds missing boxes in the main process, before any worker starts (see the file).
+          // Builds missing boxes in the main process, in the background while the unit files
+          // run; each e2e file waits for the builds to end first (see both files).
           globalSetup: ['test/global-setup-e2e.ts'],
+          setupFiles: ['test/helpers/e2e-await-boxes.ts'],
           // Real VMs under TCG on two cores: one file at a time, generous timeouts.
           poolOptions: {forks: {singleFork: true}},
           testTimeout: 600_000,

@@ -31,11 +31,14 @@ usage() {
 
 # Hash of everything a box is made of: build.sh, the shared helpers, the
 # public key and the box's own folder.
+# A box made from another box's root filesystem names it in its folder's
+# file "base" (debian-12-cloud: debian-12): that folder counts too.
 recipe_hash() {
   (
     cd "$BOXES_DIR"
-    find build.sh lib keys/vmfile_insecure_key.pub "$1" -type f -print0 | sort -z |
-      xargs -0 sha256sum
+    # shellcheck disable=SC2046
+    find build.sh lib keys/vmfile_insecure_key.pub "$1" $(cat "$1/base" 2>/dev/null) -type f -print0 |
+      sort -z | xargs -0 sha256sum
   ) | sha256sum | cut -c1-64
 }
 
@@ -129,6 +132,29 @@ cache_prune() {
   done
 }
 
+# cache_key RECIPE_HASH INPUTS: the cache key of a box built from that recipe
+# with those resolved package versions, from this mirror.
+cache_key() {
+  {
+    echo "recipe $1"
+    echo "mirror $VM_BOXES_MIRROR $VM_BOXES_SECURITY_MIRROR"
+    echo "qcow2 $VM_BOXES_QCOW2_COMPRESSION"
+    printf '%s\n' "$2"
+  } | sha256sum | cut -c1-64
+}
+
+# box_cache_key BOX: another box's cache key, as its own build computes it
+# (its recipe is read in a subshell).
+box_cache_key() {
+  (
+    BOX_NAME=$1
+    # shellcheck source=/dev/null
+    . "$BOXES_DIR/$1/recipe.sh"
+    inputs=$(box_inputs) && [ -n "$inputs" ] || die "cannot resolve the package versions of $1"
+    cache_key "$(recipe_hash "$1")" "$inputs"
+  )
+}
+
 build_box() {
   BOX_NAME=$1
   local t0 key inputs cdir file sha out rhash
@@ -141,12 +167,9 @@ build_box() {
 
   inputs=$(box_inputs) || die "cannot resolve the package versions"
   [ -n "$inputs" ] || die "no package versions resolved"
-  key=$({
-    echo "recipe $rhash"
-    echo "mirror $VM_BOXES_MIRROR $VM_BOXES_SECURITY_MIRROR"
-    echo "qcow2 $VM_BOXES_QCOW2_COMPRESSION"
-    printf '%s\n' "$inputs"
-  } | sha256sum | cut -c1-64)
+  key=$(cache_key "$rhash" "$inputs")
+  # For recipes that keep something in the cache beside the box (debian-12's root filesystem).
+  BOX_CACHE_KEY=$key
   cdir="$VM_BOXES_CACHE/$BOX_NAME/$key"
   msg "version $BOX_VERSION, cache key ${key:0:16} (resolved in $(elapsed "$t0") s)"
 

@@ -3,46 +3,68 @@
 # (growpart), OpenSSH, a kernel booted from the disk; no user, no key. Its
 # disk is published bare (box.img) for "vm box add --name NAME FILE.qcow2",
 # and as a .box like the others. Sourced by boxes/build.sh.
+#
+# Made from debian-12's root filesystem as its packages leave it (before
+# debian-12's own user, key and services; see debian-12/base.sh, and the file
+# "base" here): the cloud packages are added to it and systemd-resolved is
+# removed, so the packages both boxes share are installed once per build.
 
 BOX_VERSION=1.0.0
 BOX_DESCRIPTION="Debian 12 (bookworm) cloud image: cloud-init, no user and no key"
 BOX_VIRTUAL_SIZE_GB=2
 BOX_UUID=8d3c2a51-5b0e-4c2f-a7d4-2f0c9e6b1c33
 
-DEBIAN_PACKAGES="
-  systemd systemd-sysv udev dbus
-  openssh-server sudo rsync iproute2 procps netbase ca-certificates
-  cloud-init cloud-guest-utils fdisk ifupdown isc-dhcp-client
-  linux-image-amd64 zstd
-"
+# shellcheck source=../debian-12/base.sh
+. "$BOXES_DIR/debian-12/base.sh"
+# Added to debian-12's packages; systemd-resolved is removed (cloud-init 22.4
+# renders ifupdown's configuration, and dhclient writes /etc/resolv.conf).
+CLOUD_PACKAGES="cloud-init cloud-guest-utils fdisk ifupdown isc-dhcp-client"
+CLOUD_REMOVED="systemd-resolved"
 
 DEBIAN_CMDLINE="root=UUID=$BOX_UUID ro console=ttyS0,115200 quiet cryptomgr.notests"
 
 box_inputs() {
+  # The packages of the box (debian-12's, minus the removed one, plus the
+  # cloud ones) with their versions.
   # shellcheck disable=SC2046,SC2086
-  apt_closure $(apt_required_set) apt usr-is-merged $DEBIAN_PACKAGES
+  apt_closure $(apt_required_set) apt $DEBIAN12_PACKAGES $CLOUD_PACKAGES | awk -v removed=" $CLOUD_REMOVED " 'index(removed, " " $1 " ") == 0'
 }
 
 box_build() {
   local out=$1 root="$WORK/rootfs" here="$BOXES_DIR/debian-12-cloud" t kver
-  local -a sources=()
-  mapfile -t sources < <(debian_sources)
-
   t=$(now)
-  msg "mmdebstrap (log: $WORK/mmdebstrap.log)"
-  # The merged-usr hook: usr-is-merged alone still pulls in usrmerge and perl.
-  VMFILE_RECIPE_DIR=$here \
-    mmdebstrap --mode=root --variant=minbase --format=directory \
-    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
-    --include="$(echo $DEBIAN_PACKAGES | tr ' ' ,)" \
-    --dpkgopt="$here/dpkg-excludes.cfg" \
-    --essential-hook="$here/hooks/essential.sh" \
-    --customize-hook="$here/hooks/customize.sh" \
-    "$DEBIAN_SUITE" "$root" "${sources[@]}" >"$WORK/mmdebstrap.log" 2>&1 || {
-    tail -n 40 "$WORK/mmdebstrap.log" >&2
-    die "mmdebstrap failed"
+  debian12_base_rootfs "$root"
+
+  # The cloud packages: downloaded here with the build's own apt (the lists of
+  # this build, the state of the tree), installed in the tree without network.
+  msg "adding $CLOUD_PACKAGES; removing $CLOUD_REMOVED (log: $WORK/apt.log)"
+  # shellcheck disable=SC2086
+  apt_box -o Dir::State::status="$root/var/lib/dpkg/status" \
+    -o Dir::Cache::archives="$root/var/cache/apt/archives" \
+    install --download-only -y -qq $CLOUD_PACKAGES >"$WORK/apt.log" 2>&1 || {
+    tail -n 40 "$WORK/apt.log" >&2
+    die "cannot download the cloud packages"
   }
-  msg "mmdebstrap done in $(elapsed "$t") s"
+  # The same package lists inside, so that apt there picks the downloaded versions.
+  find "$APT_ROOT/lists" -maxdepth 1 -type f ! -name lock -exec cp -t "$root/var/lib/apt/lists/" {} +
+  chroot_mount "$root"
+  # shellcheck disable=SC2086
+  {
+    chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download \
+      --no-install-recommends -o Dpkg::Use-Pty=0 $CLOUD_PACKAGES &&
+      chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q -o Dpkg::Use-Pty=0 $CLOUD_REMOVED
+  } >>"$WORK/apt.log" 2>&1 || {
+    tail -n 40 "$WORK/apt.log" >&2
+    die "installing the cloud packages failed"
+  }
+  # What mmdebstrap leaves in a tree: a copy of the build host's resolv.conf
+  # (dhclient replaces it at the first lease); systemd-resolved's link is gone.
+  rm -f "$root/etc/resolv.conf"
+  cp /etc/resolv.conf "$root/etc/resolv.conf"
+  VMFILE_RECIPE_DIR=$here "$here/hooks/customize.sh" "$root"
+  chroot_umount "$root"
+  debian12_finish_like_mmdebstrap "$root"
+  msg "cloud packages in $(elapsed "$t") s"
 
   kver=$(cd "$root/boot" && ls vmlinuz-* | sed 's/^vmlinuz-//')
   [ "$(echo "$kver" | wc -l)" = 1 ] || die "expected one kernel, found: $kver"

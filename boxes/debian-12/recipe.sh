@@ -6,13 +6,9 @@ BOX_DESCRIPTION="Debian 12 (bookworm), minimal: systemd, OpenSSH, sudo, rsync"
 BOX_VIRTUAL_SIZE_GB=10
 BOX_UUID=4f1b7c6e-7a1d-4c55-9e0a-76d1f1a7e012
 
-# On top of the minbase variant (Essential and Priority: required packages).
-DEBIAN_PACKAGES="
-  usr-is-merged
-  systemd systemd-sysv systemd-resolved udev dbus
-  openssh-server sudo rsync iproute2 procps netbase ca-certificates
-  linux-image-amd64 zstd
-"
+# shellcheck source=base.sh
+. "$BOXES_DIR/debian-12/base.sh"
+DEBIAN_PACKAGES=$DEBIAN12_PACKAGES
 
 # The direct boot (kernel and initramfs from the archive) uses a small busybox
 # initramfs that only mounts the root filesystem (udev in the Debian
@@ -31,24 +27,15 @@ box_inputs() {
 }
 
 box_build() {
-  local out=$1 root="$WORK/rootfs" here="$BOXES_DIR/debian-12" t kver
-  local -a sources=()
-  mapfile -t sources < <(debian_sources)
+  local out=$1 root="$WORK/rootfs" t kver
 
-  # ---- root filesystem
+  # ---- root filesystem; saved for the boxes made from it before the box's
+  # own customization (see base.sh)
   t=$(now)
-  msg "mmdebstrap (log: $WORK/mmdebstrap.log)"
-  VMFILE_RECIPE_DIR=$here VMFILE_KEYS_DIR="$BOXES_DIR/keys" \
-    mmdebstrap --mode=root --variant=minbase --format=directory \
-    --include="$(echo $DEBIAN_PACKAGES | tr ' ' ,)" \
-    --dpkgopt="$here/dpkg-excludes.cfg" \
-    --essential-hook="$here/hooks/essential.sh" \
-    --customize-hook="$here/hooks/customize.sh" \
-    "$DEBIAN_SUITE" "$root" "${sources[@]}" >"$WORK/mmdebstrap.log" 2>&1 || {
-    tail -n 40 "$WORK/mmdebstrap.log" >&2
-    die "mmdebstrap failed"
-  }
-  msg "mmdebstrap done in $(elapsed "$t") s"
+  VMFILE_BASE_TAR="$WORK/base.tar" debian12_mmdebstrap "$root" \
+    --customize-hook="$DEBIAN12_SAVE_HOOK" \
+    --customize-hook="$DEBIAN12_DIR/hooks/customize.sh"
+  debian12_base_publish "$WORK/base.tar" "${BOX_CACHE_KEY:?}"
 
   # ---- boot files
   kver=$(cd "$root/boot" && ls vmlinuz-* | sed 's/^vmlinuz-//')

@@ -2,7 +2,7 @@ import {execFile, spawn} from 'node:child_process'
 import {createWriteStream, mkdirSync} from 'node:fs'
 import path from 'node:path'
 
-import {repoRoot} from './built-boxes.js'
+import {type BoxBuildsOutcome, repoRoot, writeBoxBuildsOutcome} from './built-boxes.js'
 
 /**
  * Runs boxes/build.sh for the e2e global setup: asynchronously, with its output streamed as it
@@ -158,4 +158,87 @@ export function staleBoxes(boxes: readonly string[], env: NodeJS.ProcessEnv = pr
       resolve(stdout.split('\n').filter((line) => line !== ''))
     })
   })
+}
+
+export interface BoxBuildsOptions {
+  /** The boxes to build, one after the other, in this order. */
+  boxes: readonly string[]
+  /** Where each box's log goes (<logsDir>/<box>.log). */
+  logsDir: string
+  /** Written (atomically) when every build has ended: a BoxBuildsOutcome. */
+  statusFile: string
+  /** Bound of each build. */
+  timeoutMs: number
+  script?: string
+  env?: NodeJS.ProcessEnv
+  killGraceMs?: number
+  /** Stops the build under way and skips the others. */
+  signal?: AbortSignal
+  /** Progress lines ("built the tiny box in 21.0 s") and the builds' own output. */
+  say: (line: string) => void
+  onOutput?: (chunk: string) => void
+}
+
+/**
+ * Builds the boxes one after the other, in the background: returns at once a promise of the
+ * outcome (never rejected) and writes the outcome to `statusFile` when the last build has ended,
+ * for the test workers that wait for it (awaitBoxBuilds in built-boxes.ts). After the first box
+ * built, the others reuse the package lists it refreshed (VM_BOXES_OFFLINE=1).
+ */
+export function startBoxBuilds(options: BoxBuildsOptions): Promise<BoxBuildsOutcome> {
+  const failures: Record<string, string> = {}
+  const buildAll = async (): Promise<BoxBuildsOutcome> => {
+    const started = performance.now()
+    const times: string[] = []
+    let env = options.env ?? process.env
+    for (const box of options.boxes) {
+      if (options.signal?.aborted === true) {
+        failures[box] = `the ${box} box was not built: the test run was interrupted`
+        continue
+      }
+      const logFile = path.join(options.logsDir, `${box}.log`)
+      options.say(`building the ${box} box in the background (missing or from another recipe); log: ${logFile}`)
+      const result = await buildBoxAsync({
+        box,
+        script: options.script,
+        env,
+        logFile,
+        timeoutMs: options.timeoutMs,
+        killGraceMs: options.killGraceMs,
+        signal: options.signal,
+        onOutput: options.onOutput,
+      })
+      times.push(`${box} ${result.seconds.toFixed(1)} s`)
+      if (result.ok) {
+        options.say(`built the ${box} box in ${result.seconds.toFixed(1)} s`)
+        // The package lists were refreshed moments ago by this build: the next box uses them.
+        if (env.VM_BOXES_OFFLINE === undefined) env = {...env, VM_BOXES_OFFLINE: '1'}
+      } else {
+        failures[box] = result.message ?? `the ${box} box could not be built`
+        options.say(failures[box])
+      }
+    }
+    const seconds = (performance.now() - started) / 1000
+    const failed = Object.keys(failures)
+    options.say(
+      `box builds took ${seconds.toFixed(1)} s (${times.join(', ')})` +
+        (failed.length === 0 ? '' : `; FAILED: ${failed.join(', ')} (the tests that need them fail with the message above)`),
+    )
+    return {failures, seconds}
+  }
+  return buildAll()
+    .catch((error: unknown) => {
+      const message = `the box builds stopped: ${error instanceof Error ? error.message : String(error)}`
+      options.say(message)
+      for (const box of options.boxes) failures[box] ??= message
+      return {failures, seconds: 0}
+    })
+    .then((outcome) => {
+      try {
+        writeBoxBuildsOutcome(options.statusFile, outcome)
+      } catch (error) {
+        options.say(`cannot write ${options.statusFile}: ${(error as Error).message} (the e2e files waiting for it will time out)`)
+      }
+      return outcome
+    })
 }

@@ -1,5 +1,6 @@
-import {existsSync, readFileSync} from 'node:fs'
+import {existsSync, readFileSync, renameSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 /**
  * Where the boxes made by boxes/build.sh are, shared by the e2e global setup (which builds them,
@@ -16,9 +17,64 @@ export type E2eBox = (typeof E2E_BOXES)[number]
 /** The key under which the global setup hands its build failures (box -> message) to the workers. */
 export const BOX_BUILD_FAILURES = 'vmfileBoxBuildFailures'
 
+/**
+ * The key under which the global setup tells the workers about the box builds it left running
+ * in the background (undefined when it started none): see awaitBoxBuilds.
+ */
+export const BOX_BUILDS = 'vmfileBoxBuilds'
+
+export interface BoxBuildsInProgress {
+  /** The boxes being built. */
+  boxes: string[]
+  /** The file the global setup writes (atomically) when every build has ended: a BoxBuildsOutcome. */
+  statusFile: string
+  /** How long a worker waits for it at most. */
+  waitMs: number
+}
+
+/** What the global setup writes into the status file when the builds have ended. */
+export interface BoxBuildsOutcome {
+  /** box -> message, for each build that failed. */
+  failures: Record<string, string>
+  seconds: number
+}
+
 declare module 'vitest' {
   export interface ProvidedContext {
     vmfileBoxBuildFailures: Record<string, string>
+    vmfileBoxBuilds: BoxBuildsInProgress | undefined
+  }
+}
+
+/** Writes the outcome of the box builds for the workers waiting in awaitBoxBuilds (atomic rename). */
+export function writeBoxBuildsOutcome(statusFile: string, outcome: BoxBuildsOutcome): void {
+  const temporary = `${statusFile}.${process.pid}.tmp`
+  writeFileSync(temporary, JSON.stringify(outcome))
+  renameSync(temporary, statusFile)
+}
+
+/**
+ * Waits (asynchronously: the worker's event loop stays free) until the global setup has written
+ * the outcome of the builds it left running, and returns it. Rejects after `builds.waitMs` with
+ * a message naming the boxes and the status file.
+ */
+export async function awaitBoxBuilds(builds: BoxBuildsInProgress, pollMs = 1000): Promise<BoxBuildsOutcome> {
+  const deadline = performance.now() + builds.waitMs
+  for (;;) {
+    let text: string | undefined
+    try {
+      text = readFileSync(builds.statusFile, 'utf8')
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    }
+    if (text !== undefined) return JSON.parse(text) as BoxBuildsOutcome
+    if (performance.now() >= deadline) {
+      throw new Error(
+        `the build of the ${builds.boxes.join(', ')} box(es) started by the e2e global setup did not end within ` +
+          `${Math.round(builds.waitMs / 1000)} s (no ${builds.statusFile}); see the [e2e setup] lines of the run`,
+      )
+    }
+    await sleep(pollMs)
   }
 }
 

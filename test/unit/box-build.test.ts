@@ -6,8 +6,8 @@ import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import config from '../../vitest.config.js'
-import {buildBoxAsync, lastLines, staleBoxes} from '../helpers/box-build.js'
-import {findBuiltBox, repoRoot} from '../helpers/built-boxes.js'
+import {buildBoxAsync, lastLines, staleBoxes, startBoxBuilds} from '../helpers/box-build.js'
+import {awaitBoxBuilds, findBuiltBox, repoRoot} from '../helpers/built-boxes.js'
 import {builtBox} from '../helpers/vm-cli.js'
 
 /**
@@ -126,6 +126,78 @@ describe('buildBoxAsync', () => {
   })
 })
 
+describe('box builds in the background, awaited by the e2e files', () => {
+  it('startBoxBuilds returns at once; the builds run one after the other and their outcome lands in the status file', async () => {
+    const order = path.join(dir, 'bg-order')
+    const build = script(
+      'background',
+      `echo "start $box" >> ${order}; sleep 0.7; echo "end $box" >> ${order}; [ "$box" != debian-12 ] || { echo "[$box] error: broken" >&2; exit 4; }`,
+    )
+    const statusFile = path.join(dir, 'bg-logs/.status.json')
+    const lines: string[] = []
+    const started = performance.now()
+    const outcome = startBoxBuilds({
+      boxes: ['tiny', 'debian-12'],
+      script: build,
+      logsDir: path.join(dir, 'bg-logs'),
+      statusFile,
+      timeoutMs: 30_000,
+      say: (line) => lines.push(line),
+    })
+    // Nothing awaited yet: the caller (the global setup) goes on while the builds run.
+    expect(performance.now() - started).toBeLessThan(500)
+    expect(existsSync(statusFile)).toBe(false)
+    const waited = await awaitBoxBuilds({boxes: ['tiny', 'debian-12'], statusFile, waitMs: 30_000}, 50)
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1300)
+    expect(readFileSync(order, 'utf8')).toBe('start tiny\nend tiny\nstart debian-12\nend debian-12\n')
+    expect(Object.keys(waited.failures)).toEqual(['debian-12'])
+    expect(waited.failures['debian-12']).toContain('[debian-12] error: broken')
+    expect(await outcome).toEqual(waited)
+    expect(lines.some((line) => line.startsWith('built the tiny box in'))).toBe(true)
+    expect(lines.at(-1)).toMatch(/^box builds took .*FAILED: debian-12/)
+  })
+
+  it('an interrupt stops the build under way and skips the rest, each reported as not built', async () => {
+    const build = script('bg-interrupted', 'sleep 60 & wait')
+    const statusFile = path.join(dir, 'bg-logs/.status-interrupted.json')
+    const interrupt = new AbortController()
+    const outcome = startBoxBuilds({
+      boxes: ['tiny', 'debian-12'],
+      script: build,
+      logsDir: path.join(dir, 'bg-logs'),
+      statusFile,
+      timeoutMs: 60_000,
+      signal: interrupt.signal,
+      say: () => {},
+    })
+    setTimeout(() => interrupt.abort(), 300)
+    const {failures} = await outcome
+    expect(failures.tiny).toContain('was interrupted')
+    expect(failures['debian-12']).toContain('not built: the test run was interrupted')
+    expect(JSON.parse(readFileSync(statusFile, 'utf8')).failures).toEqual(failures)
+  })
+
+  it('awaitBoxBuilds leaves the event loop free while it waits, and gives up after its time with the boxes named', async () => {
+    const statusFile = path.join(dir, 'never.json')
+    let ticks = 0
+    const ticker = setInterval(() => ticks++, 20)
+    await expect(awaitBoxBuilds({boxes: ['debian-12-cloud'], statusFile, waitMs: 400}, 50)).rejects.toThrow(
+      /debian-12-cloud box\(es\) started by the e2e global setup did not end within 0 s .*never\.json/,
+    )
+    clearInterval(ticker)
+    expect(ticks).toBeGreaterThanOrEqual(10)
+  })
+
+  it('the e2e project waits for the builds in a setup file before each file', () => {
+    const e2e = config.test?.projects?.find(
+      (project): project is {test: {name: string; setupFiles?: string[]}} =>
+        typeof project === 'object' && project !== null && 'test' in project && (project.test as {name?: string}).name === 'e2e',
+    )
+    expect(e2e?.test.setupFiles).toEqual(['test/helpers/e2e-await-boxes.ts'])
+    expect(existsSync(path.join(repoRoot, 'test/helpers/e2e-await-boxes.ts'))).toBe(true)
+  })
+})
+
 describe('boxes/build.sh --stale and the lookup of built boxes', () => {
   const recipeHash = (box: string) =>
     execFileSync(
@@ -173,6 +245,34 @@ describe('boxes/build.sh --stale and the lookup of built boxes', () => {
     expect(await staleBoxes(['tiny'], env)).toEqual(['tiny'])
   })
 
+  it("a box made from another box's tree is stale when that box's recipe changes (debian-12-cloud from debian-12)", async () => {
+    // A copy of boxes/, so that a recipe can be changed.
+    const boxes = path.join(dir, 'boxes-copy')
+    execFileSync('cp', ['-r', path.join(repoRoot, 'boxes'), boxes])
+    rmSync(path.join(boxes, 'dist'), {recursive: true, force: true})
+    const script = path.join(boxes, 'build.sh')
+    const out = path.join(dir, 'out-based')
+    const env = {...process.env, VM_BOXES_OUT: out}
+    const hashOf = (box: string) =>
+      execFileSync(
+        'bash',
+        [
+          '-c',
+          'cd "$1" && find build.sh lib keys/vmfile_insecure_key.pub "$2" $(cat "$2/base" 2>/dev/null) -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64',
+          '_',
+          boxes,
+          box,
+        ],
+        {encoding: 'utf8'},
+      ).trim()
+    expect(readFileSync(path.join(boxes, 'debian-12-cloud/base'), 'utf8').trim()).toBe('debian-12')
+    publish(out, 'debian-12', hashOf('debian-12'))
+    publish(out, 'debian-12-cloud', hashOf('debian-12-cloud'))
+    expect(await staleBoxes(['debian-12', 'debian-12-cloud'], env, script)).toEqual([])
+    writeFileSync(path.join(boxes, 'debian-12/hooks/essential.sh'), '\n# changed\n', {flag: 'a'})
+    expect(await staleBoxes(['debian-12', 'debian-12-cloud'], env, script)).toEqual(['debian-12', 'debian-12-cloud'])
+  })
+
   it('an unknown box name is refused', async () => {
     await expect(staleBoxes(['nonesuch'], {...process.env, VM_BOXES_OUT: path.join(dir, 'x')})).rejects.toThrow(/unknown box 'nonesuch'/)
   })
@@ -193,7 +293,7 @@ describe('boxes/build.sh --stale and the lookup of built boxes', () => {
     }
   })
 
-  it('the e2e project builds missing boxes in a global setup, before its workers start', () => {
+  it('the e2e project builds missing boxes in a global setup', () => {
     const e2e = config.test?.projects?.find(
       (project): project is {test: {name: string; globalSetup?: string[]}} =>
         typeof project === 'object' && project !== null && 'test' in project && (project.test as {name?: string}).name === 'e2e',
