@@ -1,3 +1,4 @@
+import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import {chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -166,6 +167,46 @@ describe('a registry without auth on 127.0.0.1 (plain http)', () => {
     const second = await addBox({source: `oci://${registry.host}/cut/box:1.0.0`, env: user, cwd: work})
     expect(second.received).toBeLessThan(SIZE - 8 * MiB)
     expect(sha(storedDisk(user, '1.0.0'))).toBe(sha(disk1))
+  })
+
+  it('reads a pulled qcow2 disk from its header (no qemu-img), and still refuses one with a backing file', async () => {
+    const folder = path.join(work, 'qcow2-folder')
+    mkdirSync(folder)
+    writeFileSync(
+      path.join(folder, 'metadata.json'),
+      JSON.stringify({name: 'org/qcow', version: '1.0.0', provider: 'libvirt', format: 'qcow2'}),
+    )
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'compression_type=zstd', path.join(folder, 'box.img'), '1G'])
+    await addBox({source: folder, env: publisher(), cwd: work})
+    await pushBox({box: 'org/qcow@1.0.0', target: `oci://${registry.host}/team/qcow`, env: publisher()})
+    // A qemu-img that fails: the pull must not need it for a plain qcow2 disk.
+    const fakeBin = path.join(work, 'failing-qemu-img')
+    mkdirSync(fakeBin)
+    writeFileSync(path.join(fakeBin, 'qemu-img'), '#!/bin/sh\necho "qemu-img must not run" >&2\nexit 1\n', {mode: 0o755})
+    const user = home('qcow2-pull')
+    const pathBefore = process.env.PATH
+    process.env.PATH = `${fakeBin}:${pathBefore}`
+    try {
+      const added = await addBox({source: `oci://${registry.host}/team/qcow:1.0.0`, env: user, cwd: work})
+      expect(added.alreadyPresent).toBe(false)
+    } finally {
+      process.env.PATH = pathBefore
+    }
+    const stored = path.join(user.VM_HOME!, 'data/boxes/org-VAGRANTSLASH-qcow/1.0.0/amd64/libvirt/box.img')
+    expect(sha(readFileSync(stored))).toBe(sha(readFileSync(path.join(folder, 'box.img'))))
+
+    // A publisher's disk that reads a host file (backing file): the header says so, qemu-img is asked and refuses it.
+    const published = path.join(publisher().VM_HOME!, 'data/boxes/org-VAGRANTSLASH-qcow/1.0.0/amd64/libvirt/box.img')
+    chmodSync(published, 0o644)
+    rmSync(published)
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', path.join(folder, 'box.img'), '-F', 'qcow2', published])
+    await pushBox({box: 'org/qcow@1.0.0', target: `oci://${registry.host}/team/backed`, env: publisher()})
+    const victim = home('qcow2-backed')
+    await expect(addBox({source: `oci://${registry.host}/team/backed:1.0.0`, env: victim, cwd: work})).rejects.toMatchObject({
+      code: 'BOX_INVALID',
+      message: expect.stringContaining('references the host file'),
+    })
+    expect(existsSync(path.join(victim.VM_HOME!, 'data/boxes/org-VAGRANTSLASH-qcow'))).toBe(false)
   })
 
   it('rejects a tampered blob and stores nothing', async () => {

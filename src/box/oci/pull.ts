@@ -13,8 +13,10 @@ import type {DownloadProgress} from '../download.js'
 import {isValidBoxVersion} from '../fields.js'
 import {listBoxes, readStoredBox, type BoxKey, type StoredBox} from '../store.js'
 import {parseByteSize, UnpackBudget, type UnpackLimits} from '../unpack-budget.js'
+import type {DiskFacts} from '../verify.js'
 import {MANIFEST_TYPE, parseManifest, parseRecipe, type BoxRecipe, type RecipeChunk} from './artifact.js'
 import {isTransient, readSmallBody, RegistryClient} from './client.js'
+import {QCOW2_HEADER_BYTES, qcow2Facts} from './qcow2-facts.js'
 import {formatOciReference, type OciReference} from './reference.js'
 
 const gunzipAsync = promisify(gunzip)
@@ -62,6 +64,8 @@ export interface PullResult {
   /** Bytes taken from stored boxes instead of downloaded. */
   reused: number
   size: number
+  /** What qemu-img would say of the plain qcow2 disks, read from the headers just written (see qcow2-facts.ts). */
+  diskFacts: Map<string, DiskFacts>
   release: () => Promise<void>
 }
 
@@ -249,7 +253,7 @@ export async function pullOciBox(ref: OciReference, options: PullOptions): Promi
     }
     const record: OciSourceRecord = {reference: where, digest, recipe}
     const size = recipe.files.reduce((sum, file) => sum + file.size, 0)
-    const result = {key, reference: where, record, received: 0, reused: 0, size}
+    const result = {key, reference: where, record, received: 0, reused: 0, size, diskFacts: new Map<string, DiskFacts>()}
     const stored = options.force === true ? undefined : await readStoredBox(key, paths.boxes).catch(() => undefined)
     if (stored !== undefined) return {...result, present: stored, dir: undefined, release: noop}
 
@@ -275,6 +279,7 @@ export async function pullOciBox(ref: OciReference, options: PullOptions): Promi
       // Where each distinct chunk goes: every (file, offset) that holds it.
       const targets = new Map<number, Array<{handle: FileHandle; offset: number}>>()
       const handles: FileHandle[] = []
+      const disks: Array<{file: string; handle: FileHandle; size: number}> = []
       const journalHandle = await open(journal, 'a')
       handles.push(journalHandle)
       let journalled: Promise<void> = Promise.resolve()
@@ -286,6 +291,7 @@ export async function pullOciBox(ref: OciReference, options: PullOptions): Promi
           const handle = await open(full, 'r+')
           handles.push(handle)
           if ((await handle.stat()).size !== file.size) await handle.truncate(file.size)
+          if (file.role === 'disk') disks.push({file: path.normalize(file.path), handle, size: file.size})
           let offset = 0
           for (const index of file.chunks) {
             const list = targets.get(index) ?? []
@@ -338,6 +344,12 @@ export async function pullOciBox(ref: OciReference, options: PullOptions): Promi
         const outcomes = await Promise.allSettled(Array.from({length: CONCURRENCY}, () => worker()))
         await journalled
         for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason
+        for (const disk of disks) {
+          const head = Buffer.alloc(QCOW2_HEADER_BYTES)
+          const {bytesRead} = await disk.handle.read(head, 0, head.length, 0)
+          const facts = qcow2Facts(head.subarray(0, bytesRead), disk.size)
+          if (facts !== undefined) result.diskFacts.set(disk.file, facts)
+        }
       } finally {
         for (const handle of handles) await handle.close().catch(() => undefined)
       }
