@@ -1,6 +1,7 @@
 import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import {chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -207,6 +208,47 @@ describe('a registry without auth on 127.0.0.1 (plain http)', () => {
       message: expect.stringContaining('references the host file'),
     })
     expect(existsSync(path.join(victim.VM_HOME!, 'data/boxes/org-VAGRANTSLASH-qcow'))).toBe(false)
+  })
+
+  it('asks a loopback registry over plain http first (no TLS handshake) and pulls over a few kept-alive connections', async () => {
+    // A pass-through proxy that counts connections and those opening with a TLS ClientHello.
+    const counts = {connections: 0, tlsHellos: 0}
+    const open = new Set<net.Socket>()
+    const proxy = net.createServer((client) => {
+      counts.connections++
+      const upstream = net.connect(registry.port, '127.0.0.1')
+      for (const socket of [client, upstream]) {
+        open.add(socket)
+        socket.on('error', () => undefined)
+        socket.on('close', () => {
+          open.delete(socket)
+          client.destroy()
+          upstream.destroy()
+        })
+      }
+      client.once('data', (first: Buffer) => {
+        if (first[0] === 0x16) counts.tlsHellos++
+      })
+      client.pipe(upstream)
+      upstream.pipe(client)
+    })
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+    const host = `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`
+    try {
+      const pushed = await pushBox({box: 'org/box@1.0.0', target: `oci://${registry.host}/team/counted`, env: publisher()})
+      counts.connections = 0
+      const user = home('counted-pull')
+      const added = await addBox({source: `oci://${host}/team/counted:1.0.0`, env: user, cwd: work})
+      expect(added.received).toBeGreaterThan(SIZE * 0.95)
+      expect(sha(storedDisk(user, '1.0.0'))).toBe(sha(disk1))
+      expect(counts.tlsHellos).toBe(0)
+      // Four blob workers plus the connection of the manifest and config, for all the blobs.
+      expect(pushed.blobs).toBeGreaterThan(10)
+      expect(counts.connections).toBeLessThanOrEqual(6)
+    } finally {
+      for (const socket of open) socket.destroy()
+      await new Promise<void>((resolve) => proxy.close(() => resolve()))
+    }
   })
 
   it('rejects a tampered blob and stores nothing', async () => {

@@ -175,20 +175,38 @@ export class RegistryClient {
     })
   }
 
-  /** Finds the scheme and authenticates once (GET /v2/). */
+  /**
+   * Finds the scheme and authenticates once (GET /v2/). A loopback registry is asked over
+   * plain http first (sparing a TLS handshake that fails against the plain registries such
+   * hosts usually run); a TLS one answers that request with a 400 or a dropped connection,
+   * and https is tried next. Any other answer (200, an auth refusal ...) is the registry's.
+   */
   async connect(): Promise<void> {
     if (this.origin !== undefined) return
-    const plainAllowed = isLoopbackHost(this.ref.host) || this.options.insecure === true
+    const loopback = isLoopbackHost(this.ref.host)
+    let plainError: unknown
+    if (loopback) {
+      this.origin = `http://${this.ref.host}`
+      try {
+        await this.ping()
+        return
+      } catch (error) {
+        this.origin = undefined
+        const status = ((error as UserError).data as {status?: number} | undefined)?.status
+        if (error instanceof UserError && status !== 400) throw error
+        plainError = error
+      }
+    }
     try {
       this.origin = `https://${this.ref.host}`
       await this.ping()
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
       const wrongProtocol = code === 'EPROTO' || /wrong version number|packet length too long/i.test((error as Error).message)
-      if (!wrongProtocol || !plainAllowed) {
-        this.origin = undefined
-        throw this.networkError(error)
-      }
+      this.origin = undefined
+      // Neither spoke: what plain http met says more than the failed TLS handshake.
+      if (wrongProtocol && plainError !== undefined) throw this.networkError(plainError)
+      if (!wrongProtocol || this.options.insecure !== true) throw this.networkError(error)
       this.origin = `http://${this.ref.host}`
       try {
         await this.ping()
