@@ -251,6 +251,49 @@ describe('a registry without auth on 127.0.0.1 (plain http)', () => {
     }
   })
 
+  it('takes a blob again from its start when the registry ignores the Range after a drop', async () => {
+    // A proxy that drops the first download 3 MiB in and strips Range headers from requests.
+    let down = 0
+    let cuts = 0
+    const open = new Set<net.Socket>()
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(registry.port, '127.0.0.1')
+      for (const socket of [client, upstream]) {
+        open.add(socket)
+        socket.on('error', () => undefined)
+        socket.on('close', () => {
+          open.delete(socket)
+          client.destroy()
+          upstream.destroy()
+        })
+      }
+      client.on('data', (data: Buffer) => upstream.write(data.toString('latin1').replace(/\r\nrange: [^\r]*/i, ''), 'latin1'))
+      upstream.on('data', (data: Buffer) => {
+        down += data.length
+        if (cuts === 0 && down > 3 * MiB) {
+          cuts++
+          client.destroy()
+          upstream.destroy()
+          return
+        }
+        client.write(data)
+      })
+    })
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+    const host = `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`
+    try {
+      await pushBox({box: 'org/box@1.0.0', target: `oci://${registry.host}/team/norange`, env: publisher()})
+      const user = home('no-range')
+      // One retry: the drop is the one failure; starting the blob over is not another.
+      await addBox({source: `oci://${host}/team/norange:1.0.0`, env: user, cwd: work, retries: 1, retryDelayMs: 10})
+      expect(cuts).toBe(1)
+      expect(sha(storedDisk(user, '1.0.0'))).toBe(sha(disk1))
+    } finally {
+      for (const socket of open) socket.destroy()
+      await new Promise<void>((resolve) => proxy.close(() => resolve()))
+    }
+  })
+
   it('rejects a tampered blob and stores nothing', async () => {
     const pushed = await pushBox({box: 'org/box@1.0.0', target: `oci://${registry.host}/tampered/box`, env: publisher()})
     const manifest = JSON.parse(

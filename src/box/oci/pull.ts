@@ -130,10 +130,13 @@ async function fetchBlob(
       break
     } catch (error) {
       if (error instanceof RestartBlob) {
-        // The registry cannot continue a range: take the blob from its start.
+        // The registry cannot continue a range: take the blob from its start, at once. Not a
+        // failure of its own: it only follows a counted drop (received > 0).
         hash = createHash('sha256')
         received = 0
-      } else if (options.signal?.aborted || error instanceof UserError || !isTransient(error)) throw client.networkError(error)
+        continue
+      }
+      if (options.signal?.aborted || error instanceof UserError || !isTransient(error)) throw client.networkError(error)
       failures++
       if (failures > retries)
         throw new UserError(`Downloading ${chunk.blob} from ${client.ref.host} failed ${failures} times: ${(error as Error).message}`, {
@@ -141,8 +144,7 @@ async function fetchBlob(
           hint: 'Run the same command again: the chunks already received are kept and not downloaded again (--clean starts over).',
           cause: error,
         })
-      if (!(error instanceof RestartBlob))
-        await sleep(Math.min((options.retryDelayMs ?? 300) * 2 ** (failures - 1), 10_000), undefined, {signal: options.signal})
+      await sleep(Math.min((options.retryDelayMs ?? 300) * 2 ** (failures - 1), 10_000), undefined, {signal: options.signal})
     }
   }
   const digest = `sha256:${hash.digest('hex')}`
