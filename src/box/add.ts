@@ -19,7 +19,7 @@ import {loadAuthorizations} from './credentials.js'
 import {pullOciBox, type OciSourceRecord} from './oci/pull.js'
 import {replaceStoredBox} from './replace.js'
 import {hostArchitecture, installBox, listBoxes, readStoredBox, SOURCE_FILE, type BoxKey, type BoxSource, type StoredBox} from './store.js'
-import {describeBareImage, sealBox, verifyUnpackedBox} from './verify.js'
+import {describeBareImage, sealBox, verifyUnpackedBox, type DiskFacts} from './verify.js'
 import {fsUserError, isFsError, onUserData} from './fs-errors.js'
 import {declaredBound, parseByteSize, UnpackBudget, type UnpackLimits} from './unpack-budget.js'
 import {BOX_NAME_RULE, FIELD_RULES, fieldProblem, isValidBoxName, isValidBoxVersion, isValidToken, quoteValue} from './fields.js'
@@ -255,7 +255,7 @@ async function addFromOci(options: AddBoxOptions, http: HttpOptions, env: NodeJS
       checksum: pulled.record.digest.replace(/^sha256:/, ''),
       oci: pulled.record,
     }
-    const added = await installUnpacked(pulled.dir!, 'box', plan, {}, options, env, pulled.size)
+    const added = await installUnpacked(pulled.dir!, 'box', plan, {}, options, env, pulled.size, pulled.diskFacts)
     return {...added, ...extra}
   } finally {
     await pulled.release()
@@ -377,6 +377,7 @@ async function installUnpacked(
   options: AddBoxOptions,
   env: NodeJS.ProcessEnv,
   bytes: number,
+  diskFacts?: ReadonlyMap<string, DiskFacts>,
 ): Promise<AddBoxResult> {
   const paths = vmPaths(env)
   let temp: string | undefined = unpacked
@@ -391,7 +392,7 @@ async function installUnpacked(
       }
       metadata = await describeBareImage(temp, 'box.img', plan.url, options.name, plan.key.version ?? bareImageVersion(options.constraint))
     } else {
-      metadata = await verifyUnpackedBox(temp, plan.url)
+      metadata = await verifyUnpackedBox(temp, plan.url, diskFacts)
     }
     const name = plan.key.name ?? options.name ?? metadata.name ?? layout.name
     if (name === undefined)

@@ -46,11 +46,16 @@ function rejected(where: string, problem: string, hint?: string): UserError {
   })
 }
 
-/** Checks one disk: a qcow2 or raw image of the declared format that references no host file. */
-export async function checkDisk(file: string, declared: DiskFormat | undefined, where: string): Promise<DiskFacts> {
-  const facts = await inspectDisk(file).catch((error: unknown) => {
-    throw rejected(where, `qemu-img cannot read ${path.basename(file)}: ${(error as Error).message}`)
-  })
+/**
+ * Checks one disk: a qcow2 or raw image of the declared format that references no host file.
+ * `known`: the facts vm already read from the bytes it wrote (a pulled disk's header), else qemu-img is asked.
+ */
+export async function checkDisk(file: string, declared: DiskFormat | undefined, where: string, known?: DiskFacts): Promise<DiskFacts> {
+  const facts =
+    known ??
+    (await inspectDisk(file).catch((error: unknown) => {
+      throw rejected(where, `qemu-img cannot read ${path.basename(file)}: ${(error as Error).message}`)
+    }))
   const name = path.basename(file)
   if (facts.externalFile !== undefined) {
     throw rejected(
@@ -92,9 +97,10 @@ async function readHead(file: string): Promise<{head: Buffer; size: number}> {
 
 /**
  * Checks an unpacked box directory: a usable metadata.json, every file it names present as a
- * regular file, every disk sound. Returns the metadata.
+ * regular file, every disk sound (`known`: facts of disks by relative path, see checkDisk).
+ * Returns the metadata.
  */
-export async function verifyUnpackedBox(dir: string, where: string): Promise<BoxMetadata> {
+export async function verifyUnpackedBox(dir: string, where: string, known?: ReadonlyMap<string, DiskFacts>): Promise<BoxMetadata> {
   let text: string
   try {
     text = await readFile(path.join(dir, METADATA_FILE), 'utf8')
@@ -110,7 +116,7 @@ export async function verifyUnpackedBox(dir: string, where: string): Promise<Box
     const stats = await lstat(path.join(dir, file)).catch(() => undefined)
     if (stats === undefined || !stats.isFile()) throw rejected(where, `metadata.json names ${file}, which is not in the archive`)
   }
-  for (const disk of metadata.disks) await checkDisk(path.join(dir, disk.path), disk.format, where)
+  for (const disk of metadata.disks) await checkDisk(path.join(dir, disk.path), disk.format, where, known?.get(path.normalize(disk.path)))
   return metadata
 }
 

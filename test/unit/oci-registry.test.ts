@@ -1,5 +1,7 @@
+import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import {chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -166,6 +168,130 @@ describe('a registry without auth on 127.0.0.1 (plain http)', () => {
     const second = await addBox({source: `oci://${registry.host}/cut/box:1.0.0`, env: user, cwd: work})
     expect(second.received).toBeLessThan(SIZE - 8 * MiB)
     expect(sha(storedDisk(user, '1.0.0'))).toBe(sha(disk1))
+  })
+
+  it('reads a pulled qcow2 disk from its header (no qemu-img), and still refuses one with a backing file', async () => {
+    const folder = path.join(work, 'qcow2-folder')
+    mkdirSync(folder)
+    writeFileSync(
+      path.join(folder, 'metadata.json'),
+      JSON.stringify({name: 'org/qcow', version: '1.0.0', provider: 'libvirt', format: 'qcow2'}),
+    )
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'compression_type=zstd', path.join(folder, 'box.img'), '1G'])
+    await addBox({source: folder, env: publisher(), cwd: work})
+    await pushBox({box: 'org/qcow@1.0.0', target: `oci://${registry.host}/team/qcow`, env: publisher()})
+    // A qemu-img that fails: the pull must not need it for a plain qcow2 disk.
+    const fakeBin = path.join(work, 'failing-qemu-img')
+    mkdirSync(fakeBin)
+    writeFileSync(path.join(fakeBin, 'qemu-img'), '#!/bin/sh\necho "qemu-img must not run" >&2\nexit 1\n', {mode: 0o755})
+    const user = home('qcow2-pull')
+    const pathBefore = process.env.PATH
+    process.env.PATH = `${fakeBin}:${pathBefore}`
+    try {
+      const added = await addBox({source: `oci://${registry.host}/team/qcow:1.0.0`, env: user, cwd: work})
+      expect(added.alreadyPresent).toBe(false)
+    } finally {
+      process.env.PATH = pathBefore
+    }
+    const stored = path.join(user.VM_HOME!, 'data/boxes/org-VAGRANTSLASH-qcow/1.0.0/amd64/libvirt/box.img')
+    expect(sha(readFileSync(stored))).toBe(sha(readFileSync(path.join(folder, 'box.img'))))
+
+    // A publisher's disk that reads a host file (backing file): the header says so, qemu-img is asked and refuses it.
+    const published = path.join(publisher().VM_HOME!, 'data/boxes/org-VAGRANTSLASH-qcow/1.0.0/amd64/libvirt/box.img')
+    chmodSync(published, 0o644)
+    rmSync(published)
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', path.join(folder, 'box.img'), '-F', 'qcow2', published])
+    await pushBox({box: 'org/qcow@1.0.0', target: `oci://${registry.host}/team/backed`, env: publisher()})
+    const victim = home('qcow2-backed')
+    await expect(addBox({source: `oci://${registry.host}/team/backed:1.0.0`, env: victim, cwd: work})).rejects.toMatchObject({
+      code: 'BOX_INVALID',
+      message: expect.stringContaining('references the host file'),
+    })
+    expect(existsSync(path.join(victim.VM_HOME!, 'data/boxes/org-VAGRANTSLASH-qcow'))).toBe(false)
+  })
+
+  it('asks a loopback registry over plain http first (no TLS handshake) and pulls over a few kept-alive connections', async () => {
+    // A pass-through proxy that counts connections and those opening with a TLS ClientHello.
+    const counts = {connections: 0, tlsHellos: 0}
+    const open = new Set<net.Socket>()
+    const proxy = net.createServer((client) => {
+      counts.connections++
+      const upstream = net.connect(registry.port, '127.0.0.1')
+      for (const socket of [client, upstream]) {
+        open.add(socket)
+        socket.on('error', () => undefined)
+        socket.on('close', () => {
+          open.delete(socket)
+          client.destroy()
+          upstream.destroy()
+        })
+      }
+      client.once('data', (first: Buffer) => {
+        if (first[0] === 0x16) counts.tlsHellos++
+      })
+      client.pipe(upstream)
+      upstream.pipe(client)
+    })
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+    const host = `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`
+    try {
+      const pushed = await pushBox({box: 'org/box@1.0.0', target: `oci://${registry.host}/team/counted`, env: publisher()})
+      counts.connections = 0
+      const user = home('counted-pull')
+      const added = await addBox({source: `oci://${host}/team/counted:1.0.0`, env: user, cwd: work})
+      expect(added.received).toBeGreaterThan(SIZE * 0.95)
+      expect(sha(storedDisk(user, '1.0.0'))).toBe(sha(disk1))
+      expect(counts.tlsHellos).toBe(0)
+      // Four blob workers plus the connection of the manifest and config, for all the blobs.
+      expect(pushed.blobs).toBeGreaterThan(10)
+      expect(counts.connections).toBeLessThanOrEqual(6)
+    } finally {
+      for (const socket of open) socket.destroy()
+      await new Promise<void>((resolve) => proxy.close(() => resolve()))
+    }
+  })
+
+  it('takes a blob again from its start when the registry ignores the Range after a drop', async () => {
+    // A proxy that drops the first download 3 MiB in and strips Range headers from requests.
+    let down = 0
+    let cuts = 0
+    const open = new Set<net.Socket>()
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(registry.port, '127.0.0.1')
+      for (const socket of [client, upstream]) {
+        open.add(socket)
+        socket.on('error', () => undefined)
+        socket.on('close', () => {
+          open.delete(socket)
+          client.destroy()
+          upstream.destroy()
+        })
+      }
+      client.on('data', (data: Buffer) => upstream.write(data.toString('latin1').replace(/\r\nrange: [^\r]*/i, ''), 'latin1'))
+      upstream.on('data', (data: Buffer) => {
+        down += data.length
+        if (cuts === 0 && down > 3 * MiB) {
+          cuts++
+          client.destroy()
+          upstream.destroy()
+          return
+        }
+        client.write(data)
+      })
+    })
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+    const host = `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`
+    try {
+      await pushBox({box: 'org/box@1.0.0', target: `oci://${registry.host}/team/norange`, env: publisher()})
+      const user = home('no-range')
+      // One retry: the drop is the one failure; starting the blob over is not another.
+      await addBox({source: `oci://${host}/team/norange:1.0.0`, env: user, cwd: work, retries: 1, retryDelayMs: 10})
+      expect(cuts).toBe(1)
+      expect(sha(storedDisk(user, '1.0.0'))).toBe(sha(disk1))
+    } finally {
+      for (const socket of open) socket.destroy()
+      await new Promise<void>((resolve) => proxy.close(() => resolve()))
+    }
   })
 
   it('rejects a tampered blob and stores nothing', async () => {

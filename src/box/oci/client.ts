@@ -5,6 +5,7 @@ import tls from 'node:tls'
 
 import {UserError} from '../../errors/errors.js'
 import type {Credential} from '../credentials.js'
+import {BlobSockets, type BlobHead} from './blob-socket.js'
 import {isLoopbackHost, type OciReference} from './reference.js'
 
 /**
@@ -105,6 +106,8 @@ export class RegistryClient {
   private origin: string | undefined
   private authorization: string | undefined
   private readonly agents: {http: http.Agent; https: https.Agent}
+  private plain: BlobSockets | undefined
+  private plainOff = false
 
   constructor(
     readonly ref: Pick<OciReference, 'host' | 'repository'>,
@@ -124,6 +127,30 @@ export class RegistryClient {
   close(): void {
     this.agents.http.destroy()
     this.agents.https.destroy()
+    this.plain?.close()
+  }
+
+  /**
+   * A GET on the plain-http fast path for blobs (blob-socket.ts): the head once the whole body
+   * went to `onData`, or undefined when `send` must serve the request instead: a TLS registry,
+   * or an answer that is not a plain 200/206 (after one that is not an auth challenge, such as
+   * a redirect to storage, every later request goes to `send` as well).
+   */
+  async getPlain(
+    target: string,
+    headers: Record<string, string>,
+    onHead: (head: BlobHead) => void,
+    onData: (data: Buffer) => void,
+  ): Promise<BlobHead | undefined> {
+    if (this.origin === undefined) await this.connect()
+    if (this.plainOff || !this.origin!.startsWith('http:')) return undefined
+    this.plain ??= new BlobSockets(new URL(this.origin!), this.options.signal)
+    const all: Record<string, string> = {'user-agent': 'vmfile', ...headers}
+    if (this.authorization !== undefined) all.authorization = this.authorization
+    const result = await this.plain.get(target, all, onHead, onData)
+    if (typeof result !== 'number') return result
+    if (result !== 401) this.plainOff = true
+    return undefined
   }
 
   /** `/v2/<repository>/<rest>` on this registry. */
@@ -148,20 +175,38 @@ export class RegistryClient {
     })
   }
 
-  /** Finds the scheme and authenticates once (GET /v2/). */
+  /**
+   * Finds the scheme and authenticates once (GET /v2/). A loopback registry is asked over
+   * plain http first (sparing a TLS handshake that fails against the plain registries such
+   * hosts usually run); a TLS one answers that request with a 400 or a dropped connection,
+   * and https is tried next. Any other answer (200, an auth refusal ...) is the registry's.
+   */
   async connect(): Promise<void> {
     if (this.origin !== undefined) return
-    const plainAllowed = isLoopbackHost(this.ref.host) || this.options.insecure === true
+    const loopback = isLoopbackHost(this.ref.host)
+    let plainError: unknown
+    if (loopback) {
+      this.origin = `http://${this.ref.host}`
+      try {
+        await this.ping()
+        return
+      } catch (error) {
+        this.origin = undefined
+        const status = ((error as UserError).data as {status?: number} | undefined)?.status
+        if (error instanceof UserError && status !== 400) throw error
+        plainError = error
+      }
+    }
     try {
       this.origin = `https://${this.ref.host}`
       await this.ping()
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
       const wrongProtocol = code === 'EPROTO' || /wrong version number|packet length too long/i.test((error as Error).message)
-      if (!wrongProtocol || !plainAllowed) {
-        this.origin = undefined
-        throw this.networkError(error)
-      }
+      this.origin = undefined
+      // Neither spoke: what plain http met says more than the failed TLS handshake.
+      if (wrongProtocol && plainError !== undefined) throw this.networkError(plainError)
+      if (!wrongProtocol || this.options.insecure !== true) throw this.networkError(error)
       this.origin = `http://${this.ref.host}`
       try {
         await this.ping()

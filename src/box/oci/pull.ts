@@ -13,8 +13,11 @@ import type {DownloadProgress} from '../download.js'
 import {isValidBoxVersion} from '../fields.js'
 import {listBoxes, readStoredBox, type BoxKey, type StoredBox} from '../store.js'
 import {parseByteSize, UnpackBudget, type UnpackLimits} from '../unpack-budget.js'
+import type {DiskFacts} from '../verify.js'
 import {MANIFEST_TYPE, parseManifest, parseRecipe, type BoxRecipe, type RecipeChunk} from './artifact.js'
+import {MAX_CHUNK} from './chunker.js'
 import {isTransient, readSmallBody, RegistryClient} from './client.js'
+import {QCOW2_HEADER_BYTES, qcow2Facts} from './qcow2-facts.js'
 import {formatOciReference, type OciReference} from './reference.js'
 
 const gunzipAsync = promisify(gunzip)
@@ -62,6 +65,8 @@ export interface PullResult {
   /** Bytes taken from stored boxes instead of downloaded. */
   reused: number
   size: number
+  /** What qemu-img would say of the plain qcow2 disks, read from the headers just written (see qcow2-facts.ts). */
+  diskFacts: Map<string, DiskFacts>
   release: () => Promise<void>
 }
 
@@ -78,56 +83,58 @@ function corrupt(where: string, problem: string): UserError {
   })
 }
 
-/** One blob, verified against its digest and size while it streams; resumes with Range after a drop. */
+/** Thrown when the registry cannot continue a range: the blob is taken again from its start. */
+class RestartBlob extends Error {}
+
+/**
+ * One blob, verified against its digest and size while it streams (hashed piece by piece as
+ * it arrives, into `scratch` when that is large enough: one buffer per worker, reused);
+ * resumes with Range after a drop. Returns the chunk's bytes: the blob itself, or what it
+ * inflates to.
+ */
 async function fetchBlob(
   client: RegistryClient,
   chunk: RecipeChunk,
   options: PullOptions,
+  scratch: Buffer,
   onBytes: (bytes: number) => void,
-): Promise<Buffer[]> {
-  const parts: Buffer[] = []
-  const hash = createHash('sha256')
+): Promise<Buffer> {
+  const blob = scratch.length >= chunk.blobSize ? scratch.subarray(0, chunk.blobSize) : Buffer.allocUnsafe(chunk.blobSize)
+  const where = `The blob ${chunk.blob} from ${client.ref.host}`
+  let hash = createHash('sha256')
   let received = 0
   let failures = 0
   const retries = options.retries ?? 5
+  const take = (data: Buffer): void => {
+    if (received + data.length > chunk.blobSize) throw corrupt(where, `it is longer than the ${chunk.blobSize} bytes its manifest declares`)
+    hash.update(data)
+    data.copy(blob, received)
+    received += data.length
+    client.received += data.length
+    onBytes(data.length)
+  }
+  const target = client.repoPath(`blobs/${chunk.blob}`)
   for (;;) {
     try {
       const headers: Record<string, string> = received > 0 ? {range: `bytes=${received}-`} : {}
-      const response = await client.send('GET', client.repoPath(`blobs/${chunk.blob}`), {headers})
-      if (response.status === 206 && received > 0) {
-        const range = /bytes (\d+)-/.exec(String(response.headers['content-range'] ?? ''))
-        if (range === null || Number(range[1]) !== received) throw Object.assign(new Error('wrong range'), {restart: true})
-      } else if (response.status === 200) {
-        if (received > 0) throw Object.assign(new Error('range ignored'), {restart: true, response})
-      } else {
-        const text = (await readSmallBody(response).catch(() => Buffer.alloc(0))).toString('utf8')
-        if (response.status === 408 || response.status === 429 || response.status >= 500)
-          throw Object.assign(new Error(`GET blob answered ${response.status}`), {transient: true})
-        throw client.statusError(`GET blob ${chunk.blob}`, response.status, text)
-      }
-      for await (const data of response.body) {
-        const buffer = data as Buffer
-        received += buffer.length
-        client.received += buffer.length
-        onBytes(buffer.length)
-        if (received > chunk.blobSize) {
-          response.body.destroy()
-          throw corrupt(
-            `The blob ${chunk.blob} from ${client.ref.host}`,
-            `it is longer than the ${chunk.blobSize} bytes its manifest declares`,
-          )
-        }
-        hash.update(buffer)
-        parts.push(buffer)
-      }
+      const plain = await client.getPlain(
+        target,
+        headers,
+        (head) => {
+          if (received > 0 && (head.status !== 206 || head.rangeStart !== received)) throw new RestartBlob('range not honoured')
+        },
+        take,
+      )
+      if (plain === undefined) await fetchThroughClient(client, chunk, target, headers, received, take)
       if (received < chunk.blobSize) throw Object.assign(new Error('the connection closed early'), {transient: true})
       break
     } catch (error) {
-      const restart = error as {restart?: boolean; response?: {body: NodeJS.ReadableStream & {destroy(): void}}}
-      if (restart.restart === true) {
-        // The registry cannot continue a range: take the blob from its start.
-        restart.response?.body.destroy()
-        return fetchBlob(client, chunk, {...options, retries: Math.max(0, retries - failures - 1)}, onBytes)
+      if (error instanceof RestartBlob) {
+        // The registry cannot continue a range: take the blob from its start, at once. Not a
+        // failure of its own: it only follows a counted drop (received > 0).
+        hash = createHash('sha256')
+        received = 0
+        continue
       }
       if (options.signal?.aborted || error instanceof UserError || !isTransient(error)) throw client.networkError(error)
       failures++
@@ -141,22 +148,58 @@ async function fetchBlob(
     }
   }
   const digest = `sha256:${hash.digest('hex')}`
-  if (digest !== chunk.blob) throw corrupt(`The blob ${chunk.blob} from ${client.ref.host}`, `its bytes hash to ${digest}`)
-  // An uncompressed blob's digest is the chunk's (checked by parseRecipe): verified above. Its
-  // pieces are written as received (one writev), never joined into one more copy of the blob.
+  if (digest !== chunk.blob) throw corrupt(where, `its bytes hash to ${digest}`)
+  // An uncompressed blob's digest is the chunk's (checked by parseRecipe): verified above.
   if (!chunk.gzip) {
     if (received !== chunk.size) throw corrupt(`The blob ${chunk.blob}`, 'its size does not match the chunk size in the recipe')
-    return parts
+    return blob
   }
   let data: Buffer
   try {
-    data = await gunzipAsync(Buffer.concat(parts, received), {maxOutputLength: chunk.size + 1})
+    // One output buffer of the size the recipe states: zlib's default 16 KiB pieces, joined
+    // at the end, cost more than the inflating itself.
+    data = await gunzipAsync(blob, {chunkSize: Math.max(64, chunk.size), maxOutputLength: chunk.size + 1})
   } catch {
     throw corrupt(`The blob ${chunk.blob}`, 'it does not decompress to the size its recipe declares')
   }
   if (data.length !== chunk.size || sha256(data) !== chunk.digest)
     throw corrupt(`The blob ${chunk.blob}`, 'its content does not match the chunk digest in the recipe')
-  return [data]
+  return data
+}
+
+/** The general path (client.send: TLS, auth challenges, redirects) for one attempt at a blob. */
+async function fetchThroughClient(
+  client: RegistryClient,
+  chunk: RecipeChunk,
+  target: string,
+  headers: Record<string, string>,
+  received: number,
+  take: (data: Buffer) => void,
+): Promise<void> {
+  const response = await client.send('GET', target, {headers})
+  if (response.status === 206 && received > 0) {
+    const range = /bytes (\d+)-/.exec(String(response.headers['content-range'] ?? ''))
+    if (range === null || Number(range[1]) !== received) {
+      response.body.destroy()
+      throw new RestartBlob('wrong range')
+    }
+  } else if (response.status === 200) {
+    if (received > 0) {
+      response.body.destroy()
+      throw new RestartBlob('range ignored')
+    }
+  } else {
+    const text = (await readSmallBody(response).catch(() => Buffer.alloc(0))).toString('utf8')
+    if (response.status === 408 || response.status === 429 || response.status >= 500)
+      throw Object.assign(new Error(`GET blob answered ${response.status}`), {transient: true})
+    throw client.statusError(`GET blob ${chunk.blob}`, response.status, text)
+  }
+  try {
+    for await (const data of response.body) take(data as Buffer)
+  } catch (error) {
+    response.body.destroy()
+    throw error
+  }
 }
 
 /** Where stored boxes hold each chunk of bytes (by its uncompressed digest). */
@@ -249,7 +292,7 @@ export async function pullOciBox(ref: OciReference, options: PullOptions): Promi
     }
     const record: OciSourceRecord = {reference: where, digest, recipe}
     const size = recipe.files.reduce((sum, file) => sum + file.size, 0)
-    const result = {key, reference: where, record, received: 0, reused: 0, size}
+    const result = {key, reference: where, record, received: 0, reused: 0, size, diskFacts: new Map<string, DiskFacts>()}
     const stored = options.force === true ? undefined : await readStoredBox(key, paths.boxes).catch(() => undefined)
     if (stored !== undefined) return {...result, present: stored, dir: undefined, release: noop}
 
@@ -275,6 +318,7 @@ export async function pullOciBox(ref: OciReference, options: PullOptions): Promi
       // Where each distinct chunk goes: every (file, offset) that holds it.
       const targets = new Map<number, Array<{handle: FileHandle; offset: number}>>()
       const handles: FileHandle[] = []
+      const disks: Array<{file: string; handle: FileHandle; size: number}> = []
       const journalHandle = await open(journal, 'a')
       handles.push(journalHandle)
       let journalled: Promise<void> = Promise.resolve()
@@ -286,6 +330,7 @@ export async function pullOciBox(ref: OciReference, options: PullOptions): Promi
           const handle = await open(full, 'r+')
           handles.push(handle)
           if ((await handle.stat()).size !== file.size) await handle.truncate(file.size)
+          if (file.role === 'disk') disks.push({file: path.normalize(file.path), handle, size: file.size})
           let offset = 0
           for (const index of file.chunks) {
             const list = targets.get(index) ?? []
@@ -312,21 +357,26 @@ export async function pullOciBox(ref: OciReference, options: PullOptions): Promi
           }
         }
         const drain = async (): Promise<void> => {
+          let scratch = Buffer.alloc(0)
           for (;;) {
             const index = queue.shift()
             if (index === undefined) return
             const chunk = recipe.chunks[index]!
-            let data: Buffer[] | undefined
+            let data: Buffer | undefined
             const near = local.get(chunk.digest)
             if (near !== undefined) {
               const copy = await readAt(near.file, near.offset, near.size)
               if (copy !== undefined && sha256(copy) === chunk.digest) {
-                data = [copy]
+                data = copy
                 result.reused += copy.length
               }
             }
-            data ??= await fetchBlob(client, chunk, options, (bytes) => (result.received += bytes))
-            const pieces = data
+            if (data === undefined) {
+              if (scratch.length < chunk.blobSize) scratch = Buffer.allocUnsafe(Math.max(chunk.blobSize, MAX_CHUNK))
+              data = await fetchBlob(client, chunk, options, scratch, (bytes) => (result.received += bytes))
+            }
+            const pieces = [data]
+            // Written before this worker takes its next blob into the same scratch buffer.
             await Promise.all(targets.get(index)!.map((place) => writeAllAt(place.handle, pieces, place.offset)))
             // Recorded only once its bytes are written, in order on one open handle (no open/close per chunk).
             journalled = journalled.then(() => journalHandle.write(`${chunk.digest}\n`)).then(() => undefined)
@@ -338,6 +388,12 @@ export async function pullOciBox(ref: OciReference, options: PullOptions): Promi
         const outcomes = await Promise.allSettled(Array.from({length: CONCURRENCY}, () => worker()))
         await journalled
         for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason
+        for (const disk of disks) {
+          const head = Buffer.alloc(QCOW2_HEADER_BYTES)
+          const {bytesRead} = await disk.handle.read(head, 0, head.length, 0)
+          const facts = qcow2Facts(head.subarray(0, bytesRead), disk.size)
+          if (facts !== undefined) result.diskFacts.set(disk.file, facts)
+        }
       } finally {
         for (const handle of handles) await handle.close().catch(() => undefined)
       }
