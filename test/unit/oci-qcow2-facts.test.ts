@@ -80,7 +80,7 @@ describe('qcow2 facts from the header', () => {
       '-f',
       'qcow2',
       '-o',
-      'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10',
+      'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=200',
       encrypted,
       '64M',
     ])
