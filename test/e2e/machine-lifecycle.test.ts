@@ -60,9 +60,11 @@ const libvirtEngine: Engine = {
   },
   afterDestroy() {
     const volumes = lvHost!
-      .virsh(['vol-list', '--pool', 'default', '--name'])
+      // virsh vol-list has no --name: the first column of each line.
+      .virsh(['vol-list', 'default'])
       .stdout.split('\n')
-      .filter((line) => line.trim() !== '')
+      .map((line) => line.trim().split(/\s+/)[0] ?? '')
+      .filter((name) => name !== '')
     // The box volume (and its completion marker) stays for the next machine; the machine's own are gone.
     expect(volumes.filter((volume) => volume.startsWith('vm-'))).toEqual([])
     expect(volumes.filter((volume) => /^vmbox-[0-9a-f]{32}\.qcow2$/.test(volume))).toHaveLength(1)
