@@ -91,7 +91,7 @@ export async function connectToGuest(boot: Boot): Promise<number | undefined> {
 export async function connectContinuedGuest(boot: Boot): Promise<number | undefined> {
   const {paths} = boot
   const target = sshTarget(boot.record, paths, machineKeys(boot.record, paths), 'yes')
-  const folders = foldersFor(boot.driver, boot.record.config.syncedFolders)
+  const folders = foldersFor(boot.driver, boot.record.config.syncedFolders, boot.record.config)
   let copies: number[] = []
   let bootMs: number | undefined
   try {

@@ -159,6 +159,7 @@ const containers: Raw = {
   ],
   ssh: {},
   nat: {},
+  libvirt: {},
 }
 const baseDoc: Raw = {box: 'vmfile/tiny', ...containers, machines: {web: {...containers, forwarded_ports: [{guest: 81, host: 8081}]}}}
 
