@@ -1,3 +1,4 @@
+import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {rm} from 'node:fs/promises'
 import path from 'node:path'
@@ -7,6 +8,7 @@ import {UserError} from '../../errors/errors.js'
 import {resolveForwards} from '../../network/forwards.js'
 import {leasesDir} from '../../network/ports.js'
 import type {MachineRecord} from '../../machine/record.js'
+import {firstTimeThisBoot} from '../../state/once-per-boot.js'
 import {labelledTail, readTail, type BootWatch} from '../../ssh/wait.js'
 import {shareTag} from '../../sync/folders.js'
 import type {MachineConfig} from '../../vmfile/types.js'
@@ -47,6 +49,12 @@ export function sharesOf(config: MachineConfig, local: boolean): DomainSpec['sha
   )
 }
 
+/** The domain's UUID, derived from the machine id: each boot redefines the same domain. */
+export function domainUuid(id: string): string {
+  const hex = createHash('sha256').update(`vmfile-domain:${id}`).digest('hex')
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${((Number.parseInt(hex[16]!, 16) & 3) | 8).toString(16)}${hex.slice(17, 20)}-${hex.slice(20, 32)}`
+}
+
 /** The domain a machine runs as: a pure function of its record, placement and the host's facts. */
 export function domainSpec(
   record: MachineRecord,
@@ -63,6 +71,7 @@ export function domainSpec(
   return {
     type,
     name: placement.domain,
+    uuid: domainUuid(record.id),
     title: `vm machine ${record.name} (${record.projectDir})`,
     memoryMiB: config.memory,
     cpus: config.cpus,
@@ -223,7 +232,11 @@ export const libvirtDriver: MachineDriver = {
         `machine ${machine.name} stays on ${placement.uri}, where it was created (the Vmfile now says ${wanted}); "vm destroy" and "vm up" move it`,
       )
     const choice = await chooseDomainType(virsh, record.config.accel)
-    if (choice.warning !== undefined) options.warn(choice.warning)
+    if (
+      choice.warning !== undefined &&
+      (await firstTimeThisBoot(`host-warning-libvirt-${createHash('sha256').update(choice.warning).digest('hex').slice(0, 12)}`))
+    )
+      options.warn(`${choice.warning} (said once per host boot; "vm status" shows each machine's accelerator)`)
     const nics = await attachNics(virsh, record, placement.network)
     const disks = await Promise.all(
       placement.volumes.map(async (volume, index) => ({
