@@ -99,9 +99,11 @@ describe('machines on remote libvirt hosts', () => {
     expect(destroyed.code, destroyed.stderr).toBe(0)
     for (const host of hosts) {
       expect(host.virsh(['list', '--all', '--name']).stdout.trim()).toBe('')
-      const volumes = host.virsh(['vol-list', '--pool', 'default', '--name']).stdout
-      expect(volumes).not.toMatch(/^vm-/m)
-      expect(volumes).toMatch(/^vmbox-/m)
+      // virsh 9.0's vol-list has no --name: a table of " Name  Path" rows.
+      const listing = host.virsh(['vol-list', '--pool', 'default'])
+      expect(listing.status, listing.stderr).toBe(0)
+      expect(listing.stdout).not.toMatch(/^\s*vm-\S+/m)
+      expect(listing.stdout).toMatch(/^\s*vmbox-[0-9a-f]{32}\.qcow2\s/m)
     }
     await expect(banner(forwarded)).rejects.toThrow()
   })
