@@ -1,9 +1,13 @@
 import {spawnSync} from 'node:child_process'
-import {existsSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {connect} from 'node:net'
+import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {startForwarder, stopForwarder} from '../../src/driver/libvirt/forward.js'
+import {resolveForwards} from '../../src/network/forwards.js'
 import {leftovers, sshClient, startLibvirtHost, type LibvirtHost, type SshClient} from '../helpers/libvirt-host.js'
 
 /** The pretend libvirt hosts the libvirt tests run against (no VM: the harness itself). */
@@ -56,6 +60,33 @@ describe('pretend libvirt hosts', () => {
     })
     expect(jumped.stderr).toBe('')
     expect(jumped.stdout).toBe('lvremote\n')
+  })
+
+  it('carries a forwarded port through the remote host (the libvirt engine keeper, ssh -N -L)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'vmlv-forward-'))
+    const path0 = process.env.PATH
+    process.env.PATH = client.env.PATH
+    try {
+      const machine = {name: 'fwd', id: 'lvfwd0001', dir}
+      const leases = path.join(dir, 'leases')
+      const wanted = [{guest: 22, host: 2299, hostIp: '127.0.0.1', protocol: 'tcp' as const, autoCorrect: true}]
+      const forwards = await resolveForwards('fwd', wanted, leases, machine.id, () => {})
+      // The namespace's own loopback plays the guest: its sshd answers there.
+      await startForwarder(machine, {guest: '127.0.0.1', jump: {host: remote.address, user: 'root'}, forwards}, leases)
+      const banner = await new Promise<string>((resolve, reject) => {
+        const socket = connect(forwards[0]!.host, '127.0.0.1')
+        socket.once('data', (chunk) => {
+          socket.destroy()
+          resolve(chunk.toString())
+        })
+        socket.once('error', reject)
+      })
+      expect(banner).toMatch(/^SSH-2\.0-OpenSSH/)
+      await stopForwarder(machine, leases)
+    } finally {
+      process.env.PATH = path0
+      rmSync(dir, {recursive: true, force: true})
+    }
   })
 
   it('has a running dir pool named default in its private state directory', () => {

@@ -5,6 +5,8 @@ import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {UserError} from '../../errors/errors.js'
+import {resolveForwards} from '../../network/forwards.js'
+import {leasesDir} from '../../network/ports.js'
 import type {MachineRecord} from '../../machine/record.js'
 import {firstTimeThisBoot} from '../../state/once-per-boot.js'
 import {labelledTail, readTail, type BootWatch} from '../../ssh/wait.js'
@@ -12,6 +14,7 @@ import {shareTag} from '../../sync/folders.js'
 import type {MachineConfig} from '../../vmfile/types.js'
 import type {CreatedMachine, DriverMachine, EngineState, MachineDriver, Started, StartOptions, Stopped} from '../driver.js'
 import {domainState, isAlive, vncAddress, waitUntilStopped} from './domain.js'
+import {startForwarder, stopForwarder} from './forward.js'
 import {chooseDomainType} from './host.js'
 import {freshLease, latestExpiry, parseLeases} from './leases.js'
 import {attachNics} from './networks.js'
@@ -266,6 +269,11 @@ export const libvirtDriver: MachineDriver = {
     await options.save(record)
     await virsh.run(['start', placement.domain], {doing: `start domain ${placement.domain}`})
     const address = await waitForAddress(virsh, placement, mac, before, record.config.bootTimeout * 1000, machine.name)
+    // forwarded_ports: a keeper per machine (forward.ts), from the guest's address as soon as it is known.
+    const leases = await leasesDir()
+    const forwards = await resolveForwards(machine.name, record.config.forwardedPorts, leases, record.id, options.info)
+    await startForwarder(machine, {guest: address, jump: virsh.host.jump, forwards}, leases)
+    record = {...record, forwards}
     return {record, ssh: {host: address, port: record.config.ssh.port, jump: virsh.host.jump}, accel: choice.accel}
   },
 
@@ -306,6 +314,7 @@ export const libvirtDriver: MachineDriver = {
   },
 
   async stop(machine, graceMs): Promise<Stopped> {
+    if (machine.id !== undefined) await stopForwarder({...machine, id: machine.id}, await leasesDir())
     const placement = await readPlacement(machine.dir)
     if (placement === undefined) return {method: 'already-stopped', record: machine.record}
     const virsh = new Virsh(placement.uri)
@@ -323,6 +332,7 @@ export const libvirtDriver: MachineDriver = {
   },
 
   async destroy(machine) {
+    if (machine.id !== undefined) await stopForwarder({...machine, id: machine.id}, await leasesDir())
     const placement = await readPlacement(machine.dir)
     if (placement === undefined) return {ids: []}
     const virsh = new Virsh(placement.uri)
