@@ -19,6 +19,11 @@ export default class Up extends BaseCommand<{machines: UpResult[]}> {
     parallel: Flags.boolean({summary: 'Start several machines at once.', default: true, allowNo: true}),
     provision: Flags.boolean({summary: 'Run the provisioners even if they ran before (--no-provision: never).', allowNo: true}),
     'provision-with': provisionWithFlag,
+    provider: Flags.string({
+      summary:
+        "The engine of machines created by this up (qemu or libvirt); overrides the Vmfile's provider. Machines that exist keep theirs.",
+      options: ['qemu', 'libvirt'],
+    }),
   }
 
   async run(): Promise<{machines: UpResult[]}> {
@@ -28,7 +33,7 @@ export default class Up extends BaseCommand<{machines: UpResult[]}> {
     const board = this.jsonEnabled() ? undefined : new BootProgress(process.stderr)
     // Ctrl-C while a machine boots stops that machine (or leaves it for the next vm up to finish).
     const interrupt = new InterruptHandler()
-    const options = {provision: flags.provision, provisionWith: flags['provision-with'], interrupt}
+    const options = {provision: flags.provision, provisionWith: flags['provision-with'], interrupt, driver: flags.provider}
     const {results, failures, project} = await upProject(
       this.cwd(flags),
       names,

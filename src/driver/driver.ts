@@ -155,6 +155,11 @@ export interface MachineDriver {
   readonly suspension?: SuspendOperations | undefined
   /** The first NIC's address when the engine fixes it (QEMU's user network), else undefined. */
   readonly natAddress: string | undefined
+  /**
+   * The synced folder kinds a machine with `config` can get, when they depend on its settings
+   * (a remote libvirt host cannot mount this host's folders); absent: features.shares.
+   */
+  shares?(config: MachineConfig): ReadonlyArray<'9p' | 'rsync'>
   /** Probes the host once per process (cached); `requested` is the Vmfile's accel. */
   probeHost(requested: MachineConfig['accel']): Promise<HostReport>
   /** What this engine cannot do of `config`, each problem located at its Vmfile key. */

@@ -8,7 +8,10 @@ export const DEFAULT_DRIVER = 'qemu'
  * Built-in engines, loaded when a machine first needs one: `vm status` and `vm validate` do not
  * parse an engine's code before they use it (start-up time; see bench/startup).
  */
-const builtIn = new Map<string, () => Promise<MachineDriver>>([['qemu', async () => (await import('./qemu/driver.js')).qemuDriver]])
+const builtIn = new Map<string, () => Promise<MachineDriver>>([
+  ['qemu', async () => (await import('./qemu/driver.js')).qemuDriver],
+  ['libvirt', async () => (await import('./libvirt/driver.js')).libvirtDriver],
+])
 
 const drivers = new Map<string, MachineDriver>()
 

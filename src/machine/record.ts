@@ -79,6 +79,8 @@ export interface MachineRecord {
     loginKeys?: string[] | undefined
   }
   vncDisplay?: number | undefined
+  /** A machine of the libvirt engine: the host (libvirt URI) it was created on, its pool and domain. */
+  libvirt?: {uri: string; pool: string; domain: string} | undefined
   /** Forwarded ports as set up at the last boot (auto_correct may have changed host ports). */
   forwards?: ResolvedForward[]
   /** Tap devices vm made for bridged NICs (as root); removed on halt and destroy. */

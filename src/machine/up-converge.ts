@@ -1,7 +1,7 @@
 import type {MachineDriver} from '../driver/driver.js'
 import {UserError} from '../errors/errors.js'
 import {syncFolders} from '../sync/folders.js'
-import type {SyncedFolder} from '../vmfile/types.js'
+import type {MachineConfig, SyncedFolder} from '../vmfile/types.js'
 import {finishBootStage, type Boot} from './boot-context.js'
 import {hostnameScript, machineHostname} from './hostname.js'
 import {configureGuestNetworks} from './networks.js'
@@ -11,17 +11,22 @@ import {machineKeys, sshTarget} from './ssh-target.js'
 
 /**
  * The synced folders as the machine's engine can provide them: `auto` becomes rsync on an
- * engine that cannot share folders over 9p, and a folder that insists on 9p there is an error.
+ * engine that cannot share folders over 9p (for this machine: `config`, when given, lets the
+ * engine decide, e.g. a remote libvirt host), and a folder that insists on 9p there is an error.
  */
-export function foldersFor(driver: MachineDriver, folders: readonly SyncedFolder[]): SyncedFolder[] {
-  if (driver.features.shares.includes('9p')) return [...folders]
+export function foldersFor(driver: MachineDriver, folders: readonly SyncedFolder[], config?: MachineConfig): SyncedFolder[] {
+  const shares = config === undefined || driver.shares === undefined ? driver.features.shares : driver.shares(config)
+  if (shares.includes('9p')) return [...folders]
   return folders.map((folder) => {
     if (folder.type === 'auto') return {...folder, type: 'rsync'}
     if (folder.type === '9p')
-      throw new UserError(`Synced folder ${folder.host} asks for 9p, which the ${driver.name} engine cannot share`, {
-        code: 'FOLDER_UNSUPPORTED',
-        hint: 'Set "type: rsync" (or "auto") for this folder in the Vmfile.',
-      })
+      throw new UserError(
+        `Synced folder ${folder.host} asks for 9p, which the ${driver.name} engine cannot share${config === undefined ? '' : ' for this machine'}`,
+        {
+          code: 'FOLDER_UNSUPPORTED',
+          hint: 'Set "type: rsync" (or "auto") for this folder in the Vmfile.',
+        },
+      )
     return folder
   })
 }
@@ -90,7 +95,7 @@ export async function convergeGuest(boot: Boot): Promise<string[]> {
     await finishBootStage(boot, 'networks')
   }
   if (pending().includes('folders')) {
-    await syncFolders(foldersFor(boot.driver, boot.record.config.syncedFolders), target(), (text) => events.info(text))
+    await syncFolders(foldersFor(boot.driver, boot.record.config.syncedFolders, boot.record.config), target(), (text) => events.info(text))
     await finishBootStage(boot, 'folders')
   }
   let ran: string[] = []

@@ -1,7 +1,7 @@
 import {rmdir} from 'node:fs/promises'
 
-import {driverNamed, driverOf} from '../driver/registry.js'
-import {VmError} from '../errors/errors.js'
+import {DEFAULT_DRIVER, driverNamed, driverOf} from '../driver/registry.js'
+import {UserError, VmError} from '../errors/errors.js'
 import {machinePaths} from '../state/machine-files.js'
 import {invalidVmfileError} from '../vmfile/index.js'
 import type {MachineConfig} from '../vmfile/types.js'
@@ -94,7 +94,9 @@ async function finishBoot(boot: Boot, continued = false): Promise<UpResult> {
     // The guest continues where it was saved: its clock set, its synced folders back (one login).
     if (continued && (boot.record.pending ?? []).includes('folders')) {
       const target = sshTarget(boot.record, boot.paths, machineKeys(boot.record, boot.paths), 'yes')
-      await continueGuest(target, foldersFor(boot.driver, boot.record.config.syncedFolders), (text) => boot.events.info(text))
+      await continueGuest(target, foldersFor(boot.driver, boot.record.config.syncedFolders, boot.record.config), (text) =>
+        boot.events.info(text),
+      )
       await finishBootStage(boot, 'folders')
     }
     await waitForCloudInit(boot)
@@ -126,6 +128,16 @@ async function finishBoot(boot: Boot, continued = false): Promise<UpResult> {
   return upResult(boot.record, {alreadyRunning: false, created: boot.created, bootMs, provisioned})
 }
 
+/** A machine asked (by --provider) to run on another engine than the one it was created with. */
+export function refuseEngineSwitch(existing: MachineRecord, wanted: string | undefined): void {
+  const own = existing.driver ?? DEFAULT_DRIVER
+  if (wanted === undefined || wanted === own) return
+  throw new UserError(`Machine ${existing.name} was created with the ${own} engine; it cannot be started with ${wanted}`, {
+    code: 'ENGINE_SWITCH',
+    hint: `A machine keeps its engine. Run "vm up ${existing.name}" without --provider, or "vm destroy ${existing.name}" first to create it again with ${wanted}.`,
+  })
+}
+
 /** Boots one machine (creating it first when needed) and waits until SSH answers; `guest` is how it talks SSH. */
 export async function upMachine(
   projectDir: string,
@@ -146,13 +158,15 @@ export async function upMachine(
     const running = status.state === 'running'
     const saved = status.state === 'saved'
     const existing = found === undefined ? undefined : await adoptMovedProject(found, projectDir, paths, running, events.warn)
-    const driver = await (existing === undefined ? driverNamed(options.driver) : driverOf(existing))
+    // A new machine gets the engine --provider names, else the Vmfile's provider; a machine keeps the engine it was created with.
+    if (existing !== undefined) refuseEngineSwitch(existing, options.driver)
+    const driver = await (existing === undefined ? driverNamed(options.driver ?? config.provider) : driverOf(existing))
     const context = {projectDir, config, paths, driver, options, events, guest}
     // What the engine cannot do of this Vmfile is an error before anything is made or started.
     removeNewDirs = existing === undefined
     const problems = driver.validate(config)
     if (problems.length > 0) throw invalidVmfileError(problems, 'Vmfile')
-    foldersFor(driver, config.syncedFolders)
+    foldersFor(driver, config.syncedFolders, config)
     removeNewDirs = false
     // A suspended machine resumes; a restore may ask to continue from a snapshot.
     const from = saved ? ({kind: 'saved'} as const) : options.from

@@ -116,6 +116,7 @@ function inherit(top: Raw, own: Raw): Raw {
   for (const key of ['forwarded_ports', 'networks', 'provision']) merged[key] = [...list(top[key]), ...list(own[key])]
   merged.ssh = {...sshWithUser(top.ssh), ...sshWithUser(own.ssh)}
   merged.nat = {...asRaw(top.nat), ...asRaw(own.nat)}
+  merged.libvirt = {...asRaw(top.libvirt), ...asRaw(own.libvirt)}
   if (own.synced_folders === false || top.synced_folders === false) merged.synced_folders = own.synced_folders ?? false
   else if (top.synced_folders !== undefined || own.synced_folders !== undefined) {
     merged.synced_folders = [...list(top.synced_folders), ...list(own.synced_folders)]
@@ -192,6 +193,12 @@ function resolveMachine(name: string, raw: Raw, dir: string): MachineConfig {
   const ssh = asRaw(raw.ssh)
   return {
     name,
+    provider: raw.provider as MachineConfig['provider'],
+    libvirt: {
+      uri: optionalString(asRaw(raw.libvirt).uri),
+      pool: String(asRaw(raw.libvirt).pool),
+      network: String(asRaw(raw.libvirt).network),
+    },
     // Derived: a box given only by its URL is named by it.
     box: String(raw.box ?? raw.box_url),
     boxVersion: optionalString(raw.box_version),

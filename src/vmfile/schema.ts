@@ -187,8 +187,46 @@ const syncedFolder: ObjectNode = {
  */
 export const DEFAULT_SYNCED_FOLDER = {host: '.', guest: '/vm'} as const
 
+const checkLibvirtUri: Check = (value) =>
+  typeof value === 'string' && !/^[A-Za-z][A-Za-z0-9.-]*(\+[A-Za-z0-9]+)?:\/\/[^\s]*$/.test(value)
+    ? `must be a libvirt URI such as qemu:///system or qemu+ssh://user@host/system, not "${value}"`
+    : undefined
+
+const libvirtName = {regex: '^[A-Za-z0-9][A-Za-z0-9_.-]*$', hint: 'letters, digits, "-", "_" and "." (starting with a letter or digit)'}
+
 /** Keys a machine may set; the top level sets the same keys as defaults for every machine. */
 export const machineFields: Record<string, SchemaNode> = {
+  provider: {
+    kind: 'string',
+    enum: ['qemu', 'libvirt'],
+    default: 'qemu',
+    description:
+      'The engine that runs the machine: QEMU on this host, or a libvirt daemon (this host or a remote one, see libvirt). A machine keeps the engine it was created with.',
+  },
+  libvirt: {
+    kind: 'object',
+    description: 'Where machines of provider libvirt run.',
+    fields: {
+      uri: {
+        kind: 'string',
+        check: checkLibvirtUri,
+        description: 'The libvirt daemon, e.g. qemu+ssh://ops@build-3/system. Default: LIBVIRT_DEFAULT_URI when set, else qemu:///system.',
+        examples: ['qemu:///system', 'qemu+ssh://ops@build-3/system'],
+      },
+      pool: {
+        kind: 'string',
+        pattern: libvirtName,
+        default: 'default',
+        description: 'Storage pool for box and machine volumes (it must exist).',
+      },
+      network: {
+        kind: 'string',
+        pattern: libvirtName,
+        default: 'vmfile',
+        description: "The libvirt NAT network of the machines' first NIC (created with DHCP when absent).",
+      },
+    },
+  },
   box: {kind: 'string', description: 'Box to boot: a name in the store or registry (org/name).', examples: ['vmfile/debian-12']},
   box_version: {kind: 'string', check: checkConstraint, description: 'Version constraint, e.g. ">= 1.2, < 2".'},
   box_url: {kind: 'string', description: 'Where to get the box when it is not in the store: a URL, path or catalog.'},

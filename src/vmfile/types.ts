@@ -69,8 +69,19 @@ export interface CloudInitConfig {
   networkConfigFile: string | undefined
 }
 
+/** Vmfile `libvirt:`: where a machine of provider libvirt runs. */
+export interface LibvirtConfig {
+  /** undefined: LIBVIRT_DEFAULT_URI, else qemu:///system (resolved when the machine is created). */
+  uri: string | undefined
+  pool: string
+  network: string
+}
+
 export interface MachineConfig {
   name: string
+  /** The engine a new machine is created with (src/driver/registry.ts). */
+  provider: 'qemu' | 'libvirt'
+  libvirt: LibvirtConfig
   box: string
   boxVersion: string | undefined
   boxUrl: string | undefined

@@ -11,6 +11,8 @@ describe('defaults', () => {
     expect(project.machines).toEqual([
       {
         name: 'default',
+        provider: 'qemu',
+        libvirt: {uri: undefined, pool: 'default', network: 'vmfile'},
         box: 'vmfile/tiny',
         boxVersion: undefined,
         boxUrl: undefined,

@@ -1,0 +1,327 @@
+import {existsSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
+import path from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {UserError} from '../../errors/errors.js'
+import type {MachineRecord} from '../../machine/record.js'
+import {labelledTail, readTail, type BootWatch} from '../../ssh/wait.js'
+import {shareTag} from '../../sync/folders.js'
+import type {MachineConfig} from '../../vmfile/types.js'
+import type {CreatedMachine, DriverMachine, EngineState, MachineDriver, Started, StartOptions, Stopped} from '../driver.js'
+import {domainState, isAlive, vncAddress, waitUntilStopped} from './domain.js'
+import {chooseDomainType} from './host.js'
+import {freshLease, latestExpiry, parseLeases} from './leases.js'
+import {attachNics} from './networks.js'
+import {domainName, LibvirtFile, readPlacement, removePlacement, writePlacement, type Placement} from './placement.js'
+import {libvirtUri, parseLibvirtUri} from './uri.js'
+import {Virsh, withXmlFile} from './virsh.js'
+import {deleteVolume, ensureBoxVolumes, machineVolumeName, volumeCapacity, volumePath} from './volumes.js'
+import {renderDomainXml, type DomainSpec} from './xml.js'
+
+const QBOOT = '/usr/share/qemu/qboot.rom'
+
+/** The console log file, when the libvirt host writes this host's files (a local URI); remote domains have none. */
+function serialLogOf(dir: string, placement: Placement): string | undefined {
+  return parseLibvirtUri(placement.uri).local ? path.join(dir, LibvirtFile.serialLog) : undefined
+}
+
+async function placementOf(machine: DriverMachine): Promise<Placement> {
+  const placement = await readPlacement(machine.dir)
+  if (placement === undefined)
+    throw new UserError(`Machine ${machine.name} has no libvirt placement (${LibvirtFile.placement}); it was not created completely`, {
+      code: 'LIBVIRT_NOT_CREATED',
+      hint: `Run "vm destroy -f ${machine.name}", then "vm up ${machine.name}".`,
+    })
+  return placement
+}
+
+/** The synced folders a machine's domain gets as 9p: every 9p or auto folder, when the host is this one. */
+export function sharesOf(config: MachineConfig, local: boolean): DomainSpec['shares'] {
+  if (!local) return []
+  return config.syncedFolders.flatMap((folder, index) =>
+    folder.type === 'rsync' ? [] : [{tag: shareTag(index), path: folder.host, readOnly: folder.readOnly}],
+  )
+}
+
+/** The domain a machine runs as: a pure function of its record, placement and the host's facts. */
+export function domainSpec(
+  record: MachineRecord,
+  placement: Placement,
+  disks: DomainSpec['disks'],
+  nics: DomainSpec['nics'],
+  type: DomainSpec['type'],
+  serialLog: string | undefined,
+  seed: string | undefined,
+  qboot: string | undefined,
+): DomainSpec {
+  const config = record.config
+  const box = record.box
+  return {
+    type,
+    name: placement.domain,
+    title: `vm machine ${record.name} (${record.projectDir})`,
+    memoryMiB: config.memory,
+    cpus: config.cpus,
+    loader: placement.kernel !== undefined && box.firmware === 'qboot' ? qboot : undefined,
+    kernel: placement.kernel === undefined ? undefined : {path: placement.kernel, initrd: placement.initrd, cmdline: box.cmdline},
+    disks,
+    seed,
+    nics,
+    shares: sharesOf(config, parseLibvirtUri(placement.uri).local),
+    serialLog: serialLog ?? '',
+    vnc: config.vnc,
+  }
+}
+
+/** Polls the NAT network's leases until the first NIC has one from this boot; fails when the domain stops. */
+async function waitForAddress(
+  virsh: Virsh,
+  placement: Placement,
+  mac: string,
+  before: string | undefined,
+  timeoutMs: number,
+  name: string,
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const {stdout} = await virsh.run(['net-dhcp-leases', placement.network, '--mac', mac], {
+      doing: `read the DHCP leases of network ${placement.network}`,
+    })
+    const lease = freshLease(parseLeases(stdout), mac, before)
+    if (lease !== undefined) return lease.address
+    if (!isAlive(await domainState(virsh, placement.domain)))
+      throw new UserError(`Machine ${name}'s libvirt domain ${placement.domain} stopped before its first NIC got an address`, {
+        code: 'BOOT_FAILED',
+        hint: `"virsh -c ${placement.uri} domstate --reason ${placement.domain}" says why.`,
+      })
+    if (Date.now() >= deadline)
+      throw new UserError(
+        `Machine ${name} got no DHCP lease on libvirt network ${placement.network} within ${Math.round(timeoutMs / 1000)} s`,
+        {
+          code: 'BOOT_TIMEOUT',
+          hint: 'The guest must run a DHCP client on its first NIC; "vm console" or the serial log shows its boot.',
+        },
+      )
+    await sleep(1000)
+  }
+}
+
+/**
+ * libvirt, on this host or a remote one (`virsh -c URI` for everything): one persistent domain
+ * per machine, volumes in a storage pool backed by a box volume uploaded once per host, the
+ * first NIC on a NAT network with DHCP, SSH to the guest's own address (through the libvirt
+ * host for remote URIs).
+ */
+export const libvirtDriver: MachineDriver = {
+  name: 'libvirt',
+  displayName: 'libvirt domain',
+  features: {
+    shares: ['9p', 'rsync'],
+    networks: ['bridged', 'private'],
+    ssh: 'guest-address',
+    snapshots: false,
+    suspend: false,
+  },
+  natAddress: undefined,
+
+  shares(config) {
+    // A remote daemon cannot export this host's directories: folders are copied with rsync.
+    return parseLibvirtUri(libvirtUri(config.libvirt.uri)).local ? ['9p', 'rsync'] : ['rsync']
+  },
+
+  async probeHost(requested) {
+    // The host is the machine's libvirt host, probed in start (per URI, cached).
+    return {accel: requested}
+  },
+
+  validate(config) {
+    const problems: ReturnType<MachineDriver['validate']> = []
+    const at = (key: string, message: string) => problems.push({line: 0, col: 0, path: `machines.${config.name}.${key}`, message})
+    try {
+      parseLibvirtUri(libvirtUri(config.libvirt.uri))
+    } catch (error) {
+      at('libvirt.uri', (error as Error).message)
+    }
+    if (config.nat.isolated)
+      at(
+        'nat.isolated',
+        'is not supported by the libvirt engine (its first NIC is on a libvirt NAT network); remove it or use provider: qemu',
+      )
+    return problems
+  },
+
+  diskFiles(machine) {
+    // The disks are volumes on the libvirt host; the placement file stands for them here.
+    return [path.join(machine.dir, LibvirtFile.placement)]
+  },
+
+  async createDisks(machine, sizeMiB) {
+    const config = machine.record.config
+    const uri = libvirtUri(config.libvirt.uri)
+    const virsh = new Virsh(uri)
+    const pool = config.libvirt.pool
+    const info = await virsh.run(['pool-info', pool], {doing: `use storage pool ${pool}`, pool})
+    if (!/^State:\s+running/m.test(info.stdout))
+      throw new UserError(`Storage pool ${pool} on ${virsh.host.label} is not active`, {
+        code: 'LIBVIRT_POOL_INACTIVE',
+        hint: `Start it: virsh -c ${uri} pool-start ${pool}`,
+      })
+    const box = await ensureBoxVolumes(virsh, pool, machine.record.box)
+    const placement: Placement = {
+      uri,
+      pool,
+      network: config.libvirt.network,
+      domain: domainName(machine.name, machine.id),
+      volumes: [],
+      kernel: box.kernel,
+      initrd: box.initrd,
+    }
+    try {
+      for (const [index, disk] of box.disks.entries()) {
+        const volume = machineVolumeName(machine.id, index)
+        const boxBytes = await volumeCapacity(virsh, pool, disk.volume)
+        const bytes = index === 0 && sizeMiB !== undefined ? Math.max(boxBytes, sizeMiB * 1024 * 1024) : boxBytes
+        await virsh.run(
+          [
+            'vol-create-as',
+            pool,
+            volume,
+            String(bytes),
+            '--format',
+            'qcow2',
+            '--backing-vol',
+            disk.volume,
+            '--backing-vol-format',
+            disk.format,
+          ],
+          {doing: `create volume ${volume}`, pool},
+        )
+        placement.volumes.push(volume)
+      }
+      await writePlacement(machine.dir, placement)
+    } catch (error) {
+      for (const volume of placement.volumes) await deleteVolume(virsh, pool, volume).catch(() => undefined)
+      throw error
+    }
+  },
+
+  async start(machine: CreatedMachine, _host, options: StartOptions): Promise<Started> {
+    if (options.from !== undefined)
+      throw new UserError(`The libvirt engine cannot continue machine ${machine.name} from a saved state or snapshot`, {
+        code: 'UNSUPPORTED',
+      })
+    const placement = await placementOf(machine)
+    const virsh = new Virsh(placement.uri)
+    let record = machine.record
+    const wanted = libvirtUri(record.config.libvirt.uri)
+    if (wanted !== placement.uri)
+      options.warn(
+        `machine ${machine.name} stays on ${placement.uri}, where it was created (the Vmfile now says ${wanted}); "vm destroy" and "vm up" move it`,
+      )
+    const choice = await chooseDomainType(virsh, record.config.accel)
+    if (choice.warning !== undefined) options.warn(choice.warning)
+    const nics = await attachNics(virsh, record, placement.network)
+    const disks = await Promise.all(
+      placement.volumes.map(async (volume, index) => ({
+        path: await volumePath(virsh, placement.pool, volume),
+        format: 'qcow2' as const,
+        target: `vd${String.fromCharCode(97 + index)}`,
+      })),
+    )
+    const serialLog = serialLogOf(machine.dir, placement)
+    if (serialLog !== undefined) await rm(serialLog, {force: true})
+    const seed = record.cloudInit === undefined ? undefined : path.join(machine.dir, record.cloudInit.seed)
+    if (seed !== undefined && !virsh.host.local)
+      throw new UserError(
+        `Machine ${machine.name} boots a cloud image, whose seed the remote libvirt host ${virsh.host.label} cannot read`,
+        {
+          code: 'UNSUPPORTED',
+          hint: 'Use a box with its own user and key (not a cloud image) on remote libvirt hosts.',
+        },
+      )
+    const qboot = virsh.host.local ? (existsSync(QBOOT) ? QBOOT : undefined) : QBOOT
+    const xml = await renderDomainXml(domainSpec(record, placement, disks, nics, choice.type, serialLog, seed, qboot))
+    // A persistent domain (as Vagrant users expect: virsh list --all shows it), defined afresh from the record each boot.
+    await withXmlFile(xml, (file) => virsh.run(['define', file], {doing: `define domain ${placement.domain}`}))
+    const mac = nics[0]!.mac
+    const leasesBefore = await virsh.run(['net-dhcp-leases', placement.network, '--mac', mac], {
+      doing: `read the DHCP leases of network ${placement.network}`,
+    })
+    const before = latestExpiry(parseLeases(leasesBefore.stdout), mac)
+    record = {...record, libvirt: {uri: placement.uri, pool: placement.pool, domain: placement.domain}}
+    await options.save(record)
+    await virsh.run(['start', placement.domain], {doing: `start domain ${placement.domain}`})
+    const address = await waitForAddress(virsh, placement, mac, before, record.config.bootTimeout * 1000, machine.name)
+    return {record, ssh: {host: address, port: record.config.ssh.port, jump: virsh.host.jump}, accel: choice.accel}
+  },
+
+  bootWatch(machine): BootWatch {
+    const log = path.join(machine.dir, LibvirtFile.serialLog)
+    const uri = machine.record.libvirt?.uri
+    const local = uri === undefined || parseLibvirtUri(uri).local
+    return {
+      engine: 'libvirt domain',
+      isAlive: async () => {
+        const placement = await readPlacement(machine.dir)
+        return placement !== undefined && isAlive(await domainState(new Virsh(placement.uri), placement.domain))
+      },
+      consoleTail: async (lines) => (local ? readTail(log, lines) : ''),
+      bootEvidence: async () => (local ? labelledTail(`serial log (${log}):`, await readTail(log)) : []),
+    }
+  },
+
+  serialConsole(machine) {
+    return {socket: undefined, log: path.join(machine.dir, LibvirtFile.serialLog)}
+  },
+
+  async inspect(machine): Promise<EngineState> {
+    const placement = await readPlacement(machine.dir)
+    if (placement === undefined) return {alive: false, cleanPowerOff: false}
+    const virsh = new Virsh(placement.uri)
+    const state = await domainState(virsh, placement.domain)
+    const alive = isAlive(state)
+    let vnc: string | undefined
+    if (alive && machine.record?.config.vnc === true) {
+      const display = await virsh.runUnless('other', ['vncdisplay', placement.domain], {
+        doing: `read the VNC display of ${placement.domain}`,
+      })
+      vnc = display === undefined ? undefined : vncAddress(display.stdout)
+    }
+    // libvirt says why a domain is off: "shutdown" is the guest powering itself off.
+    return {alive, cleanPowerOff: state.state === 'shut off' && state.reason === 'shutdown', vnc}
+  },
+
+  async stop(machine, graceMs): Promise<Stopped> {
+    const placement = await readPlacement(machine.dir)
+    if (placement === undefined) return {method: 'already-stopped', record: machine.record}
+    const virsh = new Virsh(placement.uri)
+    if (!isAlive(await domainState(virsh, placement.domain))) return {method: 'already-stopped', record: machine.record}
+    if (graceMs > 0) {
+      await virsh.runUnless('other', ['shutdown', '--mode', 'acpi', placement.domain], {doing: `shut down domain ${placement.domain}`})
+      if (await waitUntilStopped(virsh, placement.domain, graceMs)) return {method: 'acpi', record: machine.record}
+    }
+    await virsh.runUnless('other', ['destroy', placement.domain], {doing: `stop domain ${placement.domain}`})
+    if (!(await waitUntilStopped(virsh, placement.domain, 10_000)))
+      throw new UserError(`Domain ${placement.domain} on ${virsh.host.label} does not stop`, {
+        hint: `virsh -c ${placement.uri} destroy ${placement.domain}`,
+      })
+    return {method: 'killed', record: machine.record}
+  },
+
+  async destroy(machine) {
+    const placement = await readPlacement(machine.dir)
+    if (placement === undefined) return {ids: []}
+    const virsh = new Virsh(placement.uri)
+    if (isAlive(await domainState(virsh, placement.domain)))
+      await virsh.runUnless('other', ['destroy', placement.domain], {doing: `stop domain ${placement.domain}`})
+    await virsh.runUnless('domain-missing', ['undefine', '--snapshots-metadata', '--nvram', '--managed-save', placement.domain], {
+      doing: `remove domain ${placement.domain}`,
+    })
+    // The machine's volumes go; the box volume stays for the next machine of the box.
+    for (const volume of placement.volumes) await deleteVolume(virsh, placement.pool, volume)
+    await removePlacement(machine.dir)
+    await rm(path.join(machine.dir, LibvirtFile.serialLog), {force: true})
+    return {ids: machine.id === undefined ? [] : [machine.id]}
+  },
+}
