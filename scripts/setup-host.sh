@@ -25,6 +25,12 @@ packages+=(genisoimage p7zip-full python3)
 # The reference OCI distribution registry, which the registry tests start on 127.0.0.1 (push,
 # pull, auth); openssl makes their self-signed certificate.
 packages+=(docker-registry openssl)
+# The libvirt engine and its tests: libvirt's monolithic daemon, its QEMU driver and virsh. Not
+# libvirt-daemon-system: it pulls in systemd and starts a system libvirtd; the tests start their
+# own libvirtd and virtlogd, with configuration they write, inside network namespaces. iptables
+# gives libvirt's NAT networks their rules (libvirtd looks for it once, when it starts);
+# openssh-server is the sshd the tests start in a pretend remote host for qemu+ssh:// URIs.
+packages+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients iptables openssh-server)
 if [ -f boxes/host-packages.txt ]; then
   while read -r name; do
     name=${name%%#*}
@@ -42,6 +48,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# libvirtd resolves the libvirt-qemu user and the kvm group when it starts, before it reads
+# qemu.conf (which makes it run QEMU as root); libvirt-daemon-system would create them.
+getent group kvm >/dev/null || groupadd -r kvm
+getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+getent passwd libvirt-qemu >/dev/null || useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+# openssh-server's package does not start sshd here (no init system), but its service would make
+# the privilege separation directory; the tests' sshd needs it.
+install -d -m 0755 /run/sshd
 
 if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
   echo "setup-host: vmfile needs Node.js 20 or newer with npm; Debian 12's nodejs package is 18." >&2

@@ -20,6 +20,8 @@ export interface RemoveBoxResult {
   removed: BoxKey[]
   /** Machines left without their box (only with force). */
   orphaned: BoxUser[]
+  /** Copies of the removed boxes vm uploaded to libvirt hosts; they stay there (removal touches only this host). */
+  heldOnHosts: Array<{box: BoxKey; uri: string; pool: string; volume: string}>
 }
 
 function keyOf(box: StoredBox): BoxKey {
@@ -83,7 +85,12 @@ export async function removeBox(options: RemoveBoxOptions): Promise<RemoveBoxRes
         for (const user of orphaned.filter((other) => sameKey(other.box, key) && other.unsure !== undefined))
           if (user.id !== undefined) await deleteBoxReference(key, user.id, root)
     }
-    return {removed: chosen.map(keyOf), orphaned}
+    const {hostsHoldingBox} = await import('../driver/libvirt/holdings.js')
+    const heldOnHosts: RemoveBoxResult['heldOnHosts'] = []
+    for (const box of chosen)
+      for (const held of await hostsHoldingBox(keyOf(box), env))
+        heldOnHosts.push({box: keyOf(box), uri: held.uri, pool: held.pool, volume: held.volume})
+    return {removed: chosen.map(keyOf), orphaned, heldOnHosts}
   })
 }
 

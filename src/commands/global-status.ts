@@ -21,10 +21,11 @@ export default class GlobalStatusCommand extends BaseCommand<GlobalStatus> {
         m.id.slice(0, 7),
         m.name,
         m.state,
+        m.host ?? '-',
         m.ssh === undefined ? '-' : `${m.ssh.host}:${m.ssh.port}`,
         m.projectDir,
       ])
-      this.sayLines(renderTable(['ID', 'NAME', 'STATE', 'SSH', 'DIRECTORY'], rows))
+      this.sayLines(renderTable(['ID', 'NAME', 'STATE', 'HOST', 'SSH', 'DIRECTORY'], rows))
       for (const m of result.machines) if (m.problem !== undefined) this.warn(`[${m.id.slice(0, 7)} ${m.name}] ${m.problem}`)
       this.say('')
       this.say('An id (or its first characters) names the machine from any directory: vm ssh ID, vm halt ID, vm status ID.')

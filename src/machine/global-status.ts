@@ -1,10 +1,32 @@
+import {parseLibvirtUri} from '../driver/libvirt/uri.js'
 import {listIndex} from '../state/global-index.js'
 import {inspectMachine, type MachineStatus} from './inspect.js'
+import type {MachineRecord} from './record.js'
+
+/** A machine as global-status lists it: its status, its id and the host it runs on. */
+export type GlobalMachine = MachineStatus & {
+  id: string
+  /** "local" (this host: QEMU, or libvirt on a local URI), the remote libvirt host's name, or undefined when the record is unreadable. */
+  host: string | undefined
+}
 
 export interface GlobalStatus {
-  machines: Array<MachineStatus & {id: string}>
+  machines: GlobalMachine[]
   /** Index entries whose project or machine has gone (removed with prune). */
   gone: Array<{id: string; name: string; projectDir: string}>
+}
+
+/** The host a machine runs on: "local", or the host of its libvirt URI when that is remote. */
+export function machineHost(record: MachineRecord | undefined): string | undefined {
+  if (record === undefined) return undefined
+  const uri = record.libvirt?.uri
+  if (uri === undefined) return 'local'
+  try {
+    const host = parseLibvirtUri(uri)
+    return host.local ? 'local' : host.label
+  } catch {
+    return uri
+  }
 }
 
 /**
@@ -15,12 +37,14 @@ export interface GlobalStatus {
 export async function globalStatus(prune: boolean): Promise<GlobalStatus> {
   const {live, gone} = await listIndex({prune})
   const machines = await Promise.all(
-    live.map(async (entry): Promise<MachineStatus & {id: string}> => {
+    live.map(async (entry): Promise<GlobalMachine> => {
       try {
-        return {...(await inspectMachine(entry.projectDir, entry.name)).status, id: entry.id}
+        const inspection = await inspectMachine(entry.projectDir, entry.name)
+        return {...inspection.status, id: entry.id, host: machineHost(inspection.record)}
       } catch (error) {
         return {
           id: entry.id,
+          host: undefined,
           name: entry.name,
           projectDir: entry.projectDir,
           state: 'unknown',

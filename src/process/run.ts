@@ -151,18 +151,18 @@ export async function runStreaming(program: string, args: readonly string[], opt
 /**
  * Starts a program that outlives vm (a daemon such as a private network's switch): its own
  * session, no stdin, stdout and stderr appended to the open file `logFd`. Resolves once it
- * has been spawned; vm does not wait for it.
+ * has been spawned (with its PID); vm does not wait for it.
  */
-export async function spawnDetached(program: string, args: readonly string[], logFd: number): Promise<void> {
+export async function spawnDetached(program: string, args: readonly string[], logFd: number): Promise<number> {
   const {spawn} = await import('node:child_process')
-  await new Promise<void>((resolve, reject) => {
+  return new Promise<number>((resolve, reject) => {
     const child = spawn(program, [...args], {detached: true, stdio: ['ignore', logFd, logFd]})
     child.once('error', (error: NodeJS.ErrnoException) =>
       reject(new ExternalError(`Cannot run ${program}: ${error.message}`, program, args, '', {cause: error, code: 'PROGRAM_MISSING'})),
     )
     child.once('spawn', () => {
       child.unref()
-      resolve()
+      resolve(child.pid!)
     })
   })
 }

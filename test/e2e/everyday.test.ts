@@ -95,7 +95,7 @@ describe('the everyday loop: two tiny machines', () => {
 
   it('global-status has a header row, and its ids (or prefixes) name machines from any directory', async () => {
     const human = await fromElsewhere(['global-status'])
-    expect(human.stdout.split('\n')[0]).toMatch(/^ID\s+NAME\s+STATE\s+SSH\s+DIRECTORY$/)
+    expect(human.stdout.split('\n')[0]).toMatch(/^ID\s+NAME\s+STATE\s+HOST\s+SSH\s+DIRECTORY$/)
     const listed = JSON.parse((await fromElsewhere(['global-status', '--json'])).stdout).result.machines as Array<{
       id: string
       name: string

@@ -1,43 +1,139 @@
 import {spawnSync} from 'node:child_process'
-import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {createServer, type Server} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {startLibvirtHost, type LibvirtHost} from '../helpers/libvirt-host.js'
 import {builtBox, insecureLoginWorks, installBox, machineFixture, root, vm, type MachineFixture} from '../helpers/vm-cli.js'
 
 interface Status {
   name: string
   state: string
-  ssh?: {port: number}
+  ssh?: {host: string; port: number}
 }
 
-/** End-to-end: the built CLI against real QEMU (TCG), qemu-img, OpenSSH and the tiny box. */
-describe('machine lifecycle with the tiny box', () => {
+interface Engine {
+  name: 'qemu' | 'libvirt'
+  /** Starts what the engine needs; returns how vm is run for it. */
+  setup(): Promise<{env: NodeJS.ProcessEnv; wrap: string[]; upArgs: string[]}>
+  teardown(): Promise<void>
+  /** How vm up reports the SSH endpoint. */
+  endpoint: RegExp
+  /** Kills the machine behind vm's back (SIGKILL of QEMU, virsh destroy of the domain). */
+  kill(project: string): void
+  /** Checks after destroy that the engine kept nothing of the machine but the box. */
+  afterDestroy(): void
+}
+
+let lvHost: LibvirtHost | undefined
+
+const qemuEngine: Engine = {
+  name: 'qemu',
+  setup: async () => ({env: {}, wrap: [], upArgs: []}),
+  teardown: async () => {},
+  endpoint: /\[default\] running: SSH on 127\.0\.0\.1:22\d\d/,
+  kill(project) {
+    process.kill(Number(readFileSync(path.join(project, '.vm/machines/default/qemu.pid'), 'utf8')), 'SIGKILL')
+  },
+  afterDestroy() {},
+}
+
+/**
+ * The libvirt engine against a libvirtd of its own (test/helpers/libvirt-host.ts): the machine
+ * is created by "vm up --provider libvirt" on the URI LIBVIRT_DEFAULT_URI names; vm runs in the
+ * pretend host's network namespace, where the guests' NAT network is.
+ */
+const libvirtEngine: Engine = {
+  name: 'libvirt',
+  async setup() {
+    lvHost = await startLibvirtHost({name: 'lvlife'})
+    return {env: {LIBVIRT_DEFAULT_URI: lvHost.uri}, wrap: ['ip', 'netns', 'exec', lvHost.ns], upArgs: ['--provider', 'libvirt']}
+  },
+  teardown: async () => lvHost?.stop(),
+  endpoint: /\[default\] running: SSH on 192\.168\.\d+\.\d+:22 /,
+  kill(project) {
+    const placement = JSON.parse(readFileSync(path.join(project, '.vm/machines/default/libvirt.json'), 'utf8'))
+    expect(lvHost!.virsh(['destroy', placement.domain]).status).toBe(0)
+  },
+  afterDestroy() {
+    const volumes = lvHost!
+      .virsh(['vol-list', '--pool', 'default', '--name'])
+      .stdout.split('\n')
+      .filter((line) => line.trim() !== '')
+    // The box volume (and its completion marker) stays for the next machine; the machine's own are gone.
+    expect(volumes.filter((volume) => volume.startsWith('vm-'))).toEqual([])
+    expect(volumes.filter((volume) => /^vmbox-[0-9a-f]{32}\.qcow2$/.test(volume))).toHaveLength(1)
+    expect(lvHost!.virsh(['list', '--all', '--name']).stdout.trim()).toBe('')
+  },
+}
+
+/** End-to-end: the built CLI against real QEMU (TCG), qemu-img, OpenSSH and the tiny box, on each engine. */
+describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box on the $name engine', (engine) => {
   let fixture: MachineFixture
   let project: string
   let home: string
-  const run = (args: string[]) => fixture.run(args)
+  let wrap: string[] = []
+  let env: NodeJS.ProcessEnv = {}
+  let upArgs: string[] = []
+  const run = (args: string[]) => vm(args, {cwd: project, env: {...fixture.env, ...env}, wrap, timeoutMs: 240_000})
   const status = async (): Promise<Status[]> => JSON.parse((await run(['status', '--json'])).stdout).result.machines
   const state = async (): Promise<string | undefined> => (await status())[0]?.state
+  /** Whether the box's insecure key alone logs in at the machine's SSH endpoint (from where vm runs). */
+  const insecureLogin = async (): Promise<boolean> => {
+    const ssh = (await status())[0]!.ssh!
+    if (engine.name === 'qemu') return insecureLoginWorks(home, ssh.port)
+    const key = path.join(home, 'insecure-copy')
+    copyFileSync(path.join(root, 'boxes/keys/vmfile_insecure_key'), key)
+    chmodSync(key, 0o600)
+    const options = [
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+    ]
+    const login = spawnSync(wrap[0]!, [
+      ...wrap.slice(1),
+      'ssh',
+      '-i',
+      key,
+      ...options,
+      '-o',
+      'ConnectTimeout=5',
+      '-p',
+      String(ssh.port),
+      `vm@${ssh.host}`,
+      'true',
+    ])
+    return login.status === 0
+  }
 
-  beforeAll(() => {
-    fixture = machineFixture('lifecycle', 'tiny', {projectPrefix: 'vm-e2e-project-'})
+  beforeAll(async () => {
+    fixture = machineFixture(`lifecycle-${engine.name}`, 'tiny', {projectPrefix: 'vm-e2e-project-'})
     ;({project, home} = fixture)
     copyFileSync(path.join(root, 'Vmfile.example'), path.join(project, 'Vmfile'))
-  })
+    ;({env, wrap, upArgs} = await engine.setup())
+  }, 120_000)
 
-  afterAll(() => fixture.cleanup())
+  afterAll(async () => {
+    await run(['destroy', '-f']).catch(() => undefined)
+    await fixture.cleanup()
+    await engine.teardown()
+  }, 120_000)
 
   it('up boots the machine and SSH works with exit codes passed through', async () => {
     expect(await state()).toBe('not_created')
     const start = Date.now()
-    const up = await run(['up'])
+    const up = await run(['up', ...upArgs])
     expect(up.code, up.stderr).toBe(0)
-    console.log(`tiny: vm up to SSH-ready in ${((Date.now() - start) / 1000).toFixed(1)} s (${up.stdout.trim()})`)
-    expect(up.stdout).toMatch(/\[default\] running: SSH on 127\.0\.0\.1:22\d\d/)
+    console.log(`tiny (${engine.name}): vm up to SSH-ready in ${((Date.now() - start) / 1000).toFixed(1)} s (${up.stdout.trim()})`)
+    expect(up.stdout).toMatch(engine.endpoint)
     expect((await run(['ssh', '-c', 'exit 7'])).code).toBe(7)
     expect((await run(['ssh', '-c', 'sudo -n id -u'])).stdout.trim()).toBe('0')
     expect(await state()).toBe('running')
@@ -46,8 +142,7 @@ describe('machine lifecycle with the tiny box', () => {
   it('the insecure key was replaced by a key of the machine, and the host key is pinned', async () => {
     const dir = path.join(project, '.vm/machines/default')
     expect(readFileSync(path.join(dir, 'known_hosts'), 'utf8')).toMatch(/ssh-ed25519|ecdsa-sha2|ssh-rsa/)
-    const port = (await status())[0]?.ssh?.port
-    expect(insecureLoginWorks(home, port!)).toBe(false)
+    expect(await insecureLogin()).toBe(false)
   })
 
   it('up on a running machine says so and does nothing else', async () => {
@@ -66,9 +161,8 @@ describe('machine lifecycle with the tiny box', () => {
     expect((await run(['ssh', '-c', 'cat ~/marker'])).stdout.trim()).toBe('kept')
   })
 
-  it('QEMU killed with SIGKILL is aborted, and up recovers', async () => {
-    const pid = Number(readFileSync(path.join(project, '.vm/machines/default/qemu.pid'), 'utf8'))
-    process.kill(pid, 'SIGKILL')
+  it("the machine killed behind vm's back is aborted, and up recovers", async () => {
+    engine.kill(project)
     const deadline = Date.now() + 5000
     while (Date.now() < deadline && (await state()) === 'running') await new Promise((resolve) => setTimeout(resolve, 200))
     expect(await state()).toBe('aborted')
@@ -80,7 +174,8 @@ describe('machine lifecycle with the tiny box', () => {
   it('ssh-config is a Host block that works with ssh -F', async () => {
     const file = path.join(home, 'ssh_config')
     writeFileSync(file, (await run(['ssh-config', '--host', 'tinybox'])).stdout)
-    const ssh = spawnSync('ssh', ['-F', file, 'tinybox', 'echo via-config'], {encoding: 'utf8'})
+    const command = [...wrap, 'ssh', '-F', file, 'tinybox', 'echo via-config']
+    const ssh = spawnSync(command[0]!, command.slice(1), {encoding: 'utf8'})
     expect(ssh.stdout.trim()).toBe('via-config')
   })
 
@@ -90,6 +185,7 @@ describe('machine lifecycle with the tiny box', () => {
     expect(await state()).toBe('not_created')
     const metadata = path.join(home, 'data/boxes/vmfile-VAGRANTSLASH-tiny/1.0.0/amd64/libvirt/metadata.json')
     expect(readFileSync(metadata, 'utf8')).toContain('vmfile/tiny')
+    engine.afterDestroy()
   })
 })
 

@@ -187,3 +187,23 @@ async function createMachineSlowly(dir: string, box: StoredBox, root: string, st
   )
   writeFileSync(paths.record, JSON.stringify({id: machineId(dir, 'web'), name: 'web', projectDir: dir, box: {...key('1.0.0'), disks: []}}))
 }
+
+describe('copies of a box on libvirt hosts', () => {
+  it('box remove names each libvirt host, pool and volume that still holds the removed box, and only those', async () => {
+    const {root, env} = storeWith([key('1.0.0'), key('2.0.0')])
+    const {recordHolding} = await import('../../src/driver/libvirt/holdings.js')
+    const held = (version: string, uri: string, volume: string) =>
+      recordHolding({uri, pool: 'default', volume, box: key(version), role: 'disk'}, env)
+    await held('1.0.0', 'qemu+ssh://ops@build-3/system', 'vmbox-aa.qcow2')
+    await held('1.0.0', 'qemu:///system', 'vmbox-aa.qcow2')
+    await held('1.0.0', 'qemu:///system', 'vmbox-aa.qcow2')
+    await held('2.0.0', 'qemu+ssh://ops@build-4/system', 'vmbox-bb.qcow2')
+    const result = await removeBox({name: 'org/box', version: '1.0.0', env})
+    expect(result.removed).toEqual([key('1.0.0')])
+    expect(result.heldOnHosts).toEqual([
+      {box: key('1.0.0'), uri: 'qemu+ssh://ops@build-3/system', pool: 'default', volume: 'vmbox-aa.qcow2'},
+      {box: key('1.0.0'), uri: 'qemu:///system', pool: 'default', volume: 'vmbox-aa.qcow2'},
+    ])
+    expect(await listBoxes(root)).toHaveLength(1)
+  })
+})

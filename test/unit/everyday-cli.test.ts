@@ -27,8 +27,8 @@ describe('vm global-status', () => {
     const listing = await runCommand(GlobalStatus, ['--cwd', other])
     expect(listing.exitCode).toBe(0)
     const lines = listing.stdout.split('\n')
-    expect(lines[0]).toMatch(/^ID\s+NAME\s+STATE\s+SSH\s+DIRECTORY$/)
-    expect(lines[1]).toMatch(new RegExp(`^0123456\\s+web\\s+unknown\\s+-\\s+${project}$`))
+    expect(lines[0]).toMatch(/^ID\s+NAME\s+STATE\s+HOST\s+SSH\s+DIRECTORY$/)
+    expect(lines[1]).toMatch(new RegExp(`^0123456\\s+web\\s+unknown\\s+-\\s+-\\s+${project}$`))
 
     const status = await runCommand(Status, ['--cwd', other, '--json', '0123456'])
     expect(status.exitCode).toBe(0)

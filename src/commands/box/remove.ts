@@ -3,6 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {removeBox, type RemoveBoxResult} from '../../box/remove.js'
 import {describeUser} from '../../box/usage.js'
+import {escapeControl} from '../../cli/terminal-text.js'
 
 export default class BoxRemove extends BaseCommand<RemoveBoxResult> {
   static override summary = 'Remove a box from the local store.'
@@ -38,6 +39,8 @@ export default class BoxRemove extends BaseCommand<RemoveBoxResult> {
     })
     for (const user of result.orphaned) this.warn(`${describeUser(user)}: it used the removed box and will not boot again`)
     for (const key of result.removed) this.say(`Removed box ${key.name} ${key.version} (${key.architecture}, ${key.provider})`)
+    for (const held of result.heldOnHosts)
+      this.say(escapeControl(`  ${held.box.name} ${held.box.version} still held on ${held.uri} (pool ${held.pool}, volume ${held.volume})`))
     return result
   }
 }

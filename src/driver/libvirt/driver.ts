@@ -1,15 +1,20 @@
+import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {rm} from 'node:fs/promises'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {UserError} from '../../errors/errors.js'
+import {resolveForwards} from '../../network/forwards.js'
+import {leasesDir} from '../../network/ports.js'
 import type {MachineRecord} from '../../machine/record.js'
+import {firstTimeThisBoot} from '../../state/once-per-boot.js'
 import {labelledTail, readTail, type BootWatch} from '../../ssh/wait.js'
 import {shareTag} from '../../sync/folders.js'
 import type {MachineConfig} from '../../vmfile/types.js'
 import type {CreatedMachine, DriverMachine, EngineState, MachineDriver, Started, StartOptions, Stopped} from '../driver.js'
 import {domainState, isAlive, vncAddress, waitUntilStopped} from './domain.js'
+import {startForwarder, stopForwarder} from './forward.js'
 import {chooseDomainType} from './host.js'
 import {freshLease, latestExpiry, parseLeases} from './leases.js'
 import {attachNics} from './networks.js'
@@ -56,6 +61,12 @@ export function sharesOf(config: MachineConfig, local: boolean): DomainSpec['sha
   )
 }
 
+/** The domain's UUID, derived from the machine id: each boot redefines the same domain. */
+export function domainUuid(id: string): string {
+  const hex = createHash('sha256').update(`vmfile-domain:${id}`).digest('hex')
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${((Number.parseInt(hex[16]!, 16) & 3) | 8).toString(16)}${hex.slice(17, 20)}-${hex.slice(20, 32)}`
+}
+
 /** The domain a machine runs as: a pure function of its record, placement and the host's facts. */
 export function domainSpec(
   record: MachineRecord,
@@ -72,6 +83,7 @@ export function domainSpec(
   return {
     type,
     name: placement.domain,
+    uuid: domainUuid(record.id),
     title: `vm machine ${record.name} (${record.projectDir})`,
     memoryMiB: config.memory,
     cpus: config.cpus,
@@ -233,7 +245,11 @@ export const libvirtDriver: MachineDriver = {
         `machine ${machine.name} stays on ${placement.uri}, where it was created (the Vmfile now says ${wanted}); "vm destroy" and "vm up" move it`,
       )
     const choice = await chooseDomainType(virsh, record.config.accel)
-    if (choice.warning !== undefined) options.warn(choice.warning)
+    if (
+      choice.warning !== undefined &&
+      (await firstTimeThisBoot(`host-warning-libvirt-${createHash('sha256').update(choice.warning).digest('hex').slice(0, 12)}`))
+    )
+      options.warn(`${choice.warning} (said once per host boot; "vm status" shows each machine's accelerator)`)
     const nics = await attachNics(virsh, record, placement.network)
     const disks = await Promise.all(
       placement.volumes.map(async (volume, index) => ({
@@ -278,6 +294,11 @@ export const libvirtDriver: MachineDriver = {
       ? (freshLease(parseLeases(leasesBefore.stdout), mac, undefined)?.address ?? machine.record.ssh?.host)
       : undefined
     const address = kept ?? (await waitForAddress(virsh, placement, mac, before, record.config.bootTimeout * 1000, machine.name))
+    // forwarded_ports: a keeper per machine (forward.ts), from the guest's address as soon as it is known.
+    const leases = await leasesDir()
+    const forwards = await resolveForwards(machine.name, record.config.forwardedPorts, leases, record.id, options.info)
+    await startForwarder(machine, {guest: address, jump: virsh.host.jump, forwards}, leases)
+    record = {...record, forwards}
     return {record, ssh: {host: address, port: record.config.ssh.port, jump: virsh.host.jump}, accel: choice.accel}
   },
 
@@ -323,6 +344,7 @@ export const libvirtDriver: MachineDriver = {
   },
 
   async stop(machine, graceMs): Promise<Stopped> {
+    if (machine.id !== undefined) await stopForwarder({...machine, id: machine.id}, await leasesDir())
     const placement = await readPlacement(machine.dir)
     if (placement === undefined) return {method: 'already-stopped', record: machine.record}
     const virsh = new Virsh(placement.uri)
@@ -340,6 +362,7 @@ export const libvirtDriver: MachineDriver = {
   },
 
   async destroy(machine) {
+    if (machine.id !== undefined) await stopForwarder({...machine, id: machine.id}, await leasesDir())
     const placement = await readPlacement(machine.dir)
     if (placement === undefined) return {ids: []}
     const virsh = new Virsh(placement.uri)

@@ -21,14 +21,17 @@ export function parseLeases(text: string): Lease[] {
 }
 
 /**
- * The guest's address at this boot: the lease of its MAC whose expiry is later than the
- * latest one seen before the domain started (dnsmasq renews the expiry when the new boot asks;
- * right after a restart the previous boot's lease is still listed, with its old expiry).
+ * The guest's address at this boot: the lease of its MAC with the latest expiry, preferring
+ * one whose expiry is later than the latest seen before the domain started (a lease this boot
+ * took). Right after a restart the previous boot's lease is still listed, and libvirt's dnsmasq
+ * does not report renewals (no script-on-renewal), so a restarted guest may keep showing it:
+ * dnsmasq gives a MAC the address of its unexpired lease again, so that address is the guest's,
+ * and the host key pinned for the machine refuses any other machine answering there.
  */
 export function freshLease(leases: readonly Lease[], mac: string, expiryBeforeStart: string | undefined): Lease | undefined {
-  const mine = leases.filter((lease) => lease.mac === mac.toLowerCase())
-  const fresh = expiryBeforeStart === undefined ? mine : mine.filter((lease) => lease.expiry > expiryBeforeStart)
-  return fresh.sort((a, b) => (a.expiry < b.expiry ? 1 : -1))[0]
+  const mine = leases.filter((lease) => lease.mac === mac.toLowerCase()).sort((a, b) => (a.expiry < b.expiry ? 1 : -1))
+  const fresh = expiryBeforeStart === undefined ? undefined : mine.find((lease) => lease.expiry > expiryBeforeStart)
+  return fresh ?? mine[0]
 }
 
 /** The latest expiry among a MAC's leases (undefined: none). */

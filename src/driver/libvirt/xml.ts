@@ -8,6 +8,7 @@ export interface DomainSpec {
   /** 'kvm' when the host's KVM works, else 'qemu' (TCG). */
   type: 'kvm' | 'qemu'
   name: string
+  uuid: string
   /** Shown by virsh list --title: which vm machine this is. */
   title: string
   memoryMiB: number
