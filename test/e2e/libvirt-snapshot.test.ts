@@ -1,5 +1,5 @@
 import {spawnSync} from 'node:child_process'
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {chmodSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -47,6 +47,7 @@ describe('libvirt: snapshots and suspend of a tiny machine (9p folder at /vm)', 
     host = await startLibvirtHost({name: 'lvsnap'})
     home = mkdtempSync(path.join(tmpdir(), 'vm-e2e-lvsnap-home-'))
     project = mkdtempSync(path.join(tmpdir(), 'vm-e2e-lvsnap-'))
+    chmodSync(project, 0o755) // as a project directory normally is (the guest's user reads it over 9p); mkdtemp makes it 0700
     installBox(builtBox('tiny'), path.join(home, 'data/boxes'), 'vmfile/tiny', '1.0.0')
     writeFileSync(
       path.join(project, 'Vmfile'),
