@@ -99,7 +99,7 @@ async function takeSnapshot(held: Held, snapshot: string, pushed: boolean): Prom
   const diskSizes = await held.ops.diskSizes(held.machine)
   const running = held.state === 'running'
   if (running) {
-    const folders = foldersFor(held.driver, held.record.config.syncedFolders)
+    const folders = foldersFor(held.driver, held.record.config.syncedFolders, held.record.config)
     const unmounted = await unmountShares(target(held), folders)
     try {
       await held.ops.save(held.machine, snapshot, true)
@@ -163,7 +163,7 @@ async function restoreLocked(held: Held, snapshot: string, events: MachineEvents
     await writeRecord(held.paths.record, held.record)
   }
   if (running && memory) {
-    const folders = foldersFor(held.driver, held.record.config.syncedFolders)
+    const folders = foldersFor(held.driver, held.record.config.syncedFolders, held.record.config)
     // QEMU resets the machine's devices before it loads a snapshot: nothing of the 9p shares mounted now survives.
     // A shared SSH connection would point into the guest's past: end it before the guest jumps.
     await closeMaster(held.record.id)

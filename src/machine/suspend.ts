@@ -48,7 +48,7 @@ export async function suspendMachine(projectDir: string, name: string): Promise<
         hint: `Run "vm up ${name}" to finish it first.`,
       })
     const target = sshTarget(record, paths, machineKeys(record, paths), 'yes')
-    const folders = foldersFor(driver, record.config.syncedFolders)
+    const folders = foldersFor(driver, record.config.syncedFolders, record.config)
     const unmounted = await unmountShares(target, folders)
     await closeMaster(record.id)
     let stopped

@@ -123,8 +123,10 @@ describe('libvirt engine: what it says about a machine', () => {
       shares: ['9p', 'rsync'],
       networks: ['bridged', 'private'],
       ssh: 'guest-address',
-      snapshots: false,
-      suspend: false,
+      snapshots: true,
+      suspend: true,
     })
+    expect(libvirtDriver.snapshots).toBeDefined()
+    expect(libvirtDriver.suspension).toBeDefined()
   })
 })

@@ -23,6 +23,7 @@ import {libvirtUri, parseLibvirtUri} from './uri.js'
 import {Virsh, withXmlFile} from './virsh.js'
 import {deleteVolume, ensureBoxVolumes, machineVolumeName, volumeCapacity, volumePath} from './volumes.js'
 import {renderDomainXml, type DomainSpec} from './xml.js'
+import {hasManagedSave, libvirtSnapshots, libvirtSuspension, startArgs, type DomainHandle} from './snapshot.js'
 
 const QBOOT = '/usr/share/qemu/qboot.rom'
 
@@ -39,6 +40,17 @@ async function placementOf(machine: DriverMachine): Promise<Placement> {
       hint: `Run "vm destroy -f ${machine.name}", then "vm up ${machine.name}".`,
     })
   return placement
+}
+
+/** A machine's domain as the snapshot and suspend operations reach it. */
+async function domainOf(machine: DriverMachine): Promise<DomainHandle> {
+  const placement = await placementOf(machine)
+  const virsh = new Virsh(placement.uri)
+  return {
+    domain: placement.domain,
+    local: virsh.host.local,
+    virsh: async (args, doing, timeoutMs) => (await virsh.run(args, {doing, timeoutMs})).stdout,
+  }
 }
 
 /** The synced folders a machine's domain gets as 9p: every 9p or auto folder, when the host is this one. */
@@ -132,10 +144,13 @@ export const libvirtDriver: MachineDriver = {
     shares: ['9p', 'rsync'],
     networks: ['bridged', 'private'],
     ssh: 'guest-address',
-    snapshots: false,
-    suspend: false,
+    snapshots: true,
+    suspend: true,
   },
   natAddress: undefined,
+  snapshots: libvirtSnapshots(domainOf),
+  // Once libvirt has saved the domain (it is shut off), what the machine held is given back as stop does.
+  suspension: libvirtSuspension(domainOf, (machine) => libvirtDriver.stop(machine, 0)),
 
   shares(config) {
     // A remote daemon cannot export this host's directories: folders are copied with rsync.
@@ -219,10 +234,8 @@ export const libvirtDriver: MachineDriver = {
   },
 
   async start(machine: CreatedMachine, _host, options: StartOptions): Promise<Started> {
-    if (options.from !== undefined)
-      throw new UserError(`The libvirt engine cannot continue machine ${machine.name} from a saved state or snapshot`, {
-        code: 'UNSUPPORTED',
-      })
+    // Continuing from a managed save or a snapshot with memory: the guest keeps its address.
+    const continuing = options.from !== undefined
     const placement = await placementOf(machine)
     const virsh = new Virsh(placement.uri)
     let record = machine.record
@@ -258,8 +271,9 @@ export const libvirtDriver: MachineDriver = {
       )
     const qboot = virsh.host.local ? (existsSync(QBOOT) ? QBOOT : undefined) : QBOOT
     const xml = await renderDomainXml(domainSpec(record, placement, disks, nics, choice.type, serialLog, seed, qboot))
-    // A persistent domain (as Vagrant users expect: virsh list --all shows it), defined afresh from the record each boot.
-    await withXmlFile(xml, (file) => virsh.run(['define', file], {doing: `define domain ${placement.domain}`}))
+    // A persistent domain (as Vagrant users expect: virsh list --all shows it), defined afresh from the record each boot;
+    // not when it continues: its saved state or snapshot holds the definition it runs with.
+    if (!continuing) await withXmlFile(xml, (file) => virsh.run(['define', file], {doing: `define domain ${placement.domain}`}))
     const mac = nics[0]!.mac
     const leasesBefore = await virsh.run(['net-dhcp-leases', placement.network, '--mac', mac], {
       doing: `read the DHCP leases of network ${placement.network}`,
@@ -267,8 +281,19 @@ export const libvirtDriver: MachineDriver = {
     const before = latestExpiry(parseLeases(leasesBefore.stdout), mac)
     record = {...record, libvirt: {uri: placement.uri, pool: placement.pool, domain: placement.domain}}
     await options.save(record)
-    await virsh.run(['start', placement.domain], {doing: `start domain ${placement.domain}`})
-    const address = await waitForAddress(virsh, placement, mac, before, record.config.bootTimeout * 1000, machine.name)
+    // A managed save resumes with a plain start; a snapshot is reverted to, running.
+    await virsh.run(startArgs(placement.domain, options.from), {
+      doing:
+        options.from?.kind === 'snapshot'
+          ? `continue domain ${placement.domain} from snapshot ${options.from.name}`
+          : `start domain ${placement.domain}`,
+      timeoutMs: continuing ? 600_000 : undefined,
+    })
+    // A guest that continues asks for no new lease: its current one (or the address it had) is where it answers.
+    const kept = continuing
+      ? (freshLease(parseLeases(leasesBefore.stdout), mac, undefined)?.address ?? machine.record.ssh?.host)
+      : undefined
+    const address = kept ?? (await waitForAddress(virsh, placement, mac, before, record.config.bootTimeout * 1000, machine.name))
     // forwarded_ports: a keeper per machine (forward.ts), from the guest's address as soon as it is known.
     const leases = await leasesDir()
     const forwards = await resolveForwards(machine.name, record.config.forwardedPorts, leases, record.id, options.info)
@@ -309,8 +334,13 @@ export const libvirtDriver: MachineDriver = {
       })
       vnc = display === undefined ? undefined : vncAddress(display.stdout)
     }
+    // A shut-off domain may hold a managed save (vm suspend): libvirt starts it from there.
+    const saved =
+      alive || state.state === 'missing'
+        ? false
+        : hasManagedSave((await virsh.run(['dominfo', placement.domain], {doing: `read domain ${placement.domain}`})).stdout)
     // libvirt says why a domain is off: "shutdown" is the guest powering itself off.
-    return {alive, cleanPowerOff: state.state === 'shut off' && state.reason === 'shutdown', vnc}
+    return {alive, cleanPowerOff: state.state === 'shut off' && state.reason === 'shutdown', vnc, saved}
   },
 
   async stop(machine, graceMs): Promise<Stopped> {
