@@ -1,4 +1,4 @@
-import {UserError} from '../errors/errors.js'
+import {stderrOf, UserError} from '../errors/errors.js'
 import {shellQuote} from '../provision/shell.js'
 import {runInGuest} from '../ssh/exec.js'
 import type {SshTarget} from '../ssh/options.js'
@@ -139,7 +139,31 @@ export async function copyFolders(
   for (const index of indexes) await rsyncFolder(folders[index]!, target, onInfo)
 }
 
-/** A guest that continues from a saved state or snapshot: continueInLogin, then the copies. */
-export async function continueGuest(target: SshTarget, folders: readonly SyncedFolder[], onInfo: (text: string) => void): Promise<void> {
-  await copyFolders(target, folders, await continueInLogin(target, folders), onInfo)
+/** What ssh says when it could not reach the guest's sshd at all (as opposed to a refused key or a failed command). */
+const UNREACHABLE =
+  /connect to host .*: (No route to host|Connection refused|Connection timed out|Network is unreachable)|Connection reset by peer|kex_exchange_identification/
+
+/**
+ * A guest that continues from a saved state or a snapshot: continueInLogin, then the copies. Right
+ * after a running guest jumps to a snapshot its address may not answer for a moment (libvirt's
+ * revert gives it a new tap on the bridge, and the host must learn its neighbour entry again),
+ * so a login that cannot reach sshd is tried again, every quarter second, for up to `withinMs`.
+ * Any other failure ends it at once.
+ */
+export async function continueGuest(
+  target: SshTarget,
+  folders: readonly SyncedFolder[],
+  onInfo: (text: string) => void,
+  withinMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + withinMs
+  for (;;) {
+    try {
+      const mounted = await continueInLogin(target, folders)
+      return await copyFolders(target, folders, mounted, onInfo)
+    } catch (error) {
+      if (!UNREACHABLE.test(stderrOf(error)) || Date.now() >= deadline) throw error
+      await new Promise((resolve) => setTimeout(resolve, 250))
+    }
+  }
 }
