@@ -45,6 +45,8 @@ export class Virsh {
     const argv = ['-q', '-c', this.host.uri, ...args]
     try {
       return await runProgram(virshBinary(), argv, {
+        // vm reads virsh's tables and messages: always in the C locale, whatever the user's.
+        env: {...process.env, LC_ALL: 'C'},
         input: call.input,
         timeoutMs: call.timeoutMs ?? 120_000,
         missingHint: 'Install the libvirt clients (Debian: apt-get install libvirt-clients).',
