@@ -1,5 +1,5 @@
 import {spawnSync} from 'node:child_process'
-import {chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {createServer, type Server} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -86,34 +86,7 @@ describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box 
   /** Whether the box's insecure key alone logs in at the machine's SSH endpoint (from where vm runs). */
   const insecureLogin = async (): Promise<boolean> => {
     const ssh = (await status())[0]!.ssh!
-    if (engine.name === 'qemu') return insecureLoginWorks(home, ssh.port)
-    const key = path.join(home, 'insecure-copy')
-    copyFileSync(path.join(root, 'boxes/keys/vmfile_insecure_key'), key)
-    chmodSync(key, 0o600)
-    const options = [
-      '-o',
-      'IdentitiesOnly=yes',
-      '-o',
-      'BatchMode=yes',
-      '-o',
-      'StrictHostKeyChecking=no',
-      '-o',
-      'UserKnownHostsFile=/dev/null',
-    ]
-    const login = spawnSync(wrap[0]!, [
-      ...wrap.slice(1),
-      'ssh',
-      '-i',
-      key,
-      ...options,
-      '-o',
-      'ConnectTimeout=5',
-      '-p',
-      String(ssh.port),
-      `vm@${ssh.host}`,
-      'true',
-    ])
-    return login.status === 0
+    return insecureLoginWorks(home, ssh.port, {host: ssh.host, wrap})
   }
 
   beforeAll(async () => {

@@ -115,11 +115,17 @@ export function machineFixture(
   }
 }
 
+/** Where a test's ssh reaches a machine: its host (default 127.0.0.1), and a command ssh runs under (e.g. `ip netns exec NS`). */
+export interface LoginPlace {
+  host?: string | undefined
+  wrap?: readonly string[] | undefined
+}
+
 /**
- * One batch login to 127.0.0.1:`port` as `user` with a copy of the private key `keyFile`, and
+ * One batch login to `host`:`port` as `user` with a copy of the private key `keyFile`, and
  * nothing else (no agent, no other key, no known_hosts): whether that key alone gets in.
  */
-export function keyLogin(home: string, port: number, keyFile: string, user: string): {ok: boolean; stderr: string} {
+export function keyLogin(home: string, port: number, keyFile: string, user: string, place: LoginPlace = {}): {ok: boolean; stderr: string} {
   const key = path.join(home, `login-key-${path.basename(keyFile)}`)
   writeFileSync(key, readFileSync(keyFile), {mode: 0o600})
   const options = [
@@ -132,13 +138,24 @@ export function keyLogin(home: string, port: number, keyFile: string, user: stri
     '-o',
     'UserKnownHostsFile=/dev/null',
   ]
-  const login = spawnSync('ssh', ['-i', key, ...options, '-o', 'ConnectTimeout=5', '-p', String(port), `${user}@127.0.0.1`, 'true'], {
-    encoding: 'utf8',
-  })
+  const command = [
+    ...(place.wrap ?? []),
+    'ssh',
+    '-i',
+    key,
+    ...options,
+    '-o',
+    'ConnectTimeout=5',
+    '-p',
+    String(port),
+    `${user}@${place.host ?? '127.0.0.1'}`,
+    'true',
+  ]
+  const login = spawnSync(command[0]!, command.slice(1), {encoding: 'utf8'})
   return {ok: login.status === 0, stderr: login.stderr}
 }
 
-/** Whether the box's well-known insecure key logs into the machine whose SSH is on `port`. */
-export function insecureLoginWorks(home: string, port: number): boolean {
-  return keyLogin(home, port, path.join(root, 'boxes/keys/vmfile_insecure_key'), 'vm').ok
+/** Whether the box's well-known insecure key logs into the machine whose SSH is on `port` (at `place`). */
+export function insecureLoginWorks(home: string, port: number, place: LoginPlace = {}): boolean {
+  return keyLogin(home, port, path.join(root, 'boxes/keys/vmfile_insecure_key'), 'vm', place).ok
 }
