@@ -89,22 +89,33 @@ function rewriteImports(file) {
   writeFileSync(file, code)
 }
 
+/** What every bundle of the package shares: minified code for Node 20 in dist/. */
+const NODE_BUNDLE = {
+  outdir: 'dist',
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  minifySyntax: true,
+  minifyWhitespace: true,
+  minifyIdentifiers: true,
+  logLevel: 'warning',
+}
+
+/** A CommonJS bundle read through the V8 code cache (dist/NAME.cjs). */
+const CACHED_CJS = {
+  ...NODE_BUNDLE,
+  outExtension: {'.js': '.cjs'},
+  format: 'cjs',
+  legalComments: 'linked',
+  // Only loaded by oclif when running from TypeScript sources, never in the built CLI.
+  external: ['typescript', 'ts-node', 'tsx'],
+}
+
 for (const [name, file] of Object.entries(CACHED_PACKAGES)) {
   await build({
+    ...CACHED_CJS,
     plugins: [semverOnlyForOclifEngineCheck],
     entryPoints: {[file]: name},
-    outExtension: {'.js': '.cjs'},
-    outdir: 'dist',
-    bundle: true,
-    format: 'cjs',
-    platform: 'node',
-    target: 'node20',
-    minifySyntax: true,
-    minifyWhitespace: true,
-    minifyIdentifiers: true,
-    legalComments: 'linked',
-    external: ['typescript', 'ts-node', 'tsx'],
-    logLevel: 'warning',
   })
   rewriteImports(`dist/${file}.cjs`)
 }
@@ -126,24 +137,12 @@ for (const [file, source, loader, format] of [
   ['ssh-fast-path', 'src/cli/ssh-fast-path.ts', {'ssh-fast': 'src/cli/ssh-fast-entry.ts'}, 'cjs'],
 ]) {
   await build({
+    ...CACHED_CJS,
     plugins: [semverOnlyForOclifEngineCheck, throughCodeCache],
     entryPoints: {[file]: source},
-    outExtension: {'.js': '.cjs'},
-    outdir: 'dist',
-    bundle: true,
-    format: 'cjs',
-    platform: 'node',
-    target: 'node20',
     sourcemap: 'linked',
-    minifySyntax: true,
-    minifyWhitespace: true,
-    minifyIdentifiers: true,
-    legalComments: 'linked',
     define: {'import.meta.url': '__vmModuleUrl'},
     banner: {js: "var __vmModuleUrl=require('node:url').pathToFileURL(module.filename).href;"},
-    // Only loaded by oclif when running from TypeScript sources, never in the built CLI.
-    external: ['typescript', 'ts-node', 'tsx'],
-    logLevel: 'warning',
   })
   rewriteImports(`dist/${file}.cjs`)
   await build({
@@ -155,15 +154,8 @@ for (const [file, source, loader, format] of [
           banner: {js: "var __vmModuleUrl=require('node:url').pathToFileURL(__filename).href;"},
         }
       : {}),
-    outdir: 'dist',
-    bundle: true,
+    ...NODE_BUNDLE,
     format,
-    platform: 'node',
-    target: 'node20',
-    minifySyntax: true,
-    minifyWhitespace: true,
-    minifyIdentifiers: true,
-    logLevel: 'warning',
   })
 }
 
@@ -175,20 +167,13 @@ await build({
     'json-schema': 'src/vmfile/json-schema.ts',
     hub: 'src/driver/qemu/network/hub-main.ts',
   },
-  outdir: 'dist',
-  bundle: true,
+  ...NODE_BUNDLE,
   splitting: true,
   format: 'esm',
-  platform: 'node',
-  target: 'node20',
   sourcemap: 'linked',
-  minifySyntax: true,
-  minifyWhitespace: true,
-  minifyIdentifiers: true,
   legalComments: 'linked',
   chunkNames: 'chunks/[name]-[hash]',
   // Bundled CommonJS dependencies call require() for Node built-ins.
   banner: {js: "import {createRequire as __vmCreateRequire} from 'node:module';const require=__vmCreateRequire(import.meta.url);"},
   external: ['typescript', 'ts-node', 'tsx'],
-  logLevel: 'warning',
 })
