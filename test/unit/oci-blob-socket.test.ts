@@ -4,7 +4,7 @@ import type net from 'node:net'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {BlobSockets, type BlobHead} from '../../src/box/oci/blob-socket.js'
+import {BlobSockets, type BlobHead, type BlobSink} from '../../src/box/oci/blob-socket.js'
 
 /**
  * The plain-http blob reader against a real HTTP server on 127.0.0.1: plain answers are
@@ -58,16 +58,33 @@ afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()))
 })
 
+/** A sink that reads each body into a buffer of its own and records the pieces delivered. */
+function collect(onPiece?: (piece: Buffer) => void) {
+  const state: {head: BlobHead | undefined; into: Buffer | undefined; pieces: Buffer[]; filled: number} = {
+    head: undefined,
+    into: undefined,
+    pieces: [],
+    filled: 0,
+  }
+  const sink: BlobSink = {
+    onHead: (value) => {
+      state.head = value
+      state.into = Buffer.alloc(value.length)
+      return state.into
+    },
+    onData: (piece) => {
+      state.pieces.push(piece)
+      state.filled += piece.length
+      onPiece?.(piece)
+    },
+  }
+  return {state, sink, data: () => state.into?.subarray(0, state.filled) ?? Buffer.alloc(0)}
+}
+
 async function get(sockets: BlobSockets, target: string, headers: Record<string, string> = {}) {
-  const parts: Buffer[] = []
-  let head: BlobHead | undefined
-  const result = await sockets.get(
-    target,
-    headers,
-    (value) => (head = value),
-    (data) => parts.push(Buffer.from(data)),
-  )
-  return {result, head, data: Buffer.concat(parts)}
+  const {state, sink, data} = collect()
+  const result = await sockets.get(target, headers, sink)
+  return {result, head: state.head, data: data()}
 }
 
 describe('plain-http blob sockets', () => {
@@ -110,19 +127,47 @@ describe('plain-http blob sockets', () => {
     }
   })
 
+  it('reads a body straight into the buffer the caller gives, and hands over views of it in order', async () => {
+    const sockets = new BlobSockets(origin)
+    try {
+      const into = Buffer.alloc(body.length + 100, 0xaa)
+      const pieces: Buffer[] = []
+      const head = await sockets.get(
+        '/plain',
+        {},
+        {
+          onHead: () => into.subarray(100),
+          onData: (piece) => pieces.push(piece),
+        },
+      )
+      expect(head).toMatchObject({status: 200, length: body.length})
+      expect(into.subarray(100).equals(body)).toBe(true)
+      expect(into.subarray(0, 100).every((byte) => byte === 0xaa)).toBe(true)
+      // Every piece is the next part of the caller's buffer itself (no copy between them).
+      let offset = 100
+      for (const piece of pieces) {
+        expect(piece.buffer).toBe(into.buffer)
+        expect(piece.byteOffset).toBe(into.byteOffset + offset)
+        offset += piece.length
+      }
+      expect(offset).toBe(into.length)
+      // A buffer shorter than the Content-Length is refused before a byte lands in it.
+      const short = Buffer.alloc(1000, 0xbb)
+      await expect(sockets.get('/plain', {}, {onHead: () => short, onData: () => undefined})).rejects.toThrow(/shorter/)
+      expect(short.every((byte) => byte === 0xbb)).toBe(true)
+      expect((await get(sockets, '/plain')).data.equals(body)).toBe(true)
+    } finally {
+      sockets.close()
+    }
+  })
+
   it('rejects a dropped answer as a transient reset after delivering what arrived', async () => {
     const sockets = new BlobSockets(origin)
-    const parts: Buffer[] = []
+    const {sink, data} = collect()
     try {
-      await expect(
-        sockets.get(
-          '/drop',
-          {},
-          () => undefined,
-          (data) => parts.push(Buffer.from(data)),
-        ),
-      ).rejects.toMatchObject({code: 'ECONNRESET'})
-      const got = Buffer.concat(parts)
+      await expect(sockets.get('/drop', {}, sink)).rejects.toMatchObject({code: 'ECONNRESET'})
+      const got = data()
+      expect(got.length).toBeGreaterThan(0)
       expect(got.equals(body.subarray(0, got.length))).toBe(true)
       expect((await get(sockets, '/plain')).data.equals(body)).toBe(true)
     } finally {
@@ -137,18 +182,24 @@ describe('plain-http blob sockets', () => {
       sockets.get(
         '/plain',
         {},
-        () => undefined,
-        () => {
+        collect(() => {
           throw new Error('too long')
-        },
+        }).sink,
       ),
     ).rejects.toThrow('too long')
-    const pending = sockets.get(
-      '/plain',
-      {},
-      () => undefined,
-      () => controller.abort(),
-    )
+    await expect(
+      sockets.get(
+        '/plain',
+        {},
+        {
+          onHead: () => {
+            throw new Error('refused head')
+          },
+          onData: () => undefined,
+        },
+      ),
+    ).rejects.toThrow('refused head')
+    const pending = sockets.get('/plain', {}, collect(() => controller.abort()).sink)
     await expect(pending).rejects.toBeDefined()
   })
 })

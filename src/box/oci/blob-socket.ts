@@ -2,13 +2,15 @@ import net from 'node:net'
 
 /**
  * GETs of blobs over plain http (loopback or --insecure registries) on keep-alive sockets
- * whose bytes are read into one reused 1 MiB buffer and handed to the caller as they arrive.
- * Node's http client allocates a buffer per 64 KiB read and runs every piece through its
- * parser and stream machinery: for a box of a few hundred MiB that was about half of the
- * pull's CPU time. Only the plain case is served here: a 200 or 206 answer with a
- * Content-Length and no Transfer-Encoding. Anything else (a redirect, an auth challenge, an
- * error, chunked encoding) gives its status and the caller asks the general client
- * (client.ts), which answers challenges and follows redirects. TLS registries use that client.
+ * whose bodies the kernel reads straight into the caller's buffer, handed to the caller piece
+ * by piece as they land. Node's http client allocates a buffer per 64 KiB read and runs every
+ * piece through its parser and stream machinery, and a reader with one reused buffer still
+ * copies every byte once more: for a box of a few hundred MiB those copies and allocations were
+ * a large part of the pull's CPU time. Only the plain case is served here: a 200 or 206 answer
+ * with a Content-Length and no Transfer-Encoding. Anything else (a redirect, an auth
+ * challenge, an error, chunked encoding) gives its status and the caller asks the general
+ * client (client.ts), which answers challenges and follows redirects. TLS registries use that
+ * client.
  */
 export interface BlobHead {
   status: number
@@ -17,30 +19,53 @@ export interface BlobHead {
   length: number
 }
 
-const READ_BUFFER = 1 << 20
+/**
+ * What the caller gives for one GET: `onHead` sees the head of a plain answer and returns the
+ * buffer its body is read into (at least `head.length` bytes; throwing refuses the answer);
+ * `onData` then sees each piece as it lands, as a view of that buffer, in order.
+ */
+export interface BlobSink {
+  onHead: (head: BlobHead) => Buffer
+  onData: (piece: Buffer) => void
+}
+
+/** Reads of a head: small, so that the body bytes they carry (copied into the sink) are few. */
+const HEAD_READ = 16 * 1024
+/** At most this much of a body per read, so that hashing keeps pace and the event loop turns. */
+const BODY_READ = 1 << 20
 const MAX_HEAD = 64 * 1024
 
 interface Pending {
-  /** Called with each piece of the body; it must not keep the buffer (it is reused). */
-  onData: (data: Buffer) => void
-  onHead: (head: BlobHead) => void
+  sink: BlobSink
   resolve: (head: BlobHead | number) => void
   reject: (error: Error) => void
-  head: Buffer[]
-  headSize: number
+  /** Bytes of a head split over reads. */
+  head: Buffer | undefined
   parsed: BlobHead | undefined
-  remaining: number
+  body: Buffer | undefined
+  filled: number
   keepAlive: boolean
 }
 
+/**
+ * One keep-alive connection. The kernel reads a head into a small buffer of the connection's,
+ * and a body straight into the caller's buffer (socket `onread` with a buffer chosen before
+ * each read): the bytes of a blob are copied once, from the kernel into the buffer they are
+ * hashed and written from.
+ */
 class BlobConnection {
   readonly socket: net.Socket
+  private readonly headBuffer = Buffer.allocUnsafe(HEAD_READ)
   private pending: Pending | undefined
   private closed: Error | undefined
 
   constructor(host: string, port: number) {
-    const buffer = Buffer.allocUnsafe(READ_BUFFER)
-    this.socket = net.connect({host, port, noDelay: true, onread: {buffer, callback: (size) => this.onRead(buffer.subarray(0, size))}})
+    this.socket = net.connect({
+      host,
+      port,
+      noDelay: true,
+      onread: {buffer: () => this.nextBuffer(), callback: (size, buffer) => this.onRead(size, buffer as Buffer)},
+    })
     this.socket.on('error', (error) => this.fail(error))
     this.socket.on('close', () => this.fail(Object.assign(new Error('the connection closed early'), {code: 'ECONNRESET'})))
   }
@@ -49,19 +74,27 @@ class BlobConnection {
     return this.closed === undefined && this.pending === undefined
   }
 
-  request(text: string, onData: (data: Buffer) => void, onHead: (head: BlobHead) => void): Promise<BlobHead | number> {
+  request(text: string, sink: BlobSink): Promise<BlobHead | number> {
     return new Promise((resolve, reject) => {
       if (this.closed !== undefined) {
         reject(this.closed)
         return
       }
-      this.pending = {onData, onHead, resolve, reject, head: [], headSize: 0, parsed: undefined, remaining: 0, keepAlive: true}
+      this.pending = {sink, resolve, reject, head: undefined, parsed: undefined, body: undefined, filled: 0, keepAlive: true}
       this.socket.write(text)
     })
   }
 
   destroy(): void {
     this.socket.destroy()
+  }
+
+  /** Where the next read goes: the rest of the body being read (never past its end), else the head buffer. */
+  private nextBuffer(): Buffer {
+    const pending = this.pending
+    if (pending?.body !== undefined && pending.filled < pending.body.length)
+      return pending.body.subarray(pending.filled, Math.min(pending.body.length, pending.filled + BODY_READ))
+    return this.headBuffer
   }
 
   private fail(error: Error): void {
@@ -81,24 +114,27 @@ class BlobConnection {
     pending.resolve(result)
   }
 
-  private onRead(data: Buffer): boolean {
+  private onRead(size: number, buffer: Buffer): boolean {
     const pending = this.pending
-    if (pending === undefined) {
+    if (pending === undefined || (buffer !== this.headBuffer && pending.body === undefined)) {
       // Bytes nobody asked for: the connection cannot be trusted for another request.
       this.fail(new Error('the registry sent bytes between answers'))
       this.socket.destroy()
       return false
     }
     try {
-      let body = data
-      if (pending.parsed === undefined) {
-        pending.head.push(Buffer.from(data))
-        pending.headSize += data.length
-        const all = pending.head.length === 1 ? pending.head[0]! : Buffer.concat(pending.head)
+      if (pending.body !== undefined && buffer !== this.headBuffer) {
+        // Read in place: `buffer` is the part of the body nextBuffer handed out.
+        pending.filled += size
+        pending.sink.onData(buffer.subarray(0, size))
+      } else {
+        const data = buffer.subarray(0, size)
+        if (pending.parsed !== undefined) throw new Error('the registry sent more bytes than its Content-Length')
+        const all = pending.head === undefined ? data : Buffer.concat([pending.head, data])
         const end = all.indexOf('\r\n\r\n')
         if (end === -1) {
-          if (pending.headSize > MAX_HEAD) throw new Error('the registry sent an oversized header')
-          pending.head = [all]
+          if (all.length > MAX_HEAD) throw new Error('the registry sent an oversized header')
+          pending.head = Buffer.from(all)
           return true
         }
         const head = parseHead(all.subarray(0, end).toString('latin1'))
@@ -108,16 +144,18 @@ class BlobConnection {
         }
         pending.parsed = head.head
         pending.keepAlive = head.keepAlive
-        pending.remaining = head.head.length
-        pending.onHead(head.head)
-        body = all.subarray(end + 4)
+        const body = pending.sink.onHead(head.head)
+        if (body.length < head.head.length) throw new Error('the buffer for the body is shorter than its Content-Length')
+        pending.body = body.subarray(0, head.head.length)
+        const rest = all.subarray(end + 4)
+        if (rest.length > pending.body.length) throw new Error('the registry sent more bytes than its Content-Length')
+        if (rest.length > 0) {
+          rest.copy(pending.body, 0)
+          pending.filled = rest.length
+          pending.sink.onData(pending.body.subarray(0, rest.length))
+        }
       }
-      if (body.length > pending.remaining) throw new Error('the registry sent more bytes than its Content-Length')
-      if (body.length > 0) {
-        pending.remaining -= body.length
-        pending.onData(body)
-      }
-      if (pending.remaining === 0) this.finish(pending.parsed)
+      if (pending.filled === pending.body.length) this.finish(pending.parsed!)
     } catch (error) {
       this.fail(error as Error)
       this.socket.destroy()
@@ -173,17 +211,13 @@ export class BlobSockets {
   }
 
   /**
-   * GET `target` with `headers`; the body's pieces go to `onData` as they arrive, after
-   * `onHead`. Resolves with the head once the whole body was delivered, or with the status
-   * (nothing delivered) of an answer that is not a plain 200/206. Rejects when the connection
-   * drops, or with what `onHead` or `onData` threw.
+   * GET `target` with `headers`; the body of a plain answer goes into the buffer
+   * `sink.onHead` returns, each piece to `sink.onData` as it lands. Resolves with the head
+   * once the whole body was delivered, or with the status (nothing delivered) of an answer
+   * that is not a plain 200/206. Rejects when the connection drops, or with what the sink
+   * threw.
    */
-  async get(
-    target: string,
-    headers: Record<string, string>,
-    onHead: (head: BlobHead) => void,
-    onData: (data: Buffer) => void,
-  ): Promise<BlobHead | number> {
+  async get(target: string, headers: Record<string, string>, sink: BlobSink): Promise<BlobHead | number> {
     let connection = this.idle.pop()
     while (connection !== undefined && !connection.usable) connection = this.idle.pop()
     const reused = connection !== undefined
@@ -195,9 +229,12 @@ export class BlobSockets {
     ]
     let started = false
     try {
-      const head = await connection.request(`${lines.join('\r\n')}\r\n\r\n`, onData, (value) => {
-        started = true
-        onHead(value)
+      const head = await connection.request(`${lines.join('\r\n')}\r\n\r\n`, {
+        onHead: (value) => {
+          started = true
+          return sink.onHead(value)
+        },
+        onData: sink.onData,
       })
       if (typeof head !== 'number' && connection.usable) this.idle.push(connection)
       else this.drop(connection)
@@ -205,7 +242,7 @@ export class BlobSockets {
     } catch (error) {
       this.drop(connection)
       // A kept-alive connection the server closed meanwhile fails before any answer: once more on a fresh one.
-      if (reused && !started && (error as NodeJS.ErrnoException).code === 'ECONNRESET') return this.get(target, headers, onHead, onData)
+      if (reused && !started && (error as NodeJS.ErrnoException).code === 'ECONNRESET') return this.get(target, headers, sink)
       throw error
     }
   }

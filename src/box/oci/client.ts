@@ -5,7 +5,7 @@ import tls from 'node:tls'
 
 import {UserError} from '../../errors/errors.js'
 import type {Credential} from '../credentials.js'
-import {BlobSockets, type BlobHead} from './blob-socket.js'
+import {BlobSockets, type BlobHead, type BlobSink} from './blob-socket.js'
 import {isLoopbackHost, type OciReference} from './reference.js'
 
 /**
@@ -132,22 +132,17 @@ export class RegistryClient {
 
   /**
    * A GET on the plain-http fast path for blobs (blob-socket.ts): the head once the whole body
-   * went to `onData`, or undefined when `send` must serve the request instead: a TLS registry,
+   * went into the sink's buffer, or undefined when `send` must serve the request instead: a TLS registry,
    * or an answer that is not a plain 200/206 (after one that is not an auth challenge, such as
    * a redirect to storage, every later request goes to `send` as well).
    */
-  async getPlain(
-    target: string,
-    headers: Record<string, string>,
-    onHead: (head: BlobHead) => void,
-    onData: (data: Buffer) => void,
-  ): Promise<BlobHead | undefined> {
+  async getPlain(target: string, headers: Record<string, string>, sink: BlobSink): Promise<BlobHead | undefined> {
     if (this.origin === undefined) await this.connect()
     if (this.plainOff || !this.origin!.startsWith('http:')) return undefined
     this.plain ??= new BlobSockets(new URL(this.origin!), this.options.signal)
     const all: Record<string, string> = {'user-agent': 'vmfile', ...headers}
     if (this.authorization !== undefined) all.authorization = this.authorization
-    const result = await this.plain.get(target, all, onHead, onData)
+    const result = await this.plain.get(target, all, sink)
     if (typeof result !== 'number') return result
     if (result !== 401) this.plainOff = true
     return undefined

@@ -105,26 +105,35 @@ async function fetchBlob(
   let received = 0
   let failures = 0
   const retries = options.retries ?? 5
+  const count = (bytes: number): void => {
+    received += bytes
+    client.received += bytes
+    onBytes(bytes)
+  }
+  /** A piece of the general client's answer: checked against the declared size, hashed, copied into `blob`. */
   const take = (data: Buffer): void => {
     if (received + data.length > chunk.blobSize) throw corrupt(where, `it is longer than the ${chunk.blobSize} bytes its manifest declares`)
     hash.update(data)
     data.copy(blob, received)
-    received += data.length
-    client.received += data.length
-    onBytes(data.length)
+    count(data.length)
   }
   const target = client.repoPath(`blobs/${chunk.blob}`)
   for (;;) {
     try {
       const headers: Record<string, string> = received > 0 ? {range: `bytes=${received}-`} : {}
-      const plain = await client.getPlain(
-        target,
-        headers,
-        (head) => {
+      const plain = await client.getPlain(target, headers, {
+        onHead: (head) => {
           if (received > 0 && (head.status !== 206 || head.rangeStart !== received)) throw new RestartBlob('range not honoured')
+          if (received + head.length > chunk.blobSize)
+            throw corrupt(where, `it is longer than the ${chunk.blobSize} bytes its manifest declares`)
+          // The plain-http reader puts the body straight into `blob`, after what arrived before a drop.
+          return blob.subarray(received)
         },
-        take,
-      )
+        onData: (piece) => {
+          hash.update(piece)
+          count(piece.length)
+        },
+      })
       if (plain === undefined) await fetchThroughClient(client, chunk, target, headers, received, take)
       if (received < chunk.blobSize) throw Object.assign(new Error('the connection closed early'), {transient: true})
       break
