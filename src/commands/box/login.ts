@@ -19,8 +19,9 @@ async function readStdin(): Promise<string> {
  */
 async function ask(question: string, hidden: boolean): Promise<string> {
   const input = process.stdin
-  process.stderr.write(question)
+  // Raw (no echo) before the question shows: an answer typed as soon as it appears is never echoed.
   input.setRawMode(true)
+  process.stderr.write(question)
   input.resume()
   return new Promise((resolve, reject) => {
     let value = ''
