@@ -6,12 +6,12 @@
 //    compressed clusters), pushed after the first: bytes sent as a fraction of the box size, and
 //    bytes received by a pull of it next to the first version.
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
-import {copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {median, root, saveResult, timeCommand} from './measure.js'
+import {median, root, saveResult} from './measure.js'
 
 const vm = path.join(root, 'bin/run.js')
 const runs = Number(process.env.BENCH_RUNS ?? 3)
@@ -58,7 +58,29 @@ async function startRegistry(dir) {
     if (tries > 150) throw new Error('docker-registry did not start')
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
-  return {host: `127.0.0.1:${port}`, stop: () => child.kill()}
+  return {host: `127.0.0.1:${port}`, pid: child.pid, stop: () => child.kill()}
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s). */
+function processCpu(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+/** Wall time (ms) of one run of a command, with the CPU seconds it and its children used, and what the registry used meanwhile. */
+function timeWithCpu(argv, env, registryPid) {
+  const registryBefore = processCpu(registryPid)
+  const start = process.hrtime.bigint()
+  const timed = existsSync('/usr/bin/time')
+  const result = spawnSync(timed ? '/usr/bin/time' : argv[0], timed ? ['-f', '%U %S', ...argv] : argv.slice(1), {
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  const ms = Number(process.hrtime.bigint() - start) / 1e6
+  if (result.status !== 0) throw new Error(`${argv.join(' ')} exited ${result.status}: ${result.stderr}`)
+  const [user, system] = timed ? result.stderr.toString().trim().split('\n').at(-1).split(' ').map(Number) : [Number.NaN, 0]
+  return {ms, cpu: user + system, registryCpu: processCpu(registryPid) - registryBefore}
 }
 
 function run(args, env) {
@@ -139,17 +161,24 @@ export default async function registry() {
     for (let round = 0; round <= runs; round++) {
       for (const [index, item] of cases.entries()) {
         item.reset()
-        const ms = timeCommand(item.argv, {env: env(user)})
-        if (round > 0) samples[index].push(ms)
+        const sample = timeWithCpu(item.argv, env(user), reg.pid)
+        if (round > 0) samples[index].push(sample)
       }
     }
-    const rows = cases.map((item, index) => ({name: item.name, medianMs: median(samples[index])}))
+    const rows = cases.map((item, index) => ({
+      name: item.name,
+      medianMs: median(samples[index].map((sample) => sample.ms)),
+      cpuSeconds: median(samples[index].map((sample) => sample.cpu)),
+      registryCpuSeconds: median(samples[index].map((sample) => sample.registryCpu)),
+    }))
     const ratio = rows[1].medianMs / rows[0].medianMs
     console.log(
-      `\npulling the Debian box (${(first.size / 1048576).toFixed(0)} MiB in ${first.blobs} blobs) from 127.0.0.1, median of ${runs}`,
+      `\npulling the Debian box (${(first.size / 1048576).toFixed(0)} MiB in ${first.blobs} blobs, ${(first.bytesSent / 1048576).toFixed(0)} MiB of blobs) from 127.0.0.1, median of ${runs}`,
     )
     for (const row of rows)
-      console.log(`${row.name.padEnd(32)} ${row.medianMs.toFixed(0).padStart(8)} ms   ${(row.medianMs / rows[0].medianMs).toFixed(2)}x`)
+      console.log(
+        `${row.name.padEnd(32)} ${row.medianMs.toFixed(0).padStart(8)} ms   ${(row.medianMs / rows[0].medianMs).toFixed(2)}x   CPU ${row.cpuSeconds.toFixed(2)} s, registry's ${row.registryCpuSeconds.toFixed(2)} s`,
+      )
     console.log(`vm box add oci://: ${ratio.toFixed(2)}x curl + sha256sum (goal: at most 1.1x)`)
 
     // 2. One file changed inside the guest, repackaged: what a second push sends and a pull receives.
