@@ -233,15 +233,20 @@ export async function startCuttingProxy(target: number, direction: 'up' | 'down'
       client.destroy()
       upstream.destroy()
     }
+    // The cut falls inside a message body, never on a packet that starts a request or an answer:
+    // a connection closed between messages is what a stale keep-alive connection looks like,
+    // which the client rightly retries without counting a failure.
     client.on('data', (data: Buffer) => {
       if (/\r\nrange: bytes=\d+-/i.test(data.toString('latin1'))) proxy.sawRange = true
       proxy.up += data.length
-      if (direction === 'up' && proxy.cuts < times && proxy.up >= cutAt * (proxy.cuts + 1)) return cut()
+      const startsRequest = /^[A-Z]+ \S+ HTTP\/1\.[01]\r\n/.test(data.subarray(0, 64).toString('latin1'))
+      if (direction === 'up' && !startsRequest && proxy.cuts < times && proxy.up >= cutAt * (proxy.cuts + 1)) return cut()
       upstream.write(data)
     })
     upstream.on('data', (data: Buffer) => {
       proxy.down += data.length
-      if (direction === 'down' && proxy.cuts < times && proxy.down >= cutAt * (proxy.cuts + 1)) return cut()
+      const startsAnswer = data.subarray(0, 8).toString('latin1') === 'HTTP/1.1'
+      if (direction === 'down' && !startsAnswer && proxy.cuts < times && proxy.down >= cutAt * (proxy.cuts + 1)) return cut()
       client.write(data)
     })
     for (const socket of [client, upstream]) {
