@@ -67,12 +67,16 @@ export function packageMetadata(input: PackageMetadataInput): Record<string, unk
   return metadata
 }
 
-/** The files of the archive in order: metadata.json first, then the disk, kernel, initrd, Vagrantfile, includes. */
+/**
+ * The files of the archive in order: metadata.json first (vm box add reads it before the
+ * disk), then the kernel, initrd, Vagrantfile, includes, and the disk last: all before it is
+ * written while the disk is still being exported.
+ */
 export function archiveFiles(metadata: Record<string, unknown>, includes: ReadonlyArray<{entry: string}>): string[] {
-  const files = ['metadata.json', PACKAGED_DISK]
+  const files = ['metadata.json']
   if (typeof metadata.kernel === 'string') files.push(metadata.kernel)
   if (typeof metadata.initrd === 'string') files.push(metadata.initrd)
-  files.push('Vagrantfile', ...includes.map((include) => include.entry))
+  files.push('Vagrantfile', ...includes.map((include) => include.entry), PACKAGED_DISK)
   return files
 }
 
