@@ -134,11 +134,14 @@ export function guestPrepareScript(publicKeys: readonly string[] | undefined, cl
   const root = String.raw`set -e
 keys=kept
 cloud=${cloudInit ? 1 : 0}
-# dropbear started with -R makes missing host keys on the first connection.
-for pid in $(pidof dropbear 2>/dev/null); do
-  args=$(tr '\000' ' ' </proc/"$pid"/cmdline 2>/dev/null) || continue
-  case "$args" in dropbear*" -R"*|*/dropbear*" -R"*) rm -f /etc/dropbear/dropbear_*_host_key; keys=removed ;; esac
-done
+# dropbear started with -R makes missing host keys on the first connection (its sessions are
+# forks of it, with its command line): every dropbear's command line, read at once.
+cmdlines=
+for pid in $(pidof dropbear 2>/dev/null); do cmdlines="$cmdlines /proc/$pid/cmdline"; done
+if [ -n "$cmdlines" ]; then
+  # shellcheck disable=SC2086
+  case " $(cat $cmdlines 2>/dev/null | tr '\000' ' ')" in *" dropbear "*" -R"*|*"/dropbear "*" -R"*) rm -f /etc/dropbear/dropbear_*_host_key; keys=removed ;; esac
+fi
 # A cloud image: cloud-init makes new host keys for every new instance.
 if [ "$cloud" = 1 ]; then
   cloud-init clean --logs
@@ -179,8 +182,9 @@ writable() {
 }
 state=writable
 if [ -w /proc/sysrq-trigger ] && echo u >/proc/sysrq-trigger 2>/dev/null; then
+  # The remount runs in the kernel's background; checked every 20 ms, for up to 10 s.
   tries=0
-  while writable && [ "$tries" -lt 100 ]; do sleep 0.1 2>/dev/null || sleep 1; tries=$((tries + 1)); done
+  while writable && [ "$tries" -lt 500 ]; do sleep 0.02 2>/dev/null || { sleep 1; tries=$((tries + 49)); }; tries=$((tries + 1)); done
   writable || state=read-only
 fi
 echo "vm-package: filesystems $state"`
