@@ -19,7 +19,8 @@ import {rawZstdFrame} from './zstd-raw.js'
  * With zstd the archive is a sequence of frames: files compressed already (`stored`) go in as
  * raw blocks, the rest through `zstd -1`, each run of them a frame of its own. Runs that need no
  * `later` file are compressed at once, in parallel with whatever the caller still does before
- * `later.ready` resolves; frames are then put together in archive order.
+ * `later.ready` resolves, and written to the output (hashed) in archive order as soon as they
+ * are there: with the later files last, only they are left to write once they are ready.
  */
 export type ArchiveCompression = 'gzip' | 'zstd'
 
@@ -57,26 +58,31 @@ export function refuseExistingOutput(file: string, force: boolean | undefined, f
   }
 }
 
-/** A run of the archive: headers and data compressed together, or one stored file's data. */
+/** A run of the archive: headers and data compressed together, or one stored file's header and data. */
 interface Run {
   kind: 'compress' | 'store'
-  /** The files whose header (compress) or data (store) the run holds. */
+  /** The files whose header the run holds (in order, each header followed by the file's data when in `data`). */
   headers: string[]
   data: string[]
   end: boolean
 }
 
-/** Splits the archive into runs: a stored file's header ends the run before it; its data is a run of its own. */
+/**
+ * Splits the archive into runs: a stored file, header and data, is a run of its own (so that
+ * what precedes it needs nothing of it: a file not there yet holds back only itself and what
+ * follows); the end of the archive is in the last run.
+ */
 export function archiveRuns(files: readonly string[], stored: ReadonlySet<string>): Run[] {
   const runs: Run[] = []
   let current: Run = {kind: 'compress', headers: [], data: [], end: false}
   for (const name of files) {
-    current.headers.push(name)
     if (!stored.has(name)) {
+      current.headers.push(name)
       current.data.push(name)
       continue
     }
-    runs.push(current, {kind: 'store', headers: [], data: [name], end: false})
+    if (current.headers.length > 0) runs.push(current)
+    runs.push({kind: 'store', headers: [name], data: [name], end: false})
     current = {kind: 'compress', headers: [], data: [], end: false}
   }
   current.end = true
@@ -102,10 +108,6 @@ async function describe(dir: string, name: string): Promise<TarFile> {
 async function* runBytes(run: Run, files: ReadonlyMap<string, TarFile>): AsyncIterable<Buffer> {
   // Loaded here: only the commands that write archives need it.
   const {tarData, tarEnd, tarHeader} = await import('./tar-stream.js')
-  if (run.kind === 'store') {
-    yield* tarData(files.get(run.data[0]!)!)
-    return
-  }
   for (const name of run.headers) {
     yield tarHeader(files.get(name)!)
     if (run.data.includes(name)) yield* tarData(files.get(name)!)

@@ -67,12 +67,16 @@ export function packageMetadata(input: PackageMetadataInput): Record<string, unk
   return metadata
 }
 
-/** The files of the archive in order: metadata.json first, then the disk, kernel, initrd, Vagrantfile, includes. */
+/**
+ * The files of the archive in order: metadata.json first (vm box add reads it before the
+ * disk), then the kernel, initrd, Vagrantfile, includes, and the disk last: all before it is
+ * written while the disk is still being exported.
+ */
 export function archiveFiles(metadata: Record<string, unknown>, includes: ReadonlyArray<{entry: string}>): string[] {
-  const files = ['metadata.json', PACKAGED_DISK]
+  const files = ['metadata.json']
   if (typeof metadata.kernel === 'string') files.push(metadata.kernel)
   if (typeof metadata.initrd === 'string') files.push(metadata.initrd)
-  files.push('Vagrantfile', ...includes.map((include) => include.entry))
+  files.push('Vagrantfile', ...includes.map((include) => include.entry), PACKAGED_DISK)
   return files
 }
 
@@ -130,11 +134,14 @@ export function guestPrepareScript(publicKeys: readonly string[] | undefined, cl
   const root = String.raw`set -e
 keys=kept
 cloud=${cloudInit ? 1 : 0}
-# dropbear started with -R makes missing host keys on the first connection.
-for pid in $(pidof dropbear 2>/dev/null); do
-  args=$(tr '\000' ' ' </proc/"$pid"/cmdline 2>/dev/null) || continue
-  case "$args" in dropbear*" -R"*|*/dropbear*" -R"*) rm -f /etc/dropbear/dropbear_*_host_key; keys=removed ;; esac
-done
+# dropbear started with -R makes missing host keys on the first connection (its sessions are
+# forks of it, with its command line): every dropbear's command line, read at once.
+cmdlines=
+for pid in $(pidof dropbear 2>/dev/null); do cmdlines="$cmdlines /proc/$pid/cmdline"; done
+if [ -n "$cmdlines" ]; then
+  # shellcheck disable=SC2086
+  case " $(cat $cmdlines 2>/dev/null | tr '\000' ' ')" in *" dropbear "*" -R"*|*"/dropbear "*" -R"*) rm -f /etc/dropbear/dropbear_*_host_key; keys=removed ;; esac
+fi
 # A cloud image: cloud-init makes new host keys for every new instance.
 if [ "$cloud" = 1 ]; then
   cloud-init clean --logs
@@ -175,8 +182,9 @@ writable() {
 }
 state=writable
 if [ -w /proc/sysrq-trigger ] && echo u >/proc/sysrq-trigger 2>/dev/null; then
+  # The remount runs in the kernel's background; checked every 20 ms, for up to 10 s.
   tries=0
-  while writable && [ "$tries" -lt 100 ]; do sleep 0.1 2>/dev/null || sleep 1; tries=$((tries + 1)); done
+  while writable && [ "$tries" -lt 500 ]; do sleep 0.02 2>/dev/null || { sleep 1; tries=$((tries + 49)); }; tries=$((tries + 1)); done
   writable || state=read-only
 fi
 echo "vm-package: filesystems $state"`

@@ -142,13 +142,13 @@ async function linkOrCopy(source: string, target: string): Promise<void> {
   }
 }
 
-/** The virtual size of the disk the engine exported, from its qcow2 header (no qemu-img run needed). */
-async function exportedDiskSize(file: string): Promise<number> {
+/** The virtual size of a qcow2 disk, from its header (no qemu-img run needed); `what` says whose disk it is. */
+async function qcow2DiskSize(file: string, what: string): Promise<number> {
   const handle = await open(file, 'r')
   try {
     const {buffer, bytesRead} = await handle.read(Buffer.alloc(32), 0, 32, 0)
     const size = qcow2VirtualSize(buffer.subarray(0, bytesRead))
-    if (size === undefined) throw new InternalError(`The engine exported ${file}, which is not a qcow2 image`)
+    if (size === undefined) throw new InternalError(`${what} ${file} is not a qcow2 image`)
     return size
   } finally {
     await handle.close()
@@ -173,9 +173,9 @@ function since(start: number): number {
 /**
  * vm package: prepares the running guest in one SSH session (the box's keys back, the machine's
  * own key, SSH host keys and machine-id gone, its filesystems synced and read-only), stops it,
- * exports its disk flattened and compressed, and writes a libvirt box (metadata.json, box.img,
- * kernel and initrd when the box boots directly, Vagrantfile, include/...), the parts that do
- * not depend on the disk compressed meanwhile and the disk stored as exported (its clusters are
+ * exports its disk flattened and compressed, and writes a libvirt box (metadata.json, kernel
+ * and initrd when the box boots directly, Vagrantfile, include/..., box.img): all but the disk
+ * compressed and written meanwhile, the disk last, stored as exported (its clusters are
  * compressed already). The machine stays powered off, its record truthful.
  */
 export async function packageMachine(
@@ -200,19 +200,23 @@ export async function packageMachine(
   let staging: string | undefined
   let archive: Promise<BoxArchiveResult> | undefined
   let diskReady: {resolve: () => void; reject: (error: unknown) => void} | undefined
+  let closing: Promise<void> | undefined
   try {
     let record = await checkPackageable(projectDir, name)
     const driver = await driverOf(record)
     const publicKeys = await boxPublicKeys(record)
     const machine = (current: MachineRecord) => ({name, dir: paths.dir, id: current.id, record: current})
 
-    // The archive is started first: its kernel, initrd, Vagrantfile and includes are compressed
-    // while the guest is prepared and the disk exported; metadata.json and the disk follow.
+    // The archive is started first: metadata.json (the disk's virtual size is the machine's
+    // disk's), kernel, initrd, Vagrantfile and includes are compressed and written while the
+    // guest is prepared and the disk exported; the disk comes last, once exported.
     staging = await mkdtemp(path.join(path.dirname(file), '.vm-package-'))
-    const boot = metadataFor(record, 0)
-    if (typeof boot.kernel === 'string') await linkOrCopy(record.box.kernel!, path.join(staging, boot.kernel))
-    if (typeof boot.initrd === 'string') await linkOrCopy(record.box.initrd!, path.join(staging, boot.initrd))
-    if (options.vagrantfile === undefined) await writeFile(path.join(staging, 'Vagrantfile'), defaultVagrantfile(boot))
+    const diskBytes = await qcow2DiskSize(driver.diskFiles({dir: paths.dir}, 1)[0]!, `Machine ${name}'s disk`)
+    const metadata = metadataFor(record, diskBytes)
+    await writeFile(path.join(staging, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`)
+    if (typeof metadata.kernel === 'string') await linkOrCopy(record.box.kernel!, path.join(staging, metadata.kernel))
+    if (typeof metadata.initrd === 'string') await linkOrCopy(record.box.initrd!, path.join(staging, metadata.initrd))
+    if (options.vagrantfile === undefined) await writeFile(path.join(staging, 'Vagrantfile'), defaultVagrantfile(metadata))
     else await copyFile(path.resolve(options.cwd, options.vagrantfile), path.join(staging, 'Vagrantfile'))
     if (includes.length > 0) {
       await mkdir(path.join(staging, 'include'))
@@ -221,11 +225,11 @@ export async function packageMachine(
     const ready = new Promise<void>((resolve, reject) => (diskReady = {resolve, reject}))
     archive = writeBoxArchive({
       dir: staging,
-      files: archiveFiles(boot, includes),
+      files: archiveFiles(metadata, includes),
       file,
       compression: 'zstd',
       stored: [PACKAGED_DISK],
-      later: {files: ['metadata.json', PACKAGED_DISK], ready},
+      later: {files: [PACKAGED_DISK], ready},
     })
     archive.catch(() => undefined)
 
@@ -275,21 +279,26 @@ export async function packageMachine(
     }
     record = {...(stopped.record ?? record), lastState: 'poweroff', pending: undefined}
     await writeRecord(paths.record, record)
-    await closeMaster(record.id)
     const haltMs = since(start)
 
     events.info('Exporting the disk (flattened, compressed)')
     start = performance.now()
-    await driver.exportDisk!(machine(record), path.join(staging, PACKAGED_DISK))
-    const diskBytes = await exportedDiskSize(path.join(staging, PACKAGED_DISK))
+    // The shared connection ended with the guest: its master is told to go meanwhile.
+    closing = closeMaster(record.id)
+    const exported = path.join(staging, PACKAGED_DISK)
+    await driver.exportDisk!(machine(record), exported)
+    const exportedBytes = await qcow2DiskSize(exported, 'The exported disk')
+    if (exportedBytes !== diskBytes)
+      throw new InternalError(
+        `The exported disk holds ${exportedBytes} bytes, the machine's disk ${diskBytes}: metadata.json would be wrong`,
+      )
     const exportMs = since(start)
 
     start = performance.now()
-    const metadata = metadataFor(record, diskBytes)
-    await writeFile(path.join(staging, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`)
     events.info(`Writing ${file}`)
     diskReady!.resolve()
     const written = await archive
+    await closing
     return {
       machine: name,
       ...written,
@@ -304,6 +313,7 @@ export async function packageMachine(
     // The archive stops and removes what it wrote.
     diskReady?.reject(error)
     await archive?.catch(() => undefined)
+    await closing
     throw error
   } finally {
     if (staging !== undefined) await rm(staging, {recursive: true, force: true})

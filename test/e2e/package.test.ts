@@ -75,7 +75,8 @@ describe('vm package', () => {
     expect(packaged).toMatchObject({file: box, state: 'poweroff', hostKeys: 'removed', kernel: true, virtualSize: 2, halt: 'quit'})
     expect((await status(fixture.run)).state).toBe('poweroff')
     const entries = execFileSync('tar', ['--zstd', '-tf', box], {encoding: 'utf8'}).trim().split('\n')
-    expect(entries).toEqual(['metadata.json', 'box.img', 'vmlinux', 'initrd.img', 'Vagrantfile', 'include/notes.txt'])
+    // metadata.json first, the disk last (all before it is written while the disk is exported).
+    expect(entries).toEqual(['metadata.json', 'vmlinux', 'initrd.img', 'Vagrantfile', 'include/notes.txt', 'box.img'])
     const metadata = JSON.parse(execFileSync('tar', ['--zstd', '-xOf', box, 'metadata.json'], {encoding: 'utf8'})) as Record<
       string,
       unknown

@@ -113,14 +113,66 @@ describe('the box archive writer: compressed files stored, the rest compressed m
     expect(readdirSync(dir)).toEqual(['in'])
   })
 
-  it('runs: a stored file ends the compressed run that holds its header, and the end of the archive is in the last run', () => {
+  it('runs: a stored file is a run of its own, header and data, and the end of the archive is in the last run', () => {
     expect(archiveRuns(['metadata.json', 'box.img', 'vmlinux'], new Set(['box.img']))).toEqual([
-      {kind: 'compress', headers: ['metadata.json', 'box.img'], data: ['metadata.json'], end: false},
-      {kind: 'store', headers: [], data: ['box.img'], end: false},
+      {kind: 'compress', headers: ['metadata.json'], data: ['metadata.json'], end: false},
+      {kind: 'store', headers: ['box.img'], data: ['box.img'], end: false},
       {kind: 'compress', headers: ['vmlinux'], data: ['vmlinux'], end: true},
+    ])
+    expect(archiveRuns(['box.img'], new Set(['box.img']))).toEqual([
+      {kind: 'store', headers: ['box.img'], data: ['box.img'], end: false},
+      {kind: 'compress', headers: [], data: [], end: true},
     ])
     expect(archiveRuns(['metadata.json', 'box.img'], new Set())).toEqual([
       {kind: 'compress', headers: ['metadata.json', 'box.img'], data: ['metadata.json', 'box.img'], end: true},
     ])
+  })
+
+  it('everything before a later stored file is in the output, hashed, before that file is ready', async () => {
+    writeFileSync(path.join(source, 'metadata.json'), '{"provider":"libvirt"}')
+    writeFileSync(path.join(source, 'vmlinux'), compressible(3 << 20))
+    let markReady!: () => void
+    const ready = new Promise<void>((resolve) => (markReady = resolve))
+    const file = path.join(dir, 'early.box')
+    const files = ['metadata.json', 'vmlinux', 'box.img']
+    const writing = writeBoxArchive({
+      dir: source,
+      files,
+      file,
+      compression: 'zstd',
+      stored: ['box.img'],
+      later: {files: ['box.img'], ready},
+    })
+    const temp = (): string | undefined => readdirSync(dir).find((name) => /^early\.box\.\d+\.tmp$/.test(name))
+    // Wait (up to 10 s) until the kernel's compressed run is in the output file itself.
+    const decoded = (bytes: Buffer): number => {
+      try {
+        return bytes.length === 0
+          ? 0
+          : execFileSync('zstd', ['-dcq'], {input: bytes, stdio: ['pipe', 'pipe', 'ignore'], maxBuffer: 1 << 26}).length
+      } catch {
+        return -1 // a frame not written whole yet
+      }
+    }
+    const deadline = Date.now() + 10_000
+    let early: Buffer = Buffer.alloc(0)
+    while (Date.now() < deadline) {
+      const name = temp()
+      early = name === undefined ? Buffer.alloc(0) : readFileSync(path.join(dir, name))
+      if (decoded(early) >= 3 << 20) break
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    expect(decoded(early)).toBeGreaterThanOrEqual(3 << 20)
+    const disk = randomBytes(RAW_BLOCK_MAX * 2 + 7)
+    writeFileSync(path.join(source, 'box.img'), disk)
+    markReady()
+    const written = await writing
+    const box = readFileSync(file)
+    // What was written early is the start of the archive, unchanged.
+    expect(box.subarray(0, early.length).equals(early)).toBe(true)
+    expect(written.sha256).toBe(createHash('sha256').update(box).digest('hex'))
+    expect(execFileSync('bsdtar', ['-tf', file], {encoding: 'utf8'}).trim().split('\n')).toEqual(files)
+    expect(execFileSync('tar', ['--zstd', '-xOf', file, 'box.img']).equals(disk)).toBe(true)
+    expect(readdirSync(dir).sort()).toEqual(['early.box', 'in'])
   })
 })

@@ -54,20 +54,21 @@ describe('what vm package puts in a box', () => {
       firmware: 'qboot',
       ssh_user: 'vm',
     })
+    // The disk last: everything before it is written while the disk is exported.
     expect(archiveFiles(metadata, includeEntries(['/a/notes.txt']))).toEqual([
       'metadata.json',
-      'box.img',
       'vmlinux',
       'initrd.img',
       'Vagrantfile',
       'include/notes.txt',
+      'box.img',
     ])
   })
 
   it('a box that boots from its disk has no kernel fields and no kernel in the archive', () => {
     const metadata = packageMetadata({box: {architecture: 'amd64'}, diskBytes: 10 * GIB + 1, boxVirtualSize: undefined, sshUser: 'vagrant'})
     expect(metadata).toEqual({provider: 'libvirt', format: 'qcow2', virtual_size: 11, architecture: 'amd64', ssh_user: 'vagrant'})
-    expect(archiveFiles(metadata, [])).toEqual(['metadata.json', 'box.img', 'Vagrantfile'])
+    expect(archiveFiles(metadata, [])).toEqual(['metadata.json', 'Vagrantfile', 'box.img'])
   })
 
   it('virtual_size rounds the disk up to whole GB, never below the original box', () => {
