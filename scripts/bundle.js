@@ -121,6 +121,22 @@ for (const [name, file] of Object.entries(CACHED_PACKAGES)) {
 }
 
 /**
+ * bin/run.js's fast path for these commands (src/cli/fast-entry.ts, dist/fast.cjs, required
+ * before oclif) runs each from a bundle of its own, dist/fast-COMMAND.cjs (src/cli/fast/COMMAND.ts),
+ * read through the V8 code cache. The point is to load no oclif: the build fails if one imports it.
+ */
+const FAST_COMMANDS = ['status', 'validate', 'init']
+
+const withoutOclif = {
+  name: 'fast-path-without-oclif',
+  setup(pluginBuild) {
+    pluginBuild.onResolve({filter: /^@oclif\//}, (args) => ({
+      errors: [{text: `${args.path} imported by ${args.importer}: the fast path's bundles load no oclif (scripts/bundle.js)`}],
+    }))
+  },
+}
+
+/**
  * The CLI itself as CommonJS files compiled from the V8 code cache (Node 20 caches no compiled ES
  * modules; the CLI's ~40 ES module chunks were parsed and compiled at every start-up), each
  * loaded by a small module of its own that does nothing else:
@@ -130,21 +146,25 @@ for (const [name, file] of Object.entries(CACHED_PACKAGES)) {
  * - ssh-fast-path: `vm ssh`'s fast path (src/cli/ssh-fast-path.ts), loaded by dist/ssh-fast.cjs
  *   (src/cli/ssh-fast-entry.ts), which bin/run.js requires before oclif, the app or Node's ES
  *   module loader: CommonJS from end to end.
+ * - fast-COMMAND: the fast path of `vm status`, `vm validate` and `vm init`, loaded by dist/fast.cjs
+ *   (src/cli/fast-entry.ts, built beside ssh-fast.cjs), which bin/run.js requires before oclif.
  * import.meta.url (package-root.ts) becomes the file's own URL.
  */
 for (const [file, source, loader, format] of [
   ['app', 'src/commands.ts', {commands: 'src/cli/commands-entry.ts'}, 'esm'],
-  ['ssh-fast-path', 'src/cli/ssh-fast-path.ts', {'ssh-fast': 'src/cli/ssh-fast-entry.ts'}, 'cjs'],
+  ['ssh-fast-path', 'src/cli/ssh-fast-path.ts', {'ssh-fast': 'src/cli/ssh-fast-entry.ts', fast: 'src/cli/fast-entry.ts'}, 'cjs'],
+  ...FAST_COMMANDS.map((command) => [`fast-${command}`, `src/cli/fast/${command}.ts`, {}, 'cjs']),
 ]) {
   await build({
     ...CACHED_CJS,
-    plugins: [semverOnlyForOclifEngineCheck, throughCodeCache],
+    plugins: [...(file.startsWith('fast-') ? [withoutOclif] : []), semverOnlyForOclifEngineCheck, throughCodeCache],
     entryPoints: {[file]: source},
     sourcemap: 'linked',
     define: {'import.meta.url': '__vmModuleUrl'},
     banner: {js: "var __vmModuleUrl=require('node:url').pathToFileURL(module.filename).href;"},
   })
   rewriteImports(`dist/${file}.cjs`)
+  if (Object.keys(loader).length === 0) continue
   await build({
     entryPoints: loader,
     ...(format === 'cjs'

@@ -1,0 +1,26 @@
+import {setWarningSink} from '../../state/warnings.js'
+import {CommandOutput} from '../command-output.js'
+import type {FastRequest} from './args.js'
+
+/**
+ * Runs one command of bin/run.js's fast path as BaseCommand runs it under oclif (oclif's
+ * Command._run): warnings of the layers below routed to the command's output, the result as
+ * JSON with --json, an error printed by the same CommandOutput; resolves with the exit code.
+ */
+export async function runFastCommand(
+  request: FastRequest,
+  body: (output: CommandOutput, cwd: string) => Promise<unknown>,
+): Promise<number> {
+  const output = new CommandOutput(() => request.json)
+  // oclif drops it before every command (so that a child vm is not "redirected").
+  delete process.env.VM_REDIRECTED
+  setWarningSink((text) => output.warn(text))
+  let result: unknown
+  try {
+    result = await body(output, request.cwd ?? process.cwd())
+  } catch (error) {
+    return output.fail(error, process.env.VM_DEBUG === '1')
+  }
+  if (result && request.json) output.writeJson(output.successJson(result))
+  return 0
+}
