@@ -1,5 +1,6 @@
 // Bundles the CLI into dist/ with esbuild: one module for start-up plus lazily loaded chunks,
 // so `vm` loads a few files instead of hundreds (start-up is a feature; see bench/startup).
+import {createHash} from 'node:crypto'
 import {readFileSync, writeFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import path from 'node:path'
@@ -72,7 +73,8 @@ const throughCodeCache = {
  * Readies a CommonJS bundle for code-cache.ts. Code compiled from a V8 code cache loses
  * vm.Script's importModuleDynamically (and on Node 20 that option is experimental and warns):
  * import() calls (oclif's, of commands and hooks) go through the __vmImport that code-cache.ts
- * passes in, an import() of the ES module bundle. And the file is made ASCII (below).
+ * passes in, an import() of the ES module bundle. The file is made ASCII (below), and its last
+ * line is its hash (code-cache.ts, BUILD_HASH_PREFIX).
  */
 function rewriteImports(file) {
   const code = readFileSync(file, 'utf8')
@@ -86,7 +88,8 @@ function rewriteImports(file) {
   const leftover = code.match(/(?<![\w$.])import\((?!\))/)
   if (leftover)
     throw new Error(`${file}: an import() not rewritten to __vmImport near ${code.slice(leftover.index - 40, leftover.index + 40)}`)
-  writeFileSync(file, code)
+  // The key of the file's code cache, so that code-cache.ts need not hash the file at every start-up.
+  writeFileSync(file, `${code}\n//# vmBuildHash=${createHash('sha256').update(code).digest('hex')}\n`)
 }
 
 /** What every bundle of the package shares: minified code for Node 20 in dist/. */
@@ -118,6 +121,71 @@ for (const [name, file] of Object.entries(CACHED_PACKAGES)) {
     entryPoints: {[file]: name},
   })
   rewriteImports(`dist/${file}.cjs`)
+}
+
+/**
+ * In the bundles of the fast paths (below), a Node built-in that Node's own start-up has not
+ * loaded (net, fs/promises, readline, child_process ...) is loaded when the code first uses one
+ * of its exports, not when a module that imports it is initialised: most of what those modules
+ * import is for paths a given run does not take, and loading net or readline costs several ms
+ * each. The module is a Proxy over the built-in's export names (read here, at build time).
+ * Built-ins whose export is itself a function (events, stream ...) are left alone: a Proxy of
+ * an object cannot be called or constructed.
+ */
+const LAZY_BUILTINS = [
+  'child_process',
+  'crypto',
+  'dgram',
+  'dns',
+  'fs/promises',
+  'http',
+  'https',
+  'net',
+  'os',
+  'readline',
+  'readline/promises',
+  'stream/promises',
+  'timers/promises',
+  'tls',
+  'tty',
+  'v8',
+  'worker_threads',
+  'zlib',
+]
+
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(pluginBuild) {
+    const escaped = LAZY_BUILTINS.map((name) => name.replaceAll('/', '\\/')).join('|')
+    pluginBuild.onResolve({filter: new RegExp(`^(node:)?(${escaped})$`)}, (args) => {
+      const name = args.path.replace(/^node:/, '')
+      // The proxy's own require() of the built-in stays a plain external require.
+      if (args.namespace === 'lazy-builtin') return {path: `node:${name}`, external: true}
+      if (typeof requireForNames(`node:${name}`) === 'function') return {path: `node:${name}`, external: true}
+      return {path: name, namespace: 'lazy-builtin'}
+    })
+    pluginBuild.onLoad({filter: /.*/, namespace: 'lazy-builtin'}, (args) => {
+      const names = Object.keys(requireForNames(`node:${args.path}`))
+      return {
+        contents: [
+          `let loaded`,
+          `const load = () => (loaded ??= require(${JSON.stringify(`node:${args.path}`)}))`,
+          `const names = ${JSON.stringify(names)}`,
+          // Asked of any module by esbuild's interop and by await: no built-in has them.
+          `const never = new Set(['__esModule', 'then'])`,
+          `module.exports = new Proxy({}, {`,
+          `  get: (_, key) => (never.has(key) ? undefined : load()[key]),`,
+          `  has: (_, key) => key in load(),`,
+          `  ownKeys: () => [...names],`,
+          `  getOwnPropertyDescriptor: (_, key) =>`,
+          `    names.includes(key) ? {configurable: true, enumerable: true, get: () => load()[key]} : undefined,`,
+          `})`,
+        ].join('\n'),
+        loader: 'js',
+        resolveDir: process.cwd(),
+      }
+    })
+  },
 }
 
 /**
@@ -157,7 +225,12 @@ for (const [file, source, loader, format] of [
 ]) {
   await build({
     ...CACHED_CJS,
-    plugins: [...(file.startsWith('fast-') ? [withoutOclif] : []), semverOnlyForOclifEngineCheck, throughCodeCache],
+    plugins: [
+      ...(file === 'app' ? [] : [lazyBuiltins]),
+      ...(file.startsWith('fast-') ? [withoutOclif] : []),
+      semverOnlyForOclifEngineCheck,
+      throughCodeCache,
+    ],
     entryPoints: {[file]: source},
     sourcemap: 'linked',
     define: {'import.meta.url': '__vmModuleUrl'},

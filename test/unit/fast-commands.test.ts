@@ -1,5 +1,5 @@
 import {spawn} from 'node:child_process'
-import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -131,6 +131,32 @@ describe('the fast path of vm status, validate and init in the built CLI: the sa
     expect(declined.stderr).toContain('vm: status fast path not taken (arguments it does not handle): running the full command')
     expect(declined.code).toBe(2)
     expect((await vm(single, ['status'], {VM_DEBUG: '1', VM_NO_FAST: '1'})).stderr).not.toContain('fast path')
+  })
+
+  it('loads neither oclif nor the app bundle, nor Node built-ins it does not use (net, crypto)', async () => {
+    const cache = path.join(scratch, 'cache-fast')
+    const preload = path.join(scratch, 'builtins.cjs')
+    const list = path.join(scratch, 'builtins.txt')
+    writeFileSync(
+      preload,
+      `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')))`,
+    )
+    const {VM_DEBUG: _debug, NODE_ENV: _nodeEnv, ...clean} = process.env
+    const child = spawn(process.execPath, ['--require', preload, path.join(root, 'bin/run.js'), 'status'], {
+      cwd: several,
+      env: {...clean, VM_HOME: home, VM_CACHE_DIR: cache, NO_COLOR: '1'},
+      stdio: 'ignore',
+    })
+    expect(await new Promise((resolve) => child.on('close', resolve))).toBe(0)
+    const loaded = readFileSync(list, 'utf8').split('\n')
+    expect(loaded).not.toContain('NativeModule net')
+    expect(loaded).not.toContain('NativeModule crypto')
+    // Every file read through the code cache leaves its cache: only the fast bundle's and yaml's.
+    expect(
+      readdirSync(path.join(cache, 'code'))
+        .map((name) => name.replace(/-[0-9a-f]{24}\.v8$/, ''))
+        .sort(),
+    ).toEqual(['fast-status.cjs', 'yaml.cjs'])
   })
 
   it('vm status: one machine, several, one named, an unknown name, --json, --cwd, no Vmfile, an invalid Vmfile', async () => {
