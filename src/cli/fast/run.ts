@@ -12,8 +12,12 @@ export async function runFastCommand(
   body: (output: CommandOutput, cwd: string) => Promise<unknown>,
 ): Promise<number> {
   const output = new CommandOutput(() => request.json)
-  // oclif drops it before every command (so that a child vm is not "redirected").
+  // As under oclif: it drops this before every command (so that a child vm is not "redirected"),
+  // and a reader of stdout that goes away (vm status | head -1) is no error.
   delete process.env.VM_REDIRECTED
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error
+  })
   setWarningSink((text) => output.warn(text))
   let result: unknown
   try {
