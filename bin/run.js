@@ -21,13 +21,14 @@ async function main() {
     return
   }
   // `vm ssh [NAME] [-c COMMAND]` over a live shared connection needs no oclif either
-  // (src/cli/ssh-fast-path.ts), nor do the everyday forms of `vm status`, `vm validate` and
-  // `vm init` (src/cli/fast-entry.ts). Each declines, having started nothing, whenever the
+  // (src/cli/ssh-fast-path.ts), nor do the everyday forms of `vm status`, `vm validate`,
+  // `vm init` and `vm global-status` (src/cli/fast-entry.ts). Each declines, having started nothing, whenever the
   // full command must run; VM_NO_FAST=1 always runs the full command.
   let code
   if (process.env.VM_NO_FAST !== '1') {
     if (first === 'ssh') code = await require('../dist/ssh-fast.cjs').runFastSsh(rest)
-    else if (first === 'status' || first === 'validate' || first === 'init') code = await require('../dist/fast.cjs').runFast(first, rest)
+    else if (first === 'status' || first === 'validate' || first === 'init' || first === 'global-status')
+      code = await require('../dist/fast.cjs').runFast(first, rest)
   }
   if (code !== undefined) {
     process.exitCode = code

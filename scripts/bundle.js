@@ -193,7 +193,7 @@ const lazyBuiltins = {
  * before oclif) runs each from a bundle of its own, dist/fast-COMMAND.cjs (src/cli/fast/COMMAND.ts),
  * read through the V8 code cache. The point is to load no oclif: the build fails if one imports it.
  */
-const FAST_COMMANDS = ['status', 'validate', 'init']
+const FAST_COMMANDS = ['status', 'validate', 'init', 'global-status']
 
 const withoutOclif = {
   name: 'fast-path-without-oclif',
@@ -214,7 +214,7 @@ const withoutOclif = {
  * - ssh-fast-path: `vm ssh`'s fast path (src/cli/ssh-fast-path.ts), loaded by dist/ssh-fast.cjs
  *   (src/cli/ssh-fast-entry.ts), which bin/run.js requires before oclif, the app or Node's ES
  *   module loader: CommonJS from end to end.
- * - fast-COMMAND: the fast path of `vm status`, `vm validate` and `vm init`, loaded by dist/fast.cjs
+ * - fast-COMMAND: the fast path of `vm status`, `vm validate`, `vm init` and `vm global-status`, loaded by dist/fast.cjs
  *   (src/cli/fast-entry.ts, built beside ssh-fast.cjs), which bin/run.js requires before oclif.
  * import.meta.url (package-root.ts) becomes the file's own URL.
  */

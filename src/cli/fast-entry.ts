@@ -6,8 +6,8 @@ import {fastPathBlockedBy, isFastCommand, parseFastArgs, type FastRequest} from 
 import {requireCached} from './code-cache.js'
 
 /**
- * What bin/run.js requires, before oclif, for `vm status`, `vm validate` and `vm init`
- * (dist/fast.cjs): it parses the everyday forms of their arguments (fast/args.ts) and runs the
+ * What bin/run.js requires, before oclif, for `vm status`, `vm validate`, `vm init`
+ * and `vm global-status` (dist/fast.cjs): it parses the everyday forms of their arguments (fast/args.ts) and runs the
  * command from a bundle of its own, dist/fast-COMMAND.cjs (src/cli/fast/COMMAND.ts), compiled from
  * the V8 code cache: neither oclif (its config, plugins and manifest) nor the code of other
  * commands is loaded. The command's work and printing are the functions the full command calls.

@@ -8,7 +8,7 @@ import {afterAll, describe, expect, it} from 'vitest'
 import {FAST_COMMANDS, fastPathBlockedBy, parseFastArgs} from '../../src/cli/fast/args.js'
 import {machinePaths} from '../../src/state/machine-files.js'
 
-// bin/run.js runs the everyday forms of `vm status`, `vm validate` and `vm init` without oclif
+// bin/run.js runs the everyday forms of `vm status`, `vm validate`, `vm init` and `vm global-status` without oclif
 // (src/cli/fast-entry.ts); VM_NO_FAST=1 runs them under oclif. Both must print the same bytes
 // and exit the same way.
 const root = path.resolve(import.meta.dirname, '../..')
@@ -58,7 +58,7 @@ function project(name: string, vmfile: string | undefined): string {
   return dir
 }
 
-describe('the fast path of vm status, validate and init: which arguments it takes', () => {
+describe('the fast path of vm status, validate, init and global-status: which arguments it takes', () => {
   it('the everyday forms; anything else (help, debug, --, unknown or repeated flags, a missing value) is for oclif', () => {
     expect(parseFastArgs('status', [])).toMatchObject({args: [], json: false})
     expect(parseFastArgs('status', ['web', 'db', '--json'])).toMatchObject({args: ['web', 'db'], json: true})
@@ -70,6 +70,7 @@ describe('the fast path of vm status, validate and init: which arguments it take
       values: {output: '-', 'box-version': '>= 1.0'},
     })
     expect(parseFastArgs('init', ['--output=-'])).toMatchObject({values: {output: '-'}})
+    expect(parseFastArgs('global-status', ['--prune', '--json'])).toMatchObject({booleans: {prune: true}, json: true})
     for (const [command, argv] of [
       ['status', ['--help']],
       ['status', ['-h']],
@@ -92,6 +93,8 @@ describe('the fast path of vm status, validate and init: which arguments it take
       ['init', ['--output=']],
       ['init', ['a', 'b']],
       ['init', ['--force=yes']],
+      ['global-status', ['web']],
+      ['global-status', ['--prune', '--prune']],
     ] as const)
       expect(parseFastArgs(command, argv), `${command} ${argv.join(' ')}`).toBeUndefined()
   })
@@ -117,7 +120,7 @@ describe('the fast path of vm status, validate and init: which arguments it take
   })
 })
 
-describe('the fast path of vm status, validate and init in the built CLI: the same output as the full command', () => {
+describe('the fast path of vm status, validate, init and global-status in the built CLI: the same output as the full command', () => {
   const single = project('single', 'box: vmfile/tiny\nmemory: 512\n')
   const several = project('several', 'box: vmfile/tiny\nmachines:\n  web: {primary: true}\n  db: {cpus: 2}\n')
   const invalid = project('invalid', 'box: vmfile/tiny\nmemory: lots\nmachines:\n  web:\n    cpus: -1\n    colour: red\n')
@@ -215,4 +218,30 @@ describe('the fast path of vm status, validate and init in the built CLI: the sa
     await same(empty, ['init', '--json'])
     rmSync(target, {force: true})
   }, 120_000)
+
+  it('vm global-status: no machines, a machine and a stale entry, --json, --prune', async () => {
+    const other = path.join(scratch, 'home-global')
+    const index = path.join(other, 'data', 'machines.json')
+    const env = {VM_HOME: other}
+    expect((await same(empty, ['global-status'], env)).stdout).toBe('No machines on this host.\n')
+    const listed = project('listed', 'box: vmfile/tiny\n')
+    const paths = machinePaths(listed, 'default')
+    mkdirSync(paths.dir, {recursive: true})
+    writeFileSync(paths.record, '{not json')
+    const write = () => {
+      mkdirSync(path.dirname(index), {recursive: true})
+      const machines = [
+        {name: 'default', projectDir: listed},
+        {name: 'db', projectDir: path.join(scratch, 'gone')},
+      ]
+      writeFileSync(index, `${JSON.stringify({machines})}\n`)
+    }
+    write()
+    const listing = await same(empty, ['global-status'], env)
+    expect(listing.stdout).toMatch(/^ID +NAME +STATE/)
+    expect(listing.stdout).toContain('1 stale entry')
+    expect(listing.stderr).toContain('Warning: [')
+    await same(empty, ['global-status', '--json'], env)
+    expect((await same(empty, ['global-status', '--prune'], env, write)).stdout).toContain('removed')
+  }, 60_000)
 })

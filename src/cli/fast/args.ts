@@ -2,7 +2,7 @@ import {statSync} from 'node:fs'
 
 /**
  * The arguments bin/run.js's fast path understands, per command: the everyday forms of `vm
- * status`, `vm validate` and `vm init`. Anything else (--help, --debug, `--`, an unknown or
+ * status`, `vm validate`, `vm init` and `vm global-status`. Anything else (--help, --debug, `--`, an unknown or
  * repeated flag, a flag without its value, one argument too many, a --cwd that is no
  * directory) is for the full command under oclif, which parses it and, when it is wrong,
  * says so in its own words. Declining is always safe; accepting must mean oclif would parse
@@ -24,6 +24,7 @@ const BASE_VALUES = {cwd: undefined}
 export const FAST_COMMANDS = {
   status: {maxArgs: Number.POSITIVE_INFINITY, booleans: BASE_BOOLEANS, values: BASE_VALUES},
   validate: {maxArgs: 1, booleans: BASE_BOOLEANS, values: BASE_VALUES},
+  'global-status': {maxArgs: 0, booleans: {...BASE_BOOLEANS, prune: undefined}, values: BASE_VALUES},
   init: {
     maxArgs: 1,
     booleans: {...BASE_BOOLEANS, force: 'f', minimal: 'm'},
