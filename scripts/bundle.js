@@ -245,6 +245,8 @@ for (const [file, source, loader, format] of [
           outExtension: {'.js': '.cjs'},
           define: {'import.meta.url': '__vmModuleUrl'},
           banner: {js: "var __vmModuleUrl=require('node:url').pathToFileURL(__filename).href;"},
+          // The fast paths' loaders (bin/run.js requires them first) too.
+          plugins: [lazyBuiltins],
         }
       : {}),
     ...NODE_BUNDLE,
