@@ -16,8 +16,7 @@ async function main() {
   const [first, ...rest] = process.argv.slice(2)
   if (first === '--version') {
     // `vm --version` needs nothing of oclif: print the same line without loading it.
-    const {printVersion} = await import(pathToFileURL(path.join(root, 'dist/version.js')).href)
-    await printVersion(pathToFileURL(path.join(root, 'package.json')))
+    await require('../dist/version.cjs').printVersion(pathToFileURL(path.join(root, 'package.json')))
     return
   }
   // `vm ssh [NAME] [-c COMMAND]` over a live shared connection needs no oclif either

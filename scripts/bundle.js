@@ -214,13 +214,20 @@ const withoutOclif = {
  * - ssh-fast-path: `vm ssh`'s fast path (src/cli/ssh-fast-path.ts), loaded by dist/ssh-fast.cjs
  *   (src/cli/ssh-fast-entry.ts), which bin/run.js requires before oclif, the app or Node's ES
  *   module loader: CommonJS from end to end.
+ * - dist/version.cjs: `vm --version` (src/cli/version.ts), required by bin/run.js: no ES module
+ *   loader either (it costs ~10-20 ms to start).
  * - fast-COMMAND: the fast path of `vm status`, `vm validate`, `vm init` and `vm global-status`, loaded by dist/fast.cjs
  *   (src/cli/fast-entry.ts, built beside ssh-fast.cjs), which bin/run.js requires before oclif.
  * import.meta.url (package-root.ts) becomes the file's own URL.
  */
 for (const [file, source, loader, format] of [
   ['app', 'src/commands.ts', {commands: 'src/cli/commands-entry.ts'}, 'esm'],
-  ['ssh-fast-path', 'src/cli/ssh-fast-path.ts', {'ssh-fast': 'src/cli/ssh-fast-entry.ts', fast: 'src/cli/fast-entry.ts'}, 'cjs'],
+  [
+    'ssh-fast-path',
+    'src/cli/ssh-fast-path.ts',
+    {'ssh-fast': 'src/cli/ssh-fast-entry.ts', fast: 'src/cli/fast-entry.ts', version: 'src/cli/version.ts'},
+    'cjs',
+  ],
   ...FAST_COMMANDS.map((command) => [`fast-${command}`, `src/cli/fast/${command}.ts`, {}, 'cjs']),
 ]) {
   await build({
@@ -254,11 +261,9 @@ for (const [file, source, loader, format] of [
   })
 }
 
-// What runs apart from the CLI: the network hub (its own process), the JSON schema writer and
-// `vm --version` (bin/run.js, before anything else).
+// What runs apart from the CLI: the network hub (its own process) and the JSON schema writer.
 await build({
   entryPoints: {
-    version: 'src/cli/version.ts',
     'json-schema': 'src/vmfile/json-schema.ts',
     hub: 'src/driver/qemu/network/hub-main.ts',
   },
