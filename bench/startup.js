@@ -1,6 +1,9 @@
 // Start-up: wall time of `vm --version`, `vm validate`, `vm status` and `vm init --output -`,
 // each as a ratio to `node -e 0` measured in the same run (median of interleaved runs).
 //
+// `vm status`, `vm validate` and `vm init` take bin/run.js's fast path (src/cli/fast-entry.ts: no
+// oclif); the same under oclif (VM_NO_FAST=1, through /usr/bin/env) is printed as information.
+//
 // The gate: `vm --version`, `vm validate` and `vm status` at most 3x `node -e 0`, measured
 // WITHOUT NODE_EXTRA_CA_CERTS (and NODE_OPTIONS), as users run vm. With NODE_EXTRA_CA_CERTS set
 // node itself starts tens of ms slower, which makes every ratio look better than it is: that
@@ -52,6 +55,9 @@ function measure(label, env) {
       {name: 'vm validate', argv: [process.execPath, vm, 'validate']},
       {name: 'vm status', argv: [process.execPath, vm, 'status']},
       {name: 'vm init --output -', argv: [process.execPath, vm, 'init', '--output', '-']},
+      // Information only: the same commands under oclif (bin/run.js's fast path turned off).
+      {name: 'vm status (oclif)', argv: ['/usr/bin/env', 'VM_NO_FAST=1', process.execPath, vm, 'status']},
+      {name: 'vm validate (oclif)', argv: ['/usr/bin/env', 'VM_NO_FAST=1', process.execPath, vm, 'validate']},
     ]
     const options = {cwd: project, env: {...env, VM_HOME: path.join(project, '.home')}}
     const rows = interleave(cases, runs, options)

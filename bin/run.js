@@ -16,13 +16,19 @@ async function main() {
   const [first, ...rest] = process.argv.slice(2)
   if (first === '--version') {
     // `vm --version` needs nothing of oclif: print the same line without loading it.
-    const {printVersion} = await import(pathToFileURL(path.join(root, 'dist/version.js')).href)
-    await printVersion(pathToFileURL(path.join(root, 'package.json')))
+    await require('../dist/version.cjs').printVersion(pathToFileURL(path.join(root, 'package.json')))
     return
   }
   // `vm ssh [NAME] [-c COMMAND]` over a live shared connection needs no oclif either
-  // (src/cli/ssh-fast-path.ts); it declines, having started nothing, whenever the full command must run.
-  const code = first === 'ssh' ? await require('../dist/ssh-fast.cjs').runFastSsh(rest) : undefined
+  // (src/cli/ssh-fast-path.ts), nor do the everyday forms of `vm status`, `vm validate`,
+  // `vm init` and `vm global-status` (src/cli/fast-entry.ts). Each declines, having started nothing, whenever the
+  // full command must run; VM_NO_FAST=1 always runs the full command.
+  let code
+  if (process.env.VM_NO_FAST !== '1') {
+    if (first === 'ssh') code = await require('../dist/ssh-fast.cjs').runFastSsh(rest)
+    else if (first === 'status' || first === 'validate' || first === 'init' || first === 'global-status')
+      code = await require('../dist/fast.cjs').runFast(first, rest)
+  }
   if (code !== undefined) {
     process.exitCode = code
     return

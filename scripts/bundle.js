@@ -1,5 +1,6 @@
 // Bundles the CLI into dist/ with esbuild: one module for start-up plus lazily loaded chunks,
 // so `vm` loads a few files instead of hundreds (start-up is a feature; see bench/startup).
+import {createHash} from 'node:crypto'
 import {readFileSync, writeFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import path from 'node:path'
@@ -72,7 +73,8 @@ const throughCodeCache = {
  * Readies a CommonJS bundle for code-cache.ts. Code compiled from a V8 code cache loses
  * vm.Script's importModuleDynamically (and on Node 20 that option is experimental and warns):
  * import() calls (oclif's, of commands and hooks) go through the __vmImport that code-cache.ts
- * passes in, an import() of the ES module bundle. And the file is made ASCII (below).
+ * passes in, an import() of the ES module bundle. The file is made ASCII (below), and its last
+ * line is its hash (code-cache.ts, BUILD_HASH_PREFIX).
  */
 function rewriteImports(file) {
   const code = readFileSync(file, 'utf8')
@@ -86,7 +88,8 @@ function rewriteImports(file) {
   const leftover = code.match(/(?<![\w$.])import\((?!\))/)
   if (leftover)
     throw new Error(`${file}: an import() not rewritten to __vmImport near ${code.slice(leftover.index - 40, leftover.index + 40)}`)
-  writeFileSync(file, code)
+  // The key of the file's code cache, so that code-cache.ts need not hash the file at every start-up.
+  writeFileSync(file, `${code}\n//# vmBuildHash=${createHash('sha256').update(code).digest('hex')}\n`)
 }
 
 /** What every bundle of the package shares: minified code for Node 20 in dist/. */
@@ -121,6 +124,87 @@ for (const [name, file] of Object.entries(CACHED_PACKAGES)) {
 }
 
 /**
+ * In the bundles of the fast paths (below), a Node built-in that Node's own start-up has not
+ * loaded (net, fs/promises, readline, child_process ...) is loaded when the code first uses one
+ * of its exports, not when a module that imports it is initialised: most of what those modules
+ * import is for paths a given run does not take, and loading net or readline costs several ms
+ * each. The module is a Proxy over the built-in's export names (read here, at build time).
+ * Built-ins whose export is itself a function (events, stream ...) are left alone: a Proxy of
+ * an object cannot be called or constructed.
+ */
+const LAZY_BUILTINS = [
+  'child_process',
+  'crypto',
+  'dgram',
+  'dns',
+  'fs/promises',
+  'http',
+  'https',
+  'net',
+  'os',
+  'readline',
+  'readline/promises',
+  'stream/promises',
+  'timers/promises',
+  'tls',
+  'tty',
+  'v8',
+  'worker_threads',
+  'zlib',
+]
+
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(pluginBuild) {
+    const escaped = LAZY_BUILTINS.map((name) => name.replaceAll('/', '\\/')).join('|')
+    pluginBuild.onResolve({filter: new RegExp(`^(node:)?(${escaped})$`)}, (args) => {
+      const name = args.path.replace(/^node:/, '')
+      // The proxy's own require() of the built-in stays a plain external require.
+      if (args.namespace === 'lazy-builtin') return {path: `node:${name}`, external: true}
+      if (typeof requireForNames(`node:${name}`) === 'function') return {path: `node:${name}`, external: true}
+      return {path: name, namespace: 'lazy-builtin'}
+    })
+    pluginBuild.onLoad({filter: /.*/, namespace: 'lazy-builtin'}, (args) => {
+      const names = Object.keys(requireForNames(`node:${args.path}`))
+      return {
+        contents: [
+          `let loaded`,
+          `const load = () => (loaded ??= require(${JSON.stringify(`node:${args.path}`)}))`,
+          `const names = ${JSON.stringify(names)}`,
+          // Asked of any module by esbuild's interop and by await: no built-in has them.
+          `const never = new Set(['__esModule', 'then'])`,
+          `module.exports = new Proxy({}, {`,
+          `  get: (_, key) => (never.has(key) ? undefined : load()[key]),`,
+          `  has: (_, key) => key in load(),`,
+          `  ownKeys: () => [...names],`,
+          `  getOwnPropertyDescriptor: (_, key) =>`,
+          `    names.includes(key) ? {configurable: true, enumerable: true, get: () => load()[key]} : undefined,`,
+          `})`,
+        ].join('\n'),
+        loader: 'js',
+        resolveDir: process.cwd(),
+      }
+    })
+  },
+}
+
+/**
+ * bin/run.js's fast path for these commands (src/cli/fast-entry.ts, dist/fast.cjs, required
+ * before oclif) runs each from a bundle of its own, dist/fast-COMMAND.cjs (src/cli/fast/COMMAND.ts),
+ * read through the V8 code cache. The point is to load no oclif: the build fails if one imports it.
+ */
+const FAST_COMMANDS = ['status', 'validate', 'init', 'global-status']
+
+const withoutOclif = {
+  name: 'fast-path-without-oclif',
+  setup(pluginBuild) {
+    pluginBuild.onResolve({filter: /^@oclif\//}, (args) => ({
+      errors: [{text: `${args.path} imported by ${args.importer}: the fast path's bundles load no oclif (scripts/bundle.js)`}],
+    }))
+  },
+}
+
+/**
  * The CLI itself as CommonJS files compiled from the V8 code cache (Node 20 caches no compiled ES
  * modules; the CLI's ~40 ES module chunks were parsed and compiled at every start-up), each
  * loaded by a small module of its own that does nothing else:
@@ -130,21 +214,37 @@ for (const [name, file] of Object.entries(CACHED_PACKAGES)) {
  * - ssh-fast-path: `vm ssh`'s fast path (src/cli/ssh-fast-path.ts), loaded by dist/ssh-fast.cjs
  *   (src/cli/ssh-fast-entry.ts), which bin/run.js requires before oclif, the app or Node's ES
  *   module loader: CommonJS from end to end.
+ * - dist/version.cjs: `vm --version` (src/cli/version.ts), required by bin/run.js: no ES module
+ *   loader either (it costs ~10-20 ms to start).
+ * - fast-COMMAND: the fast path of `vm status`, `vm validate`, `vm init` and `vm global-status`, loaded by dist/fast.cjs
+ *   (src/cli/fast-entry.ts, built beside ssh-fast.cjs), which bin/run.js requires before oclif.
  * import.meta.url (package-root.ts) becomes the file's own URL.
  */
 for (const [file, source, loader, format] of [
   ['app', 'src/commands.ts', {commands: 'src/cli/commands-entry.ts'}, 'esm'],
-  ['ssh-fast-path', 'src/cli/ssh-fast-path.ts', {'ssh-fast': 'src/cli/ssh-fast-entry.ts'}, 'cjs'],
+  [
+    'ssh-fast-path',
+    'src/cli/ssh-fast-path.ts',
+    {'ssh-fast': 'src/cli/ssh-fast-entry.ts', fast: 'src/cli/fast-entry.ts', version: 'src/cli/version.ts'},
+    'cjs',
+  ],
+  ...FAST_COMMANDS.map((command) => [`fast-${command}`, `src/cli/fast/${command}.ts`, {}, 'cjs']),
 ]) {
   await build({
     ...CACHED_CJS,
-    plugins: [semverOnlyForOclifEngineCheck, throughCodeCache],
+    plugins: [
+      ...(file === 'app' ? [] : [lazyBuiltins]),
+      ...(file.startsWith('fast-') ? [withoutOclif] : []),
+      semverOnlyForOclifEngineCheck,
+      throughCodeCache,
+    ],
     entryPoints: {[file]: source},
     sourcemap: 'linked',
     define: {'import.meta.url': '__vmModuleUrl'},
     banner: {js: "var __vmModuleUrl=require('node:url').pathToFileURL(module.filename).href;"},
   })
   rewriteImports(`dist/${file}.cjs`)
+  if (Object.keys(loader).length === 0) continue
   await build({
     entryPoints: loader,
     ...(format === 'cjs'
@@ -152,6 +252,8 @@ for (const [file, source, loader, format] of [
           outExtension: {'.js': '.cjs'},
           define: {'import.meta.url': '__vmModuleUrl'},
           banner: {js: "var __vmModuleUrl=require('node:url').pathToFileURL(__filename).href;"},
+          // The fast paths' loaders (bin/run.js requires them first) too.
+          plugins: [lazyBuiltins],
         }
       : {}),
     ...NODE_BUNDLE,
@@ -159,11 +261,9 @@ for (const [file, source, loader, format] of [
   })
 }
 
-// What runs apart from the CLI: the network hub (its own process), the JSON schema writer and
-// `vm --version` (bin/run.js, before anything else).
+// What runs apart from the CLI: the network hub (its own process) and the JSON schema writer.
 await build({
   entryPoints: {
-    version: 'src/cli/version.ts',
     'json-schema': 'src/vmfile/json-schema.ts',
     hub: 'src/driver/qemu/network/hub-main.ts',
   },

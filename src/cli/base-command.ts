@@ -1,18 +1,13 @@
 import {Command, Flags, type Interfaces} from '@oclif/core'
 
-import {errorToJson, renderError, classifyError} from './render-error.js'
-import {colorsEnabled, createPaint, createStyle, type Paint} from './style.js'
+import {CommandOutput, type SuccessJson} from './command-output.js'
+import type {Paint} from './style.js'
 import type {MachineEvents} from '../machine/events.js'
 import {setWarningSink} from '../state/warnings.js'
 import {terminalLine, type Printable} from './terminal-text.js'
 import {nonexistentFlags, unknownFlagError, type FlagNames} from './unknown-flag.js'
 
-/** The JSON shape of a successful command (stdout in --json mode). */
-export interface SuccessJson<T> {
-  status: 0
-  result: T
-  warnings: string[]
-}
+export type {SuccessJson} from './command-output.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
@@ -37,7 +32,8 @@ export abstract class BaseCommand<T = unknown> extends Command {
     }),
   }
 
-  private readonly warnings: string[] = []
+  /** Everything the command prints goes through this (shared with bin/run.js's fast path, src/cli/fast/). */
+  protected readonly output = new CommandOutput(() => this.jsonEnabled())
   private debugEnabled = false
 
   abstract override run(): Promise<T>
@@ -59,37 +55,27 @@ export abstract class BaseCommand<T = unknown> extends Command {
 
   /** Colours for pieces of a line passed to say(); off in --json mode and when stdout is no TTY. */
   protected get out(): Paint {
-    return createPaint(createStyle(!this.jsonEnabled() && colorsEnabled(process.stdout)))
+    return this.output.out
   }
 
-  /**
-   * One line of human output on stdout, built from its pieces: values are escaped (a control
-   * character in a name or path prints as \x1b, never acts), pieces from this.out keep their
-   * colour. Nothing in --json mode: the result object carries the same facts.
-   */
+  /** One line of human output on stdout (escaped; see CommandOutput.say). Nothing in --json mode. */
   protected say(...parts: Printable[]): void {
-    if (this.jsonEnabled()) return
-    process.stdout.write(`${terminalLine(parts)}\n`)
+    this.output.say(...parts)
   }
 
   /** Several lines (a table): each is escaped on its own, the line breaks are ours. */
   protected sayLines(lines: readonly string[]): void {
-    for (const line of lines) this.say(line)
+    this.output.sayLines(lines)
   }
 
   /** Progress and status for humans on stderr (downloads, steps); nothing in --json mode. */
   protected status(text: string): void {
-    if (this.jsonEnabled()) return
-    process.stderr.write(`${terminalLine([text])}\n`)
+    this.output.status(text)
   }
 
   /** A warning: collected into the JSON result; on stderr (escaped) unless in --json mode. */
   public override warn(input: string | Error): string | Error {
-    const text = typeof input === 'string' ? input : input.message
-    this.warnings.push(text)
-    if (this.jsonEnabled()) return input
-    const style = createStyle(colorsEnabled(process.stderr))
-    process.stderr.write(`${style.yellow('Warning:')} ${terminalLine([text])}\n`)
+    this.output.warn(typeof input === 'string' ? input : input.message)
     return input
   }
 
@@ -118,11 +104,11 @@ export abstract class BaseCommand<T = unknown> extends Command {
   }
 
   protected override toSuccessJson(result: unknown): SuccessJson<unknown> {
-    return {status: 0, result, warnings: this.warnings}
+    return this.output.successJson(result)
   }
 
   protected override logJson(json: unknown): void {
-    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`)
+    this.output.writeJson(json)
   }
 
   protected override async catch(thrown: Error & {oclif?: {exit?: number}}): Promise<void> {
@@ -130,13 +116,7 @@ export abstract class BaseCommand<T = unknown> extends Command {
     if (thrown.oclif?.exit !== undefined && thrown.message.startsWith('EEXIT')) throw thrown
     const error = this.explain(thrown)
     const debug = this.debugEnabled || this.argv.includes('--debug') || process.env.VM_DEBUG === '1'
-    const {exitCode} = classifyError(error)
-    if (this.jsonEnabled()) {
-      this.logJson(errorToJson(error, this.warnings))
-    } else {
-      process.stderr.write(`${renderError(error, createStyle(colorsEnabled(process.stderr)), debug)}\n`)
-    }
-    process.exitCode = exitCode
+    process.exitCode = this.output.fail(error, debug)
   }
 
   /** oclif's own parse errors in our words where we can say more (a "did you mean"). */

@@ -1,13 +1,35 @@
 // A V8 code cache for the CommonJS part of the bundle (@oclif/core), as v8-compile-cache does:
 // Node 20 has no compile cache of its own (module.enableCompileCache is Node >= 22.1), and
 // parsing and compiling oclif at every start-up is a large part of `vm status`'s time.
-import {createHash, randomBytes} from 'node:crypto'
 import {constants, mkdirSync, openSync, closeSync, readFileSync, readdirSync, renameSync, rmSync, writeSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import path from 'node:path'
 import vm from 'node:vm'
 
 import {vmPaths} from '../state/paths.js'
+
+/**
+ * The last line scripts/bundle.js writes into every file read through here: the SHA-256 of the
+ * file's text before it. Reading it costs nothing, where hashing the text at every start-up
+ * needs node:crypto (which loads Node's streams) and hashing time.
+ */
+export const BUILD_HASH_PREFIX = '\n//# vmBuildHash='
+const BUILD_HASH = /\n\/\/# vmBuildHash=([0-9a-f]{64})\n?$/
+
+/** node:crypto, loaded only when used (see BUILD_HASH_PREFIX). */
+const crypto = (): typeof import('node:crypto') => builtinRequire('node:crypto') as typeof import('node:crypto')
+
+/** What identifies the text of `source`: the hash its build wrote into it, else its SHA-256. */
+function sourceHash(source: string): string {
+  return BUILD_HASH.exec(source.slice(-100))?.[1] ?? crypto().createHash('sha256').update(source).digest('hex')
+}
+
+/** FNV-1a (32 bits), for a few short strings: no node:crypto needed. */
+function fnv1a(text: string): string {
+  let hash = 0x811c9dc5
+  for (let index = 0; index < text.length; index++) hash = Math.imul(hash ^ text.charCodeAt(index), 0x01000193) >>> 0
+  return hash.toString(16).padStart(8, '0')
+}
 
 /** Node's CommonJS wrapper, so the bundled file runs as `require(file)` would run it. */
 const WRAPPER = ['(function (exports, require, module, __filename, __dirname, __vmImport) { ', '\n});']
@@ -28,7 +50,7 @@ const vmImport = async (specifier: string): Promise<unknown> => {
 
 /**
  * Loads the CommonJS file `file` like require(), compiled from a code cache kept in vm's cache
- * dir (`code/NAME-HASH.v8`, HASH over the source, Node's version, arch and V8 flags, so a new
+ * dir (`code/NAME-HASH.v8`, HASH of the source, Node's version, arch and V8 flags, so a new
  * build or Node never reads a stale cache). With no usable cache the file is compiled as usual
  * and the cache written at exit, when it also holds the functions compiled while vm ran.
  * A cache that cannot be read or written only costs time. The file's `await import(...)` calls
@@ -44,11 +66,8 @@ export function requireCached(file: string, variant?: string): unknown {
   const source = readFileSync(file, 'latin1')
   let cacheFile: string | undefined
   try {
-    const key = createHash('sha256')
-      .update(source)
-      .update(`\0${process.version}\0${process.arch}\0${process.execArgv.join(' ')}`)
-      .digest('hex')
-      .slice(0, 24)
+    // The source, then what else makes V8's code differ (V8 also refuses a cache of another build of itself or flags).
+    const key = sourceHash(source).slice(0, 16) + fnv1a(`${process.version}\0${process.arch}\0${process.execArgv.join(' ')}`)
     const name =
       variant === undefined ? path.basename(file) : `${path.basename(file)}~${/^[a-z][a-z0-9-]{0,39}$/.test(variant) ? variant : 'other'}`
     cacheFile = path.join(vmPaths().cache, 'code', `${name}-${key}.v8`)
@@ -85,7 +104,7 @@ export function requireCached(file: string, variant?: string): unknown {
 function writeCache(cacheFile: string, data: () => Buffer): void {
   const dir = path.dirname(cacheFile)
   const prefix = `${path.basename(cacheFile).replace(/-[0-9a-f]+\.v8$/, '')}-`
-  const temp = path.join(dir, `.${path.basename(cacheFile)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
+  const temp = path.join(dir, `.${path.basename(cacheFile)}.${process.pid}.${crypto().randomBytes(6).toString('hex')}.tmp`)
   try {
     mkdirSync(dir, {recursive: true, mode: 0o700})
     const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)

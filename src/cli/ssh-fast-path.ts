@@ -1,6 +1,7 @@
 import {createHash} from 'node:crypto'
 import {readFileSync} from 'node:fs'
 import path from 'node:path'
+import {isatty} from 'node:tty'
 
 import {writeFileAtomic} from '../state/atomic-file.js'
 import {vmPaths} from '../state/paths.js'
@@ -140,7 +141,8 @@ export async function runFastSsh(argv: readonly string[]): Promise<number | unde
     const name = request.name ?? selection.primary
     if (!selection.machines.includes(name)) return notTaken(`no machine named ${JSON.stringify(name)} in the Vmfile`)
     const {sshIntoMachineWhen} = await import('../machine/ssh.js')
-    const session = {command: request.command, cwd, tty: Boolean(process.stdin.isTTY)}
+    // isatty(0) is what process.stdin.isTTY says, without creating the stdin stream (a few ms).
+    const session = {command: request.command, cwd, tty: isatty(0)}
     const code = await sshIntoMachineWhen(selection.dir, name, session, async (target) => {
       const socket = await liveMaster(target)
       if (socket !== undefined && debug) process.stderr.write(`vm: ssh fast path: over the shared connection ${escapeControl(socket)}\n`)

@@ -1,20 +1,8 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {renderTable} from '../cli/table.js'
+import {showStatus} from '../cli/fast/status.js'
 import type {MachineStatus} from '../machine/inspect.js'
-import {statusProject} from '../machine/fan-out.js'
-
-/** "10.0.2.15 10.77.0.57(br0) 192.168.56.10(backend)": the NAT address, then each extra NIC's. */
-function addresses(machine: MachineStatus): string {
-  if (machine.networks === undefined) return '-'
-  return machine.networks
-    .map((nic) => {
-      const address = nic.address === undefined ? '?' : nic.address.replace(/\/\d+$/, '')
-      return nic.type === 'nat' ? address : `${address}(${nic.network})`
-    })
-    .join(' ')
-}
 
 export default class Status extends BaseCommand<{machines: MachineStatus[]}> {
   static override summary = "Show the state of the project's machines."
@@ -23,20 +11,9 @@ export default class Status extends BaseCommand<{machines: MachineStatus[]}> {
   static override strict = false
   static override args = {names: Args.string({description: 'Machines to show (default: all).'})}
 
+  // The work is shared with bin/run.js's fast path (src/cli/fast/status.ts).
   async run(): Promise<{machines: MachineStatus[]}> {
     const {argv, flags} = await this.parse(Status)
-    const {machines} = await statusProject(this.cwd(flags), argv as string[])
-    const rows = machines.map((m) => [
-      m.name,
-      m.state,
-      m.ssh === undefined ? '-' : `${m.ssh.user}@${m.ssh.host}:${m.ssh.port}`,
-      m.box === undefined ? '-' : `${m.box.name} ${m.box.version}`,
-      m.accel ?? '-',
-      m.vnc ?? '-',
-      addresses(m),
-    ])
-    this.sayLines(renderTable(['NAME', 'STATE', 'SSH', 'BOX', 'ACCEL', 'VNC', 'ADDRESSES'], rows))
-    for (const m of machines) if (m.problem !== undefined) this.warn(`[${m.name}] ${m.problem}`)
-    return {machines}
+    return showStatus(this.output, this.cwd(flags), argv as string[])
   }
 }

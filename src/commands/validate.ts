@@ -1,7 +1,8 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {validateProject, type ValidateResult} from '../vmfile/index.js'
+import {validateVmfile} from '../cli/fast/validate.js'
+import type {ValidateResult} from '../vmfile/index.js'
 
 export default class Validate extends BaseCommand<ValidateResult> {
   static override summary = 'Check the Vmfile and report every problem at once.'
@@ -14,13 +15,9 @@ export default class Validate extends BaseCommand<ValidateResult> {
     file: Args.string({description: 'Vmfile to check instead of the project one.'}),
   }
 
+  // The work is shared with bin/run.js's fast path (src/cli/fast/validate.ts).
   async run(): Promise<ValidateResult> {
     const {args, flags} = await this.parse(Validate)
-    const result = await validateProject(this.cwd(flags), args.file, (text) => this.warn(text))
-    this.say(
-      this.out.green('Vmfile is valid'),
-      ` (${result.machines.length === 1 ? 'machine' : 'machines'}: ${result.machines.join(', ')})`,
-    )
-    return result
+    return validateVmfile(this.output, this.cwd(flags), args.file)
   }
 }

@@ -6,6 +6,7 @@ import path from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 
 // The built CLI compiles @oclif/core (dist/oclif-core.cjs) from a V8 code cache in vm's cache dir.
+// VM_NO_FAST=1: status and validate run under oclif (bin/run.js's fast path loads no oclif).
 const root = path.resolve(import.meta.dirname, '../..')
 const home = mkdtempSync(path.join(tmpdir(), 'vm-code-cache-'))
 const project = path.join(home, 'project')
@@ -17,7 +18,7 @@ function vm(nodeArgs: string[], args: string[]) {
   const result = spawnSync(process.execPath, [...nodeArgs, path.join(root, 'bin/run.js'), ...args], {
     cwd: project,
     encoding: 'utf8',
-    env: {...process.env, VM_HOME: home, VM_CACHE_DIR: '', NO_COLOR: '1'},
+    env: {...process.env, VM_HOME: home, VM_CACHE_DIR: '', NO_COLOR: '1', VM_NO_FAST: '1'},
   })
   return {code: result.status, stdout: result.stdout, stderr: result.stderr}
 }
