@@ -51,3 +51,52 @@ export function parseLibvirtUri(uri: string): LibvirtHost {
   const jump: SshJump = {host, ...(port === undefined ? {} : {port}), ...(user === undefined || !sshTransport ? {} : {user})}
   return {uri, local: false, label: host, jump}
 }
+
+/** The query parameters of a libvirt URI, names and values decoded (libvirt's own reading). */
+function queryParameters(uri: string): Map<string, string> {
+  const query = /\?([^#]*)/.exec(uri)?.[1] ?? ''
+  const params = new Map<string, string>()
+  for (const part of query.split('&')) {
+    if (part === '') continue
+    const equals = part.indexOf('=')
+    const decode = (text: string): string => {
+      try {
+        return decodeURIComponent(text)
+      } catch {
+        return text
+      }
+    }
+    params.set(decode(equals < 0 ? part : part.slice(0, equals)), decode(equals < 0 ? '' : part.slice(equals + 1)))
+  }
+  return params
+}
+
+/**
+ * Whether virsh's connections to `uri` may go through one shared OpenSSH connection: the ssh
+ * transport (libvirt runs the `ssh` program; libssh and libssh2 are libraries) with libvirt's
+ * default ssh program, i.e. no `command=` of the user's.
+ */
+export function sharesSshConnection(uri: string): boolean {
+  const transport = /^[A-Za-z][A-Za-z0-9.-]*?\+([A-Za-z0-9]+):\/\//.exec(uri)?.[1]?.toLowerCase()
+  if (transport !== 'ssh') return false
+  let host: LibvirtHost
+  try {
+    host = parseLibvirtUri(uri)
+  } catch {
+    return false
+  }
+  return !host.local && !queryParameters(uri).has('command')
+}
+
+/**
+ * The URI virsh is given for a URI that shares its ssh connection: the same URI with libvirt's
+ * `command=` parameter naming `program` (an ssh wrapper; libvirt removes the parameter before
+ * the URI reaches the daemon). Undefined when the program's path would need escaping.
+ */
+export function withSshCommand(uri: string, program: string): string | undefined {
+  if (!/^\/[A-Za-z0-9/._-]+$/.test(program)) return undefined
+  const hash = uri.indexOf('#')
+  const base = hash < 0 ? uri : uri.slice(0, hash)
+  const separator = base.includes('?') ? (base.endsWith('?') || base.endsWith('&') ? '' : '&') : '?'
+  return `${base}${separator}command=${program}${hash < 0 ? '' : uri.slice(hash)}`
+}
