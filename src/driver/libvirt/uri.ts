@@ -71,32 +71,54 @@ function queryParameters(uri: string): Map<string, string> {
   return params
 }
 
+/** Where libvirtd listens on a host for qemu:///system (the monolithic daemon, or virtproxyd for the modular ones). */
+export const SYSTEM_SOCKET = '/var/run/libvirt/libvirt-sock'
+
+/** What vm needs to reach a qemu+ssh:// host's libvirt socket through a shared OpenSSH connection. */
+export interface SshTunnelPlan {
+  /** The ssh destination (the host of the URI). */
+  destination: string
+  /** ssh options that log in as libvirt's ssh transport would: port, user, key, host key checking. */
+  sshArgs: string[]
+  /** The daemon's socket on that host. */
+  remoteSocket: string
+}
+
+/** The URI parameters a tunnel understands (libvirt's ssh transport's own); any other keeps virsh on its own transport. */
+const TUNNEL_PARAMETERS = new Set(['keyfile', 'no_tty', 'no_verify', 'socket'])
+
 /**
- * Whether virsh's connections to `uri` may go through one shared OpenSSH connection: the ssh
- * transport (libvirt runs the `ssh` program; libssh and libssh2 are libraries) with libvirt's
- * default ssh program, i.e. no `command=` of the user's.
+ * How to reach the daemon of a qemu+ssh://[user@]host[:port]/system URI through one OpenSSH
+ * connection that vm keeps open (ControlMaster) and a forwarded Unix socket: libvirt's ssh
+ * transport would log in and start a helper on the host for every virsh command. Undefined
+ * for every other URI (local ones, other transports and drivers, /session, a command=, proxy=
+ * or other parameter of the user's): virsh then uses the URI as it is.
  */
-export function sharesSshConnection(uri: string): boolean {
-  const transport = /^[A-Za-z][A-Za-z0-9.-]*?\+([A-Za-z0-9]+):\/\//.exec(uri)?.[1]?.toLowerCase()
-  if (transport !== 'ssh') return false
+export function sshTunnelPlan(uri: string): SshTunnelPlan | undefined {
+  const match = /^qemu\+ssh:\/\/([^/?#]+)\/system\/?(?:\?([^#]*))?$/i.exec(uri)
+  if (match === null) return undefined
   let host: LibvirtHost
   try {
     host = parseLibvirtUri(uri)
   } catch {
-    return false
+    return undefined
   }
-  return !host.local && !queryParameters(uri).has('command')
-}
-
-/**
- * The URI virsh is given for a URI that shares its ssh connection: the same URI with libvirt's
- * `command=` parameter naming `program` (an ssh wrapper; libvirt removes the parameter before
- * the URI reaches the daemon). Undefined when the program's path would need escaping.
- */
-export function withSshCommand(uri: string, program: string): string | undefined {
-  if (!/^\/[A-Za-z0-9/._-]+$/.test(program)) return undefined
-  const hash = uri.indexOf('#')
-  const base = hash < 0 ? uri : uri.slice(0, hash)
-  const separator = base.includes('?') ? (base.endsWith('?') || base.endsWith('&') ? '' : '&') : '?'
-  return `${base}${separator}command=${program}${hash < 0 ? '' : uri.slice(hash)}`
+  const params = queryParameters(uri)
+  if (host.jump === undefined || [...params.keys()].some((key) => !TUNNEL_PARAMETERS.has(key))) return undefined
+  const remoteSocket = params.get('socket') ?? SYSTEM_SOCKET
+  const keyfile = params.get('keyfile')
+  if (!remoteSocket.startsWith('/') || keyfile === '') return undefined
+  const {host: destination, port, user} = host.jump
+  if (destination.startsWith('-') || user?.startsWith('-') === true) return undefined
+  const noVerify = params.get('no_verify')
+  return {
+    destination,
+    sshArgs: [
+      ...(port === undefined ? [] : ['-p', String(port)]),
+      ...(user === undefined ? [] : ['-l', user]),
+      ...(keyfile === undefined ? [] : ['-i', keyfile]),
+      ...(noVerify !== undefined && noVerify !== '0' ? ['-o', 'StrictHostKeyChecking=no'] : []),
+    ],
+    remoteSocket,
+  }
 }

@@ -1,16 +1,12 @@
-import {createHash} from 'node:crypto'
-import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {ExternalError, stderrOf} from '../../errors/errors.js'
 import {runProgram, type RunResult} from '../../process/run.js'
-import {MAX_CONTROL_PATH} from '../../ssh/master.js'
-import {controlOptions} from '../../ssh/options.js'
-import {writeFileAtomic} from '../../state/atomic-file.js'
-import {ensureRuntimeDir} from '../../state/private-dir.js'
 import {classifyVirshError, libvirtError, type LibvirtFailure} from './errors.js'
-import {parseLibvirtUri, sharesSshConnection, withSshCommand, type LibvirtHost} from './uri.js'
+import {dropTunnel, tunnelFor} from './tunnel.js'
+import {parseLibvirtUri, type LibvirtHost} from './uri.js'
 
 /** The virsh program (VM_VIRSH overrides it, e.g. in tests). */
 function virshBinary(env: NodeJS.ProcessEnv = process.env): string {
@@ -24,59 +20,6 @@ export interface VirshCall {
   pool?: string | undefined
   input?: string | Buffer | undefined
   timeoutMs?: number | undefined
-}
-
-/** The runtime subdirectory of the ssh wrappers and control sockets of libvirt hosts. */
-export const LIBVIRT_RUNTIME_SUBDIR = 'libvirt'
-
-const shellQuote = (text: string): string => `'${text.replaceAll("'", "'\\''")}'`
-
-/**
- * The ssh program virsh runs for a shared connection (libvirt's `command=`): `ssh` from PATH,
- * as libvirt would run it, with OpenSSH's connection sharing on `controlPath`.
- */
-export function sshWrapperScript(controlPath: string): string {
-  const options = controlOptions(controlPath).map(shellQuote).join(' ')
-  return `#!/bin/sh\n# vm: virsh's connections to one libvirt host share one ssh connection\nexec ssh ${options} "$@"\n`
-}
-
-/** The wrapper and control socket of a URI, in the private runtime directory; undefined when the socket path is too long. */
-export function sharedConnectionFiles(runtimeDir: string, uri: string): {wrapper: string; controlPath: string} | undefined {
-  const key = createHash('sha256').update(uri).digest('hex').slice(0, 16)
-  const controlPath = path.join(runtimeDir, `${key}.sock`)
-  if (Buffer.byteLength(controlPath) > MAX_CONTROL_PATH) return undefined
-  return {wrapper: path.join(runtimeDir, `ssh-${key}`), controlPath}
-}
-
-const connectionUris = new Map<string, Promise<string>>()
-
-/**
- * The URI virsh is given for `uri`. Every `virsh -c qemu+ssh://...` opens an ssh connection
- * of its own (key exchange, login) before libvirt's handshake; vm runs dozens of virsh
- * commands per boot, so its commands to one host share one OpenSSH connection (ControlMaster,
- * kept 60 s after the last use, socket in vm's private runtime directory) through libvirt's
- * `command=` parameter. Sharing is an optimisation: when the wrapper cannot be written, or
- * the user's URI names its own ssh command, virsh gets the URI unchanged.
- */
-export function connectionUri(uri: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  if (!sharesSshConnection(uri)) return Promise.resolve(uri)
-  let found = connectionUris.get(uri)
-  if (found === undefined) {
-    found = prepareSharedConnection(uri, env).catch(() => uri)
-    connectionUris.set(uri, found)
-  }
-  return found
-}
-
-async function prepareSharedConnection(uri: string, env: NodeJS.ProcessEnv): Promise<string> {
-  const files = sharedConnectionFiles(await ensureRuntimeDir(LIBVIRT_RUNTIME_SUBDIR, env), uri)
-  if (files === undefined) return uri
-  const shared = withSshCommand(uri, files.wrapper)
-  if (shared === undefined) return uri
-  const script = sshWrapperScript(files.controlPath)
-  const current = await readFile(files.wrapper, 'utf8').catch(() => undefined)
-  if (current !== script) await writeFileAtomic(files.wrapper, script, {mode: 0o700})
-  return shared
 }
 
 /** The kind of each error a virsh call threw, for callers that tell them apart (a volume that exists already, say). */
@@ -98,13 +41,29 @@ export class Virsh {
     this.host = parseLibvirtUri(uri)
   }
 
-  /** Runs `virsh -c URI ARGS`; a failure becomes the classified error. */
+  /**
+   * Runs `virsh -c URI ARGS`; a failure becomes the classified error. A qemu+ssh:// host is
+   * reached through vm's shared connection to it (tunnel.ts); a command that cannot reach the
+   * host that way runs once more over the URI itself, whose error is the one reported.
+   */
   async run(args: readonly string[], call: VirshCall): Promise<RunResult> {
-    // Messages show the user's URI; virsh gets the one that shares the host's ssh connection.
+    const tunnelled = this.host.local ? undefined : await tunnelFor(this.host.uri)
+    if (tunnelled !== undefined) {
+      try {
+        return await this.runOn(tunnelled, args, call)
+      } catch (error) {
+        if (failureOf(error) !== 'unreachable') throw error
+        dropTunnel(this.host.uri)
+      }
+    }
+    return this.runOn(this.host.uri, args, call)
+  }
+
+  private async runOn(uri: string, args: readonly string[], call: VirshCall): Promise<RunResult> {
+    // Messages show the URI as the user wrote it, whichever way virsh reached the host.
     const argv = ['-q', '-c', this.host.uri, ...args]
-    const connectArgv = ['-q', '-c', await connectionUri(this.host.uri), ...args]
     try {
-      return await runProgram(virshBinary(), connectArgv, {
+      return await runProgram(virshBinary(), ['-q', '-c', uri, ...args], {
         // vm reads virsh's tables and messages: always in the C locale, whatever the user's.
         env: {...process.env, LC_ALL: 'C'},
         input: call.input,
