@@ -173,12 +173,17 @@ export async function ensureBoxVolumes(virsh: Virsh, pool: string, box: PinnedBo
     await recordHolding({uri: virsh.host.uri, pool, volume, box: key, role})
     return volume
   }
-  const disks: BoxVolumes['disks'] = []
-  for (const disk of box.disks) disks.push({volume: await place(disk.path, 'disk', disk.format), format: disk.format})
-  if (virsh.host.local) return {disks, kernel: box.kernel, initrd: box.initrd}
   const remotePath = async (file: string | undefined, role: 'kernel' | 'initrd'): Promise<string | undefined> =>
     file === undefined ? undefined : volumePath(virsh, pool, await place(file, role, 'raw'))
-  return {disks, kernel: await remotePath(box.kernel, 'kernel'), initrd: await remotePath(box.initrd, 'initrd')}
+  // The box's files go up side by side (one connection to the host carries them all); each
+  // upload finishes or cleans up after itself before a failure of another is reported.
+  const disks = box.disks.map(async (disk) => ({volume: await place(disk.path, 'disk', disk.format), format: disk.format}))
+  const kernel = virsh.host.local ? Promise.resolve(box.kernel) : remotePath(box.kernel, 'kernel')
+  const initrd = virsh.host.local ? Promise.resolve(box.initrd) : remotePath(box.initrd, 'initrd')
+  const settled = await Promise.allSettled([...disks, kernel, initrd])
+  const failed = settled.find((result) => result.status === 'rejected')
+  if (failed !== undefined) throw failed.reason
+  return {disks: await Promise.all(disks), kernel: await kernel, initrd: await initrd}
 }
 
 export async function volumePath(virsh: Virsh, pool: string, volume: string): Promise<string> {
