@@ -12,15 +12,15 @@ describe('which libvirt URIs vm reaches through its shared ssh connection', () =
   it('logs in as libvirt would: the URI user, port and keyfile, the daemon socket of /system or socket=', () => {
     expect(sshTunnelPlan('qemu+ssh://root@build-3/system')).toEqual({
       destination: 'build-3',
-      sshArgs: ['-l', 'root'],
+      loginOptions: ['-l', 'root'],
       remoteSocket: SYSTEM_SOCKET,
     })
     expect(sshTunnelPlan('qemu+ssh://ops@[fd00::2]:2222/system?keyfile=/home/ops/.ssh/lv&socket=/run/libvirt/virtqemud-sock')).toEqual({
       destination: 'fd00::2',
-      sshArgs: ['-p', '2222', '-l', 'ops', '-i', '/home/ops/.ssh/lv'],
+      loginOptions: ['-p', '2222', '-l', 'ops', '-i', '/home/ops/.ssh/lv'],
       remoteSocket: '/run/libvirt/virtqemud-sock',
     })
-    expect(sshTunnelPlan('qemu+ssh://h/system?no_verify=1&no_tty=1')?.sshArgs).toEqual(['-o', 'StrictHostKeyChecking=no'])
+    expect(sshTunnelPlan('qemu+ssh://h/system?no_verify=1&no_tty=1')?.loginOptions).toEqual(['-o', 'StrictHostKeyChecking=no'])
   })
 
   it('leaves every other URI to virsh as written', () => {

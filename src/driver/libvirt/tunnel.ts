@@ -60,7 +60,7 @@ export function tunnelCommands(
     'StreamLocalBindUnlink=yes',
     '-o',
     'ConnectTimeout=15',
-    ...plan.sshArgs,
+    ...plan.loginOptions,
   ]
   const quoted = `'${plan.remoteSocket.replaceAll("'", "'\\''")}'`
   return {

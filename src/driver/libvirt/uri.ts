@@ -79,7 +79,7 @@ export interface SshTunnelPlan {
   /** The ssh destination (the host of the URI). */
   destination: string
   /** ssh options that log in as libvirt's ssh transport would: port, user, key, host key checking. */
-  sshArgs: string[]
+  loginOptions: string[]
   /** The daemon's socket on that host. */
   remoteSocket: string
 }
@@ -113,7 +113,7 @@ export function sshTunnelPlan(uri: string): SshTunnelPlan | undefined {
   const noVerify = params.get('no_verify')
   return {
     destination,
-    sshArgs: [
+    loginOptions: [
       ...(port === undefined ? [] : ['-p', String(port)]),
       ...(user === undefined ? [] : ['-l', user]),
       ...(keyfile === undefined ? [] : ['-i', keyfile]),
