@@ -1,4 +1,4 @@
-import {writeFileSync} from 'node:fs'
+import {mkdirSync, writeFileSync} from 'node:fs'
 import {connect} from 'node:net'
 import path from 'node:path'
 
@@ -92,6 +92,18 @@ describe('machines on remote libvirt hosts', () => {
     }>
     const ours = listed.filter((machine) => machine.projectDir === fixture.project)
     expect(Object.fromEntries(ours.map((machine) => [machine.name, machine.host]))).toEqual({a: hosts[0]!.address, b: hosts[1]!.address})
+  })
+
+  it('keeps one connection per libvirt host: vm status right after needs no new ssh login', async () => {
+    // An ssh that refuses to run: virsh's own ssh transport would log in anew for every command.
+    const noSsh = path.join(fixture.home, 'no-ssh')
+    mkdirSync(noSsh, {recursive: true})
+    writeFileSync(path.join(noSsh, 'ssh'), '#!/bin/sh\necho "ssh must not run" >&2\nexit 255\n', {mode: 0o755})
+    const env = {...client!.env, ...fixture.env, PATH: `${noSsh}:${client!.env.PATH ?? ''}`}
+    const status = await vm(['status', '--json'], {cwd: fixture.project, env, timeoutMs: 60_000})
+    expect(status.code, status.stderr).toBe(0)
+    const machines = JSON.parse(status.stdout).result.machines as Array<{name: string; state: string}>
+    expect(Object.fromEntries(machines.map((machine) => [machine.name, machine.state]))).toEqual({a: 'running', b: 'running'})
   })
 
   it('destroy removes the domains, their volumes and the forwarder; the box volume stays', async () => {

@@ -16,7 +16,7 @@ import type {CreatedMachine, DriverMachine, EngineState, MachineDriver, Started,
 import {domainState, isAlive, vncAddress, waitUntilStopped} from './domain.js'
 import {startForwarder, stopForwarder} from './forward.js'
 import {chooseDomainType} from './host.js'
-import {freshLease, latestExpiry, parseLeases} from './leases.js'
+import {freshLease, latestExpiry, LEASE_POLL, parseLeases} from './leases.js'
 import {attachNics} from './networks.js'
 import {domainName, LibvirtFile, readPlacement, removePlacement, writePlacement, type Placement} from './placement.js'
 import {libvirtUri, parseLibvirtUri} from './uri.js'
@@ -108,17 +108,21 @@ async function waitForAddress(
   name: string,
 ): Promise<string> {
   const deadline = Date.now() + timeoutMs
+  let stateCheckedAt = Date.now()
   for (;;) {
     const {stdout} = await virsh.run(['net-dhcp-leases', placement.network, '--mac', mac], {
       doing: `read the DHCP leases of network ${placement.network}`,
     })
     const lease = freshLease(parseLeases(stdout), mac, before)
     if (lease !== undefined) return lease.address
-    if (!isAlive(await domainState(virsh, placement.domain)))
+    // Whether the domain still runs is asked less often than the leases (each is a round trip to the host).
+    const checkState = Date.now() - stateCheckedAt >= LEASE_POLL.stateEveryMs || Date.now() >= deadline
+    if (checkState && !isAlive(await domainState(virsh, placement.domain)))
       throw new UserError(`Machine ${name}'s libvirt domain ${placement.domain} stopped before its first NIC got an address`, {
         code: 'BOOT_FAILED',
         hint: `"virsh -c ${placement.uri} domstate --reason ${placement.domain}" says why.`,
       })
+    if (checkState) stateCheckedAt = Date.now()
     if (Date.now() >= deadline)
       throw new UserError(
         `Machine ${name} got no DHCP lease on libvirt network ${placement.network} within ${Math.round(timeoutMs / 1000)} s`,
@@ -127,7 +131,7 @@ async function waitForAddress(
           hint: 'The guest must run a DHCP client on its first NIC; "vm console" or the serial log shows its boot.',
         },
       )
-    await sleep(1000)
+    await sleep(LEASE_POLL.intervalMs)
   }
 }
 
@@ -244,20 +248,30 @@ export const libvirtDriver: MachineDriver = {
       options.warn(
         `machine ${machine.name} stays on ${placement.uri}, where it was created (the Vmfile now says ${wanted}); "vm destroy" and "vm up" move it`,
       )
-    const choice = await chooseDomainType(virsh, record.config.accel)
+    // What the domain needs from the host is read concurrently: each virsh call is a round trip to the host.
+    const nicsRead = attachNics(virsh, record, placement.network)
+    const [choice, nics, disks, leasesBefore] = await Promise.all([
+      chooseDomainType(virsh, record.config.accel),
+      nicsRead,
+      Promise.all(
+        placement.volumes.map(async (volume, index) => ({
+          path: await volumePath(virsh, placement.pool, volume),
+          format: 'qcow2' as const,
+          target: `vd${String.fromCharCode(97 + index)}`,
+        })),
+      ),
+      // The leases before the start (the NAT network exists once the NICs are attached).
+      nicsRead.then((attached) =>
+        virsh.run(['net-dhcp-leases', placement.network, '--mac', attached[0]!.mac], {
+          doing: `read the DHCP leases of network ${placement.network}`,
+        }),
+      ),
+    ])
     if (
       choice.warning !== undefined &&
       (await firstTimeThisBoot(`host-warning-libvirt-${createHash('sha256').update(choice.warning).digest('hex').slice(0, 12)}`))
     )
       options.warn(`${choice.warning} (said once per host boot; "vm status" shows each machine's accelerator)`)
-    const nics = await attachNics(virsh, record, placement.network)
-    const disks = await Promise.all(
-      placement.volumes.map(async (volume, index) => ({
-        path: await volumePath(virsh, placement.pool, volume),
-        format: 'qcow2' as const,
-        target: `vd${String.fromCharCode(97 + index)}`,
-      })),
-    )
     const serialLog = serialLogOf(machine.dir, placement)
     if (serialLog !== undefined) await rm(serialLog, {force: true})
     const seed = record.cloudInit === undefined ? undefined : path.join(machine.dir, record.cloudInit.seed)
@@ -275,9 +289,6 @@ export const libvirtDriver: MachineDriver = {
     // not when it continues: its saved state or snapshot holds the definition it runs with.
     if (!continuing) await withXmlFile(xml, (file) => virsh.run(['define', file], {doing: `define domain ${placement.domain}`}))
     const mac = nics[0]!.mac
-    const leasesBefore = await virsh.run(['net-dhcp-leases', placement.network, '--mac', mac], {
-      doing: `read the DHCP leases of network ${placement.network}`,
-    })
     const before = latestExpiry(parseLeases(leasesBefore.stdout), mac)
     record = {...record, libvirt: {uri: placement.uri, pool: placement.pool, domain: placement.domain}}
     await options.save(record)

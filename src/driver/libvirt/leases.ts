@@ -42,3 +42,11 @@ export function latestExpiry(leases: readonly Lease[], mac: string): string | un
     .sort()
     .at(-1)
 }
+
+/**
+ * How vm waits for a booting guest's lease: the leases are read every `intervalMs` (the guest
+ * answers on SSH soon after its lease, so a late look costs the whole boot that much), whether
+ * the domain still runs only every `stateEveryMs` (a domain that stopped fails the wait that
+ * much later). Each read is one virsh call over the host's shared connection.
+ */
+export const LEASE_POLL = {intervalMs: 400, stateEveryMs: 2000} as const

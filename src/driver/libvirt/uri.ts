@@ -51,3 +51,74 @@ export function parseLibvirtUri(uri: string): LibvirtHost {
   const jump: SshJump = {host, ...(port === undefined ? {} : {port}), ...(user === undefined || !sshTransport ? {} : {user})}
   return {uri, local: false, label: host, jump}
 }
+
+/** The query parameters of a libvirt URI, names and values decoded (libvirt's own reading). */
+function queryParameters(uri: string): Map<string, string> {
+  const query = /\?([^#]*)/.exec(uri)?.[1] ?? ''
+  const params = new Map<string, string>()
+  for (const part of query.split('&')) {
+    if (part === '') continue
+    const equals = part.indexOf('=')
+    const decode = (text: string): string => {
+      try {
+        return decodeURIComponent(text)
+      } catch {
+        return text
+      }
+    }
+    params.set(decode(equals < 0 ? part : part.slice(0, equals)), decode(equals < 0 ? '' : part.slice(equals + 1)))
+  }
+  return params
+}
+
+/** Where libvirtd listens on a host for qemu:///system (the monolithic daemon, or virtproxyd for the modular ones). */
+export const SYSTEM_SOCKET = '/var/run/libvirt/libvirt-sock'
+
+/** What vm needs to reach a qemu+ssh:// host's libvirt socket through a shared OpenSSH connection. */
+export interface SshTunnelPlan {
+  /** The ssh destination (the host of the URI). */
+  destination: string
+  /** ssh options that log in as libvirt's ssh transport would: port, user, key, host key checking. */
+  loginOptions: string[]
+  /** The daemon's socket on that host. */
+  remoteSocket: string
+}
+
+/** The URI parameters a tunnel understands (libvirt's ssh transport's own); any other keeps virsh on its own transport. */
+const TUNNEL_PARAMETERS = new Set(['keyfile', 'no_tty', 'no_verify', 'socket'])
+
+/**
+ * How to reach the daemon of a qemu+ssh://[user@]host[:port]/system URI through one OpenSSH
+ * connection that vm keeps open (ControlMaster) and a forwarded Unix socket: libvirt's ssh
+ * transport would log in and start a helper on the host for every virsh command. Undefined
+ * for every other URI (local ones, other transports and drivers, /session, a command=, proxy=
+ * or other parameter of the user's): virsh then uses the URI as it is.
+ */
+export function sshTunnelPlan(uri: string): SshTunnelPlan | undefined {
+  const match = /^qemu\+ssh:\/\/([^/?#]+)\/system\/?(?:\?([^#]*))?$/i.exec(uri)
+  if (match === null) return undefined
+  let host: LibvirtHost
+  try {
+    host = parseLibvirtUri(uri)
+  } catch {
+    return undefined
+  }
+  const params = queryParameters(uri)
+  if (host.jump === undefined || [...params.keys()].some((key) => !TUNNEL_PARAMETERS.has(key))) return undefined
+  const remoteSocket = params.get('socket') ?? SYSTEM_SOCKET
+  const keyfile = params.get('keyfile')
+  if (!remoteSocket.startsWith('/') || keyfile === '') return undefined
+  const {host: destination, port, user} = host.jump
+  if (destination.startsWith('-') || user?.startsWith('-') === true) return undefined
+  const noVerify = params.get('no_verify')
+  return {
+    destination,
+    loginOptions: [
+      ...(port === undefined ? [] : ['-p', String(port)]),
+      ...(user === undefined ? [] : ['-l', user]),
+      ...(keyfile === undefined ? [] : ['-i', keyfile]),
+      ...(noVerify !== undefined && noVerify !== '0' ? ['-o', 'StrictHostKeyChecking=no'] : []),
+    ],
+    remoteSocket,
+  }
+}

@@ -5,6 +5,7 @@ import path from 'node:path'
 import {ExternalError, stderrOf} from '../../errors/errors.js'
 import {runProgram, type RunResult} from '../../process/run.js'
 import {classifyVirshError, libvirtError, type LibvirtFailure} from './errors.js'
+import {dropTunnel, tunnelFor} from './tunnel.js'
 import {parseLibvirtUri, type LibvirtHost} from './uri.js'
 
 /** The virsh program (VM_VIRSH overrides it, e.g. in tests). */
@@ -40,11 +41,29 @@ export class Virsh {
     this.host = parseLibvirtUri(uri)
   }
 
-  /** Runs `virsh -c URI ARGS`; a failure becomes the classified error. */
+  /**
+   * Runs `virsh -c URI ARGS`; a failure becomes the classified error. A qemu+ssh:// host is
+   * reached through vm's shared connection to it (tunnel.ts); a command that cannot reach the
+   * host that way runs once more over the URI itself, whose error is the one reported.
+   */
   async run(args: readonly string[], call: VirshCall): Promise<RunResult> {
+    const tunnelled = this.host.local ? undefined : await tunnelFor(this.host.uri)
+    if (tunnelled !== undefined) {
+      try {
+        return await this.runOn(tunnelled, args, call)
+      } catch (error) {
+        if (failureOf(error) !== 'unreachable') throw error
+        dropTunnel(this.host.uri)
+      }
+    }
+    return this.runOn(this.host.uri, args, call)
+  }
+
+  private async runOn(uri: string, args: readonly string[], call: VirshCall): Promise<RunResult> {
+    // Messages show the URI as the user wrote it, whichever way virsh reached the host.
     const argv = ['-q', '-c', this.host.uri, ...args]
     try {
-      return await runProgram(virshBinary(), argv, {
+      return await runProgram(virshBinary(), ['-q', '-c', uri, ...args], {
         // vm reads virsh's tables and messages: always in the C locale, whatever the user's.
         env: {...process.env, LC_ALL: 'C'},
         input: call.input,

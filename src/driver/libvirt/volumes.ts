@@ -1,10 +1,13 @@
 import {createHash} from 'node:crypto'
 import {createReadStream} from 'node:fs'
-import {stat} from 'node:fs/promises'
+import {mkdir, readFile, stat} from 'node:fs/promises'
+import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {UserError} from '../../errors/errors.js'
 import type {PinnedBox} from '../../machine/record.js'
+import {writeFileAtomic} from '../../state/atomic-file.js'
+import {vmPaths} from '../../state/paths.js'
 import {recordHolding, type HeldVolume} from './holdings.js'
 import {failureOf, type Virsh} from './virsh.js'
 
@@ -13,6 +16,50 @@ export async function fileDigest(file: string): Promise<string> {
   const hash = createHash('sha256')
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer)
   return hash.digest('hex')
+}
+
+/** The cache subdirectory of box file digests. */
+export const DIGEST_CACHE_SUBDIR = 'libvirt-digests'
+
+/** What identifies a file's content without reading it: the same inode, size and change times. */
+async function fileIdentity(file: string): Promise<string> {
+  const stats = await stat(path.resolve(file), {bigint: true})
+  return [stats.dev, stats.ino, stats.size, stats.mtimeNs, stats.ctimeNs].join(':')
+}
+
+/**
+ * fileDigest, remembered: a box file in the store is never changed after `vm box add`, so its
+ * digest is read once and kept in vm's cache with the file's identity (device, inode, size,
+ * modification and change times); any change to the file reads it again. Hashing a large box
+ * disk took seconds on every machine created from it.
+ */
+export async function boxFileDigest(file: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const absolute = path.resolve(file)
+  const dir = path.join(vmPaths(env).cache, DIGEST_CACHE_SUBDIR)
+  const entry = path.join(dir, `${createHash('sha256').update(absolute).digest('hex').slice(0, 32)}.json`)
+  const identity = await fileIdentity(absolute)
+  try {
+    const cached = JSON.parse(await readFile(entry, 'utf8')) as {file?: unknown; identity?: unknown; sha256?: unknown}
+    if (
+      cached.file === absolute &&
+      cached.identity === identity &&
+      typeof cached.sha256 === 'string' &&
+      /^[0-9a-f]{64}$/.test(cached.sha256)
+    )
+      return cached.sha256
+  } catch {
+    // Not cached yet (or unreadable): read the file.
+  }
+  const digest = await fileDigest(absolute)
+  // Changed while it was read: the digest is right for no identity worth keeping.
+  if ((await fileIdentity(absolute)) !== identity) return digest
+  try {
+    await mkdir(dir, {recursive: true, mode: 0o700})
+    await writeFileAtomic(entry, `${JSON.stringify({file: absolute, identity, sha256: digest})}\n`)
+  } catch {
+    // A cache that cannot be written only costs the next machine a read of the file.
+  }
+  return digest
 }
 
 /** The volume that holds a box file on a host: named by its content, so two boxes or versions never clash. */
@@ -121,17 +168,22 @@ export interface BoxVolumes {
 export async function ensureBoxVolumes(virsh: Virsh, pool: string, box: PinnedBox): Promise<BoxVolumes> {
   const key = {name: box.name, version: box.version, architecture: box.architecture, provider: box.provider}
   const place = async (file: string, role: HeldVolume['role'], format: 'qcow2' | 'raw'): Promise<string> => {
-    const volume = boxVolumeName(await fileDigest(file), role, format)
+    const volume = boxVolumeName(await boxFileDigest(file), role, format)
     await ensureUploaded(virsh, pool, file, volume, format)
     await recordHolding({uri: virsh.host.uri, pool, volume, box: key, role})
     return volume
   }
-  const disks: BoxVolumes['disks'] = []
-  for (const disk of box.disks) disks.push({volume: await place(disk.path, 'disk', disk.format), format: disk.format})
-  if (virsh.host.local) return {disks, kernel: box.kernel, initrd: box.initrd}
   const remotePath = async (file: string | undefined, role: 'kernel' | 'initrd'): Promise<string | undefined> =>
     file === undefined ? undefined : volumePath(virsh, pool, await place(file, role, 'raw'))
-  return {disks, kernel: await remotePath(box.kernel, 'kernel'), initrd: await remotePath(box.initrd, 'initrd')}
+  // The box's files go up side by side (one connection to the host carries them all); each
+  // upload finishes or cleans up after itself before a failure of another is reported.
+  const disks = box.disks.map(async (disk) => ({volume: await place(disk.path, 'disk', disk.format), format: disk.format}))
+  const kernel = virsh.host.local ? Promise.resolve(box.kernel) : remotePath(box.kernel, 'kernel')
+  const initrd = virsh.host.local ? Promise.resolve(box.initrd) : remotePath(box.initrd, 'initrd')
+  const settled = await Promise.allSettled([...disks, kernel, initrd])
+  const failed = settled.find((result) => result.status === 'rejected')
+  if (failed !== undefined) throw failed.reason
+  return {disks: await Promise.all(disks), kernel: await kernel, initrd: await initrd}
 }
 
 export async function volumePath(virsh: Virsh, pool: string, volume: string): Promise<string> {
