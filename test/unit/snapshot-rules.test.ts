@@ -147,7 +147,7 @@ describe('QEMU snapshot plumbing', () => {
 
   it('the guest clock comes from the RTC first, the host time last', () => {
     expect(clockCommand(1700000000)).toBe(
-      '{ t=$(cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null) && [ -n "$t" ] && sudo -n date -u -s "@$t" >/dev/null || sudo -n hwclock -u -s 2>/dev/null || sudo -n date -u -s @1700000000 >/dev/null; }',
+      '{ { read -r t </sys/class/rtc/rtc0/since_epoch; } 2>/dev/null && [ -n "$t" ] && sudo -n date -u -s "@$t" >/dev/null || sudo -n hwclock -u -s 2>/dev/null || sudo -n date -u -s @1700000000 >/dev/null; }',
     )
   })
 })
