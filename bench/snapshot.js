@@ -73,9 +73,7 @@ function benchBox({box, vmfile, goal, runs}) {
   console.log(
     `${box}: vm snapshot restore (live) to SSH-ready: ${s(m.restore)}, ratio ${(m.restore / m.coldUp).toFixed(2)}x (goal: at most ${goal}x)`,
   )
-  console.log(
-    `${box}: vm suspend ${s(m.suspend)} (saved state ${m.stateMiB.toFixed(1)} MiB compressed), vm snapshot save (live) ${s(m.save)}`,
-  )
+  console.log(`${box}: vm suspend ${s(m.suspend)} (saved state ${m.stateMiB.toFixed(1)} MiB), vm snapshot save (live) ${s(m.save)}`)
   return {runs, samples, medians: m, ratios: {resume: m.resume / m.coldUp, restore: m.restore / m.coldUp}, goal}
 }
 

@@ -70,7 +70,8 @@ export async function mountShares(target: SshTarget, folders: readonly SyncedFol
  * for the next tick), else through hwclock, else to the host's time as sent (`hostSeconds`).
  */
 export function clockCommand(hostSeconds: number, sudo = 'sudo -n '): string {
-  const rtc = `t=$(cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null) && [ -n "$t" ] && ${sudo}date -u -s "@$t" >/dev/null`
+  // `read` is the shell's own: no process to start (each costs the guest a noticeable moment under emulation).
+  const rtc = `{ read -r t </sys/class/rtc/rtc0/since_epoch; } 2>/dev/null && [ -n "$t" ] && ${sudo}date -u -s "@$t" >/dev/null`
   return `{ ${rtc} || ${sudo}hwclock -u -s 2>/dev/null || ${sudo}date -u -s @${hostSeconds} >/dev/null; }`
 }
 
@@ -83,7 +84,8 @@ export function clockCommand(hostSeconds: number, sudo = 'sudo -n '): string {
 export function continueCommand(folders: readonly SyncedFolder[], shares: readonly number[], hostSeconds: number, root: boolean): string {
   const mounts = shares.map((index) => {
     const folder = folders[index]!
-    return `{ mkdir -p ${shellQuote(folder.guest)} && { ${mountedTest(index)} || ${mountCommand(folder, index, '')}; }; } >/dev/null 2>&1 || echo ${index}`
+    const dir = shellQuote(folder.guest)
+    return `{ { [ -d ${dir} ] || mkdir -p ${dir}; } && { ${mountedTest(index)} || ${mountCommand(folder, index, '')}; }; } >/dev/null 2>&1 || echo ${index}`
   })
   const script = [
     `${clockCommand(hostSeconds, '')} || echo clock-failed`,

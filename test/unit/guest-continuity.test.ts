@@ -51,4 +51,21 @@ describe('what a guest runs when it continues after a resume or restore', () => 
     // With sudo working, sudo runs once (the clock commands themselves are stand-ins that refuse: said the same way).
     expect(runWithSudo(command, false).endsWith('|1')).toBe(true)
   })
+
+  it('starts no process of its own to read the RTC or for a mount point that exists (each costs a moment under emulation)', () => {
+    const bin = mkdtempSync(path.join(tmpdir(), 'vm-continue-spawned-'))
+    const mountPoint = mkdtempSync(path.join(tmpdir(), 'vm-continue-mount-point-'))
+    const log = path.join(bin, 'spawned.log')
+    // Stand-ins that only say they ran (and refuse): never the host's own clock or mounts.
+    for (const name of ['cat', 'mkdir', 'date', 'hwclock', 'mount', 'modprobe']) {
+      writeFileSync(path.join(bin, name), `#!/bin/sh\necho ${name} >>'${log}'\nexit 1\n`)
+      chmodSync(path.join(bin, name), 0o755)
+    }
+    const command = continueCommand([folder(mountPoint, '9p')], [0], 1700000000, true)
+    spawnSync('/bin/sh', ['-c', command], {encoding: 'utf8', env: {...process.env, PATH: `${bin}:${process.env.PATH}`}})
+    const spawned = spawnSync('/bin/sh', ['-c', `cat '${log}' 2>/dev/null`], {encoding: 'utf8'}).stdout.split('\n')
+    expect(spawned).not.toContain('cat')
+    expect(spawned).not.toContain('mkdir')
+    expect(spawned).toContain('mount')
+  })
 })

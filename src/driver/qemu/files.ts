@@ -11,7 +11,7 @@ export const QemuFile = {
   /** The serial console's Unix socket (vm console), beside its log. */
   consoleSocket: 'console.sock',
   stderr: 'qemu.stderr',
-  /** The running state vm suspend saved (compressed QEMU migration stream); present only while suspended. */
+  /** The running state vm suspend saved (QEMU's migration stream, uncompressed); present only while suspended. */
   savedState: 'saved-state',
 } as const
 
