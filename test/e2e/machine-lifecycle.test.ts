@@ -72,8 +72,12 @@ const libvirtEngine: Engine = {
   },
 }
 
-/** End-to-end: the built CLI against real QEMU (TCG), qemu-img, OpenSSH and the tiny box, on each engine. */
-describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box on the $name engine', (engine) => {
+/**
+ * End-to-end: the built CLI against real QEMU (TCG), qemu-img, OpenSSH and the tiny box, on each
+ * engine. The two engines' blocks run at the same time (their own VM_HOME, project and machine;
+ * SSH ports come from vm's host-wide leases), each one's steps in order.
+ */
+describe.concurrent.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box on the $name engine', (engine) => {
   let fixture: MachineFixture
   let project: string
   let home: string
@@ -102,7 +106,7 @@ describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box 
     await engine.teardown()
   }, 120_000)
 
-  it('up boots the machine and SSH works with exit codes passed through', async () => {
+  it.sequential('up boots the machine and SSH works with exit codes passed through', async () => {
     expect(await state()).toBe('not_created')
     const start = Date.now()
     const up = await run(['up', ...upArgs])
@@ -114,19 +118,19 @@ describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box 
     expect(await state()).toBe('running')
   })
 
-  it('the insecure key was replaced by a key of the machine, and the host key is pinned', async () => {
+  it.sequential('the insecure key was replaced by a key of the machine, and the host key is pinned', async () => {
     const dir = path.join(project, '.vm/machines/default')
     expect(readFileSync(path.join(dir, 'known_hosts'), 'utf8')).toMatch(/ssh-ed25519|ecdsa-sha2|ssh-rsa/)
     expect(await insecureLogin()).toBe(false)
   })
 
-  it('up on a running machine says so and does nothing else', async () => {
+  it.sequential('up on a running machine says so and does nothing else', async () => {
     const again = await run(['up'])
     expect(again.code).toBe(0)
     expect(again.stdout).toContain('already running')
   })
 
-  it('halt, then up again keeps the data on the disk', async () => {
+  it.sequential('halt, then up again keeps the data on the disk', async () => {
     expect((await run(['ssh', '-c', 'echo kept > ~/marker && sync'])).code).toBe(0)
     const halt = await run(['halt'])
     expect(halt.code, halt.stderr).toBe(0)
@@ -136,7 +140,7 @@ describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box 
     expect((await run(['ssh', '-c', 'cat ~/marker'])).stdout.trim()).toBe('kept')
   })
 
-  it("the machine killed behind vm's back is aborted, and up recovers", async () => {
+  it.sequential("the machine killed behind vm's back is aborted, and up recovers", async () => {
     engine.kill(project)
     const deadline = Date.now() + 5000
     while (Date.now() < deadline && (await state()) === 'running') await new Promise((resolve) => setTimeout(resolve, 200))
@@ -146,7 +150,7 @@ describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box 
     expect((await run(['ssh', '-c', 'cat ~/marker'])).stdout.trim()).toBe('kept')
   })
 
-  it('ssh-config is a Host block that works with ssh -F', async () => {
+  it.sequential('ssh-config is a Host block that works with ssh -F', async () => {
     const file = path.join(home, 'ssh_config')
     writeFileSync(file, (await run(['ssh-config', '--host', 'tinybox'])).stdout)
     const command = [...wrap, 'ssh', '-F', file, 'tinybox', 'echo via-config']
@@ -154,7 +158,7 @@ describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box 
     expect(ssh.stdout.trim()).toBe('via-config')
   })
 
-  it('destroy removes the machine but never the box', async () => {
+  it.sequential('destroy removes the machine but never the box', async () => {
     const destroy = await run(['destroy', '-f'])
     expect(destroy.code, destroy.stderr).toBe(0)
     expect(await state()).toBe('not_created')
