@@ -36,7 +36,8 @@ box_build() {
   debian12_base_rootfs "$root"
 
   # The cloud packages: downloaded here with the build's own apt (the lists of
-  # this build, the state of the tree), installed in the tree without network.
+  # this build, the state of the tree), installed in the tree without network,
+  # with dpkg's force-unsafe-io as debian-12's own packages (see base.sh).
   msg "adding $CLOUD_PACKAGES; removing $CLOUD_REMOVED (log: $WORK/apt.log)"
   # shellcheck disable=SC2086
   apt_box -o Dir::State::status="$root/var/lib/dpkg/status" \
@@ -51,8 +52,9 @@ box_build() {
   # shellcheck disable=SC2086
   {
     chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download \
-      --no-install-recommends -o Dpkg::Use-Pty=0 $CLOUD_PACKAGES &&
-      chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q -o Dpkg::Use-Pty=0 $CLOUD_REMOVED
+      --no-install-recommends -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-unsafe-io $CLOUD_PACKAGES &&
+      chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q -o Dpkg::Use-Pty=0 \
+        -o Dpkg::Options::=--force-unsafe-io $CLOUD_REMOVED
   } >>"$WORK/apt.log" 2>&1 || {
     tail -n 40 "$WORK/apt.log" >&2
     die "installing the cloud packages failed"

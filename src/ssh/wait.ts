@@ -12,6 +12,15 @@ const KERNEL_PANIC = /Kernel panic - not syncing/
 /** sshd answers but refuses the key: only worth waiting for a little (a guest may add it late). */
 const KEY_REFUSED = /Permission denied \(publickey/
 const KEY_REFUSED_FOR_MS = 20_000
+
+/**
+ * How long a refused key is waited out: 20 s, or VM_KEY_REFUSED_MS (milliseconds, > 0), which
+ * the end-to-end tests set to prove the refusal without waiting the full window.
+ */
+function keyRefusedForMs(): number {
+  const ms = Number(process.env.VM_KEY_REFUSED_MS)
+  return Number.isFinite(ms) && ms > 0 ? ms : KEY_REFUSED_FOR_MS
+}
 /** The guest's host key is not the one recorded for this machine: waiting will not change that. */
 const HOST_KEY_CHANGED = /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/
 
@@ -135,6 +144,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
   const start = Date.now()
   const deadline = start + options.timeoutMs
   let refusedSince: number | undefined
+  const refusedForMs = keyRefusedForMs()
   let pollBanner = options.sshdUp !== true
   while (Date.now() < deadline) {
     options.signal?.throwIfAborted()
@@ -176,7 +186,7 @@ export async function waitForSsh(options: WaitOptions): Promise<number> {
           hint: `Another guest may answer at ${endpoint(target)}, or the machine's disk was replaced. If the change is expected, remove ${target.knownHostsFile} and run vm up again.`,
         })
       refusedSince = KEY_REFUSED.test(said) ? (refusedSince ?? Date.now()) : undefined
-      if (refusedSince !== undefined && Date.now() - refusedSince >= KEY_REFUSED_FOR_MS)
+      if (refusedSince !== undefined && Date.now() - refusedSince >= refusedForMs)
         throw keyRefused(target, options.keyNames ?? target.identityFiles, said)
       await sleep(700)
     }

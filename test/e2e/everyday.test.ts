@@ -11,12 +11,13 @@ const quote = (text: string) => `'${text.replaceAll("'", "'\\''")}'`
 
 /**
  * Runs `command` (a shell command line) under a pseudo-terminal (util-linux script), feeding
- * it what `feed` writes as keys; resolves with everything the terminal showed and the exit code.
+ * it what `feed` writes as keys (`shown` is what the terminal showed so far); resolves with
+ * everything the terminal showed and the exit code.
  */
 function inTerminal(
   command: string,
   options: {cwd: string; env: NodeJS.ProcessEnv},
-  feed: (keys: (text: string) => void) => Promise<void>,
+  feed: (keys: (text: string) => void, shown: () => string) => Promise<void>,
 ): Promise<{code: number; output: string}> {
   return new Promise((resolve, reject) => {
     const child = spawn('script', ['-qec', command, '/dev/null'], {
@@ -32,11 +33,23 @@ function inTerminal(
       clearTimeout(timer)
       resolve({code: code ?? -1, output})
     })
-    feed((text) => child.stdin.write(text)).catch(reject)
+    feed(
+      (text) => child.stdin.write(text),
+      () => output,
+    ).catch(reject)
   })
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Waits until `shown()` contains `text` (polled every 100 ms), failing after `timeoutMs`. */
+async function until(shown: () => string, text: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!shown().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`the terminal did not show ${JSON.stringify(text)} within ${timeoutMs / 1000} s`)
+    await sleep(100)
+  }
+}
 
 describe('the everyday loop: two tiny machines', () => {
   let fixture: MachineFixture
@@ -120,11 +133,11 @@ describe('the everyday loop: two tiny machines', () => {
     const before = await run(['ssh', 'web_1', '-c', `echo unattended-${process.pid} | sudo -n tee /dev/ttyS0 >/dev/null`])
     expect(before.code, before.stderr).toBe(0)
     const command = `${quote(process.execPath)} ${quote(path.join(root, 'bin/run.js'))} console web_1; stty -a`
-    const session = await inTerminal(command, {cwd: fixture.project, env: fixture.env}, async (keys) => {
-      await sleep(3000)
+    const session = await inTerminal(command, {cwd: fixture.project, env: fixture.env}, async (keys, shown) => {
+      await until(shown, "Attached to web_1's serial console.")
       const wrote = await run(['ssh', 'web_1', '-c', `echo ${marker} | sudo -n tee /dev/ttyS0 >/dev/null`])
       expect(wrote.code, wrote.stderr).toBe(0)
-      await sleep(1000)
+      await until(shown, marker)
       keys('\u001D')
     })
     expect(session.code).toBe(0)

@@ -8,6 +8,9 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {insecureLoginWorks, machineFixture, root, vm, type MachineFixture} from '../helpers/vm-cli.js'
 
 const VMFILE = 'box: vmfile/tiny\ncpus: 1\nmemory: 256\n'
+
+// Each describe block has its own VM_HOME, projects and machines: the blocks run at the same
+// time (describe.concurrent), the steps inside each one in order (it.sequential).
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Whether the process runs (a zombie left for a container's init to reap has exited). */
@@ -65,7 +68,7 @@ interface Status {
   problem?: string
 }
 
-describe('an interrupted first boot never leaves the insecure key trusted', () => {
+describe.concurrent('an interrupted first boot never leaves the insecure key trusted', () => {
   let fixture: MachineFixture
   const status = async (): Promise<Status> => JSON.parse((await fixture.run(['status', '--json'])).stdout).result.machines[0]
 
@@ -75,7 +78,7 @@ describe('an interrupted first boot never leaves the insecure key trusted', () =
   })
   afterAll(() => fixture.cleanup())
 
-  it('Ctrl-C while vm up waits for SSH stops the QEMU it started; vm ssh meanwhile says a vm up is booting it', async () => {
+  it.sequential('Ctrl-C while vm up waits for SSH stops the QEMU it started; vm ssh meanwhile says a vm up is booting it', async () => {
     const up = startUp(fixture)
     const pid = await waitFor('QEMU to start', () => qemuPid(fixture.project))
     const ssh = await fixture.run(['ssh', '-c', 'true'])
@@ -89,7 +92,7 @@ describe('an interrupted first boot never leaves the insecure key trusted', () =
     expect((await status()).state).toBe('poweroff')
   })
 
-  it('vm up killed outright leaves QEMU running: vm ssh says to run vm up, and vm up finishes the first boot', async () => {
+  it.sequential('vm up killed outright leaves QEMU running: vm ssh says to run vm up, and vm up finishes the first boot', async () => {
     const up = startUp(fixture)
     const pid = await waitFor('QEMU to start', () => qemuPid(fixture.project))
     up.child.kill('SIGKILL')
@@ -115,7 +118,7 @@ describe('an interrupted first boot never leaves the insecure key trusted', () =
   })
 })
 
-describe('a corrupt machine.json', () => {
+describe.concurrent('a corrupt machine.json', () => {
   let fixture: MachineFixture
   let other: string
   let saved: string
@@ -127,9 +130,8 @@ describe('a corrupt machine.json', () => {
     writeFileSync(path.join(fixture.project, 'Vmfile'), VMFILE)
     other = mkdtempSync(path.join(tmpdir(), 'vm-e2e-corrupt-other-'))
     writeFileSync(path.join(other, 'Vmfile'), VMFILE)
-    const up = await fixture.run(['up'])
+    const [up, upOther] = await Promise.all([fixture.run(['up']), vm(['up'], {cwd: other, env: fixture.env})])
     expect(up.code, up.stderr).toBe(0)
-    const upOther = await vm(['up'], {cwd: other, env: fixture.env})
     expect(upOther.code, upOther.stderr).toBe(0)
     saved = readFileSync(record(), 'utf8')
   })
@@ -139,7 +141,7 @@ describe('a corrupt machine.json', () => {
     await fixture.cleanup()
   })
 
-  it('status shows the machine as unknown with the file; global-status still lists every project', async () => {
+  it.sequential('status shows the machine as unknown with the file; global-status still lists every project', async () => {
     const pid = qemuPid(fixture.project)!
     corrupt()
     const human = await fixture.run(['status'])
@@ -156,7 +158,7 @@ describe('a corrupt machine.json', () => {
     expect(machines.find((machine) => machine.projectDir === fixture.project)?.state).toBe('unknown')
   })
 
-  it('up and ssh are user errors that name the file and the way out', async () => {
+  it.sequential('up and ssh are user errors that name the file and the way out', async () => {
     for (const args of [['up'], ['ssh', '-c', 'true']]) {
       const result = await fixture.run(args)
       expect(result.code, result.stderr).toBe(1)
@@ -165,7 +167,7 @@ describe('a corrupt machine.json', () => {
     }
   })
 
-  it('halt still stops its QEMU', async () => {
+  it.sequential('halt still stops its QEMU', async () => {
     const pid = qemuPid(fixture.project)!
     const halt = await fixture.run(['halt', '-f'])
     expect(halt.code, halt.stderr).toBe(0)
@@ -173,7 +175,7 @@ describe('a corrupt machine.json', () => {
     expect((await fixture.run(['status'])).stderr).toContain('its QEMU is not running')
   })
 
-  it('destroy -f stops a running QEMU and removes the machine', async () => {
+  it.sequential('destroy -f stops a running QEMU and removes the machine', async () => {
     writeFileSync(record(), saved)
     expect((await fixture.run(['up'])).code).toBe(0)
     const pid = qemuPid(fixture.project)!
@@ -187,7 +189,7 @@ describe('a corrupt machine.json', () => {
   })
 })
 
-describe('a moved project', () => {
+describe.concurrent('a moved project', () => {
   let fixture: MachineFixture
   let moved: string
   const otherRuntime = {VM_RUNTIME_DIR: ''}
@@ -208,7 +210,7 @@ describe('a moved project', () => {
     await fixture.cleanup()
   })
 
-  it('a running machine is still running after mv, also seen from another runtime directory', async () => {
+  it.sequential('a running machine is still running after mv, also seen from another runtime directory', async () => {
     expect((await fixture.run(['up'])).code).toBe(0)
     const pid = qemuPid(fixture.project)!
     renameSync(fixture.project, moved)
@@ -220,7 +222,7 @@ describe('a moved project', () => {
     expect((await inMoved(['ssh', '-c', 'echo moved'])).stdout.trim()).toBe('moved')
   })
 
-  it('halt from another runtime directory stops it and re-registers the project', async () => {
+  it.sequential('halt from another runtime directory stops it and re-registers the project', async () => {
     const pid = qemuPid(moved)!
     const halt = await inMoved(['halt'], otherRuntime)
     expect(halt.code, halt.stderr).toBe(0)
@@ -231,14 +233,14 @@ describe('a moved project', () => {
     expect(global.map((machine) => machine.projectDir)).toEqual([moved])
   })
 
-  it('the next boot shares the project from its new path', async () => {
+  it.sequential('the next boot shares the project from its new path', async () => {
     writeFileSync(path.join(moved, 'marker.txt'), 'new place\n')
     const up = await inMoved(['up'])
     expect(up.code, up.stderr).toBe(0)
     expect((await inMoved(['ssh', '-c', 'cat /vm/marker.txt'])).stdout.trim()).toBe('new place')
   })
 
-  it('a new project at the old path gets a machine of its own beside the moved one', async () => {
+  it.sequential('a new project at the old path gets a machine of its own beside the moved one', async () => {
     mkdirSync(fixture.project)
     writeFileSync(path.join(fixture.project, 'Vmfile'), VMFILE)
     try {
@@ -261,7 +263,7 @@ describe('a moved project', () => {
     expect(status.state).toBe('running')
   })
 
-  it('destroy -f then removes it', async () => {
+  it.sequential('destroy -f then removes it', async () => {
     const destroy = await inMoved(['destroy', '-f'])
     expect(destroy.code, destroy.stderr).toBe(0)
     expect(qemuPid(moved)).toBeUndefined()
@@ -269,7 +271,7 @@ describe('a moved project', () => {
   })
 })
 
-describe('destroy -f of a moved project from another runtime directory', () => {
+describe.concurrent('destroy -f of a moved project from another runtime directory', () => {
   let fixture: MachineFixture
   let moved: string
   let runtime: string
@@ -289,7 +291,7 @@ describe('destroy -f of a moved project from another runtime directory', () => {
     await fixture.cleanup()
   })
 
-  it('stops the running QEMU before it deletes the disk', async () => {
+  it.sequential('stops the running QEMU before it deletes the disk', async () => {
     expect((await fixture.run(['up'])).code).toBe(0)
     const pid = qemuPid(fixture.project)!
     renameSync(fixture.project, moved)

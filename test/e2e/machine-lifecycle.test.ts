@@ -72,8 +72,12 @@ const libvirtEngine: Engine = {
   },
 }
 
-/** End-to-end: the built CLI against real QEMU (TCG), qemu-img, OpenSSH and the tiny box, on each engine. */
-describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box on the $name engine', (engine) => {
+/**
+ * End-to-end: the built CLI against real QEMU (TCG), qemu-img, OpenSSH and the tiny box, on each
+ * engine. The two engines' blocks run at the same time (their own VM_HOME, project and machine;
+ * SSH ports come from vm's host-wide leases), each one's steps in order.
+ */
+describe.concurrent.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box on the $name engine', (engine) => {
   let fixture: MachineFixture
   let project: string
   let home: string
@@ -102,7 +106,7 @@ describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box 
     await engine.teardown()
   }, 120_000)
 
-  it('up boots the machine and SSH works with exit codes passed through', async () => {
+  it.sequential('up boots the machine and SSH works with exit codes passed through', async () => {
     expect(await state()).toBe('not_created')
     const start = Date.now()
     const up = await run(['up', ...upArgs])
@@ -114,19 +118,19 @@ describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box 
     expect(await state()).toBe('running')
   })
 
-  it('the insecure key was replaced by a key of the machine, and the host key is pinned', async () => {
+  it.sequential('the insecure key was replaced by a key of the machine, and the host key is pinned', async () => {
     const dir = path.join(project, '.vm/machines/default')
     expect(readFileSync(path.join(dir, 'known_hosts'), 'utf8')).toMatch(/ssh-ed25519|ecdsa-sha2|ssh-rsa/)
     expect(await insecureLogin()).toBe(false)
   })
 
-  it('up on a running machine says so and does nothing else', async () => {
+  it.sequential('up on a running machine says so and does nothing else', async () => {
     const again = await run(['up'])
     expect(again.code).toBe(0)
     expect(again.stdout).toContain('already running')
   })
 
-  it('halt, then up again keeps the data on the disk', async () => {
+  it.sequential('halt, then up again keeps the data on the disk', async () => {
     expect((await run(['ssh', '-c', 'echo kept > ~/marker && sync'])).code).toBe(0)
     const halt = await run(['halt'])
     expect(halt.code, halt.stderr).toBe(0)
@@ -136,7 +140,7 @@ describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box 
     expect((await run(['ssh', '-c', 'cat ~/marker'])).stdout.trim()).toBe('kept')
   })
 
-  it("the machine killed behind vm's back is aborted, and up recovers", async () => {
+  it.sequential("the machine killed behind vm's back is aborted, and up recovers", async () => {
     engine.kill(project)
     const deadline = Date.now() + 5000
     while (Date.now() < deadline && (await state()) === 'running') await new Promise((resolve) => setTimeout(resolve, 200))
@@ -146,7 +150,7 @@ describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box 
     expect((await run(['ssh', '-c', 'cat ~/marker'])).stdout.trim()).toBe('kept')
   })
 
-  it('ssh-config is a Host block that works with ssh -F', async () => {
+  it.sequential('ssh-config is a Host block that works with ssh -F', async () => {
     const file = path.join(home, 'ssh_config')
     writeFileSync(file, (await run(['ssh-config', '--host', 'tinybox'])).stdout)
     const command = [...wrap, 'ssh', '-F', file, 'tinybox', 'echo via-config']
@@ -154,7 +158,7 @@ describe.each([qemuEngine, libvirtEngine])('machine lifecycle with the tiny box 
     expect(ssh.stdout.trim()).toBe('via-config')
   })
 
-  it('destroy removes the machine but never the box', async () => {
+  it.sequential('destroy removes the machine but never the box', async () => {
     const destroy = await run(['destroy', '-f'])
     expect(destroy.code, destroy.stderr).toBe(0)
     expect(await state()).toBe('not_created')
@@ -222,16 +226,17 @@ describe('several machines and failures', () => {
     rmSync(path.join(broken, 'metadata.json'), {force: true})
     writeFileSync(path.join(broken, 'metadata.json'), JSON.stringify({...metadata, cmdline: 'console=ttyS0 root=/dev/nothing panic=0'}))
     const dir = mkdtempSync(path.join(tmpdir(), 'vm-e2e-broken-'))
-    writeFileSync(path.join(dir, 'Vmfile'), 'box: broken\ncpus: 1\nmemory: 256\nboot_timeout: 30\n')
+    // The kernel prints its first lines within a second or two: a short boot_timeout is enough.
+    writeFileSync(path.join(dir, 'Vmfile'), 'box: broken\ncpus: 1\nmemory: 256\nboot_timeout: 10\n')
     const start = Date.now()
     const up = await vm(['up'], {cwd: dir, env})
     const seconds = (Date.now() - start) / 1000
     console.log(`broken kernel: vm up failed after ${seconds.toFixed(1)} s`)
     expect(up.code).toBe(1)
     expect(up.stderr).toContain('serial log')
-    expect(up.stderr).toMatch(/did not answer on SSH within 30 s|kernel panicked/)
+    expect(up.stderr).toMatch(/did not answer on SSH within 10 s|kernel panicked/)
     expect(up.stderr).toMatch(/\n +\| \[ *\d+\.\d+\] /) // the tail of the serial log
-    expect(seconds).toBeLessThan(50)
+    expect(seconds).toBeLessThan(30)
     const machines: Status[] = JSON.parse((await vm(['status', '--json'], {cwd: dir, env})).stdout).result.machines
     expect(machines[0]?.state).toBe('poweroff')
     await vm(['destroy', '-f'], {cwd: dir, env})
@@ -261,7 +266,8 @@ describe('the machine key across hard stops', () => {
     expect((await run(['ssh', '-c', 'rm ~/.ssh/authorized_keys && sync'])).code).toBe(0)
     expect((await run(['halt', '-f'])).code).toBe(0)
     const start = Date.now()
-    const up = await run(['up'])
+    // vm waits out a refused key for 20 s (a guest may add it late); VM_KEY_REFUSED_MS shortens that here.
+    const up = await fixture.run(['up'], {VM_KEY_REFUSED_MS: '2000'})
     expect(up.code).toBe(1)
     expect(up.stderr).toContain('The machine answers on SSH but refuses user vm with the key vm offered')
     expect(up.stderr).toContain(`keys tried, in order:`)

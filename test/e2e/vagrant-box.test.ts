@@ -124,7 +124,9 @@ const cases: Case[] = [
   },
 ]
 
-describe.each(cases)('a box packaged the vagrant-libvirt way: $label', (box) => {
+// The two boxes have their own VM_HOME, project and machine: their blocks run at the same time,
+// each one's steps in order.
+describe.concurrent.each(cases)('a box packaged the vagrant-libvirt way: $label', (box) => {
   let work: string
   let home: string
   let project: string
@@ -162,7 +164,7 @@ describe.each(cases)('a box packaged the vagrant-libvirt way: $label', (box) => 
     rmSync(work, {recursive: true, force: true})
   })
 
-  it(`vm box add takes it from a ${box.from}`, async () => {
+  it.sequential(`vm box add takes it from a ${box.from}`, async () => {
     const published = path.join(work, 'published')
     const archive = path.join(published, readdirSync(published)[0]!)
     let added: CliResult
@@ -178,7 +180,7 @@ describe.each(cases)('a box packaged the vagrant-libvirt way: $label', (box) => 
     expect(list.stdout).toContain(box.name)
   })
 
-  it('vm up logs in as vagrant with the Vagrant key, then replaces it with the machine key', async () => {
+  it.sequential('vm up logs in as vagrant with the Vagrant key, then replaces it with the machine key', async () => {
     const up = await vmRun(['up'])
     expect(up.code, `${up.stdout}\n${up.stderr}`).toBe(0)
     const who = await vmRun(['ssh', '-c', 'id -un; cat /sys/block/vda/size; ls /sys/block; sudo -n id -u'])
@@ -191,7 +193,7 @@ describe.each(cases)('a box packaged the vagrant-libvirt way: $label', (box) => 
     expect(rest.at(-1)).toBe('0')
   })
 
-  it("Vagrant's key no longer logs in: the machine's own key replaced it", async () => {
+  it.sequential("Vagrant's key no longer logs in: the machine's own key replaced it", async () => {
     const config = (await vmRun(['ssh-config'])).stdout
     const port = /^\s*Port (\d+)$/m.exec(config)?.[1]
     expect(port).toBeDefined()
@@ -203,7 +205,7 @@ describe.each(cases)('a box packaged the vagrant-libvirt way: $label', (box) => 
     expect(authorized.stdout).not.toContain(readFileSync(path.join(KEYS, `${box.key}.pub`), 'utf8').split(' ')[1])
   })
 
-  it('halt, up again with its own key, destroy', async () => {
+  it.sequential('halt, up again with its own key, destroy', async () => {
     expect((await vmRun(['ssh', '-c', 'echo kept > ~/marker && sync'])).code).toBe(0)
     const halt = await vmRun(['halt'])
     expect(halt.code, halt.stderr).toBe(0)
@@ -218,9 +220,10 @@ describe.each(cases)('a box packaged the vagrant-libvirt way: $label', (box) => 
 
   // Once, on the box added from a file: the Vmfile's ssh settings against a real guest.
   if (box.from === 'file') {
-    it('a user the guest does not have: the error names the user and every key tried, and what to set', async () => {
+    it.sequential('a user the guest does not have: the error names the user and every key tried, and what to set', async () => {
       writeFileSync(path.join(project, 'Vmfile'), `box: ${box.name}\nmemory: 512M\nsynced_folders: false\nssh: {username: nobody}\n`)
-      const up = await vmRun(['up'])
+      // vm waits out a refused key for 20 s (a guest may add it late); VM_KEY_REFUSED_MS shortens that here.
+      const up = await vm(['up'], {cwd: project, env: {...env, VM_KEY_REFUSED_MS: '2000'}, timeoutMs: 300_000})
       expect(up.code).not.toBe(0)
       expect(up.stderr).toContain('refuses user nobody')
       for (const key of ['vmfile_insecure_key', 'vagrant_insecure_key_ed25519', 'vagrant_insecure_key_rsa'])
@@ -230,7 +233,7 @@ describe.each(cases)('a box packaged the vagrant-libvirt way: $label', (box) => 
       expect((await vmRun(['destroy', '-f'])).code).toBe(0)
     })
 
-    it('private_key_path with insert_key: false keeps logging in with that key, and vm up warns', async () => {
+    it.sequential('private_key_path with insert_key: false keeps logging in with that key, and vm up warns', async () => {
       writeFileSync(path.join(project, 'box-key'), readFileSync(path.join(KEYS, box.key)), {mode: 0o600})
       writeFileSync(
         path.join(project, 'Vmfile'),

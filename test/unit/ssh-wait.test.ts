@@ -5,7 +5,7 @@ import path from 'node:path'
 
 import {afterEach, describe, expect, it, vi} from 'vitest'
 
-import {UserError} from '../../src/errors/errors.js'
+import {ExternalError, UserError} from '../../src/errors/errors.js'
 import {labelledTail, sshBanner, waitForSsh, type BootWatch} from '../../src/ssh/wait.js'
 import {sampleTarget} from '../helpers/ssh-target.js'
 
@@ -187,6 +187,26 @@ describe('waiting for SSH', () => {
       },
     })
     await expect(refused).rejects.toMatchObject(failed)
+  })
+
+  it('a refused key is waited out for 20 s, or for VM_KEY_REFUSED_MS (the e2e tests shorten it), then named', async () => {
+    const server = await greeter()
+    const target = {...sampleTarget, port: server.port}
+    const login = async (): Promise<void> => {
+      throw new ExternalError('ssh failed', 'ssh', [], 'vm@127.0.0.1: Permission denied (publickey).')
+    }
+    vi.stubEnv('VM_KEY_REFUSED_MS', '1500')
+    const start = Date.now()
+    await expect(waitForSsh({target, timeoutMs: 30_000, watch: fakeWatch(() => true), login})).rejects.toMatchObject({
+      code: 'SSH_KEY_REFUSED',
+    })
+    expect(Date.now() - start).toBeGreaterThanOrEqual(1500)
+    expect(Date.now() - start).toBeLessThan(5000)
+    // Without the knob (or with a value that is not a positive number of ms) the window is 20 s.
+    vi.stubEnv('VM_KEY_REFUSED_MS', 'soon')
+    await expect(waitForSsh({target, timeoutMs: 3000, watch: fakeWatch(() => true), login})).rejects.toMatchObject({
+      code: 'BOOT_TIMEOUT',
+    })
   })
 
   it('logs in through the jump host, where this host cannot see the guest to probe its banner', async () => {
