@@ -82,8 +82,12 @@ describe('virsh errors through the shared connection', () => {
     const saved = {...process.env}
     Object.assign(process.env, {VM_VIRSH: virsh, VM_RUNTIME_DIR: path.join(dir, 'run')})
     try {
-      const error = await new Virsh(uri).run(['domstate', 'x'], {doing: 'read a state'}).catch((caught: unknown) => caught as Error)
-      expect(error.message).toContain(`(${uri})`)
+      const error: unknown = await new Virsh(uri).run(['domstate', 'x'], {doing: 'read a state'}).then(
+        () => undefined,
+        (caught: unknown) => caught,
+      )
+      expect(error).toBeInstanceOf(Error)
+      expect((error as Error).message).toContain(`(${uri})`)
     } finally {
       for (const key of ['VM_VIRSH', 'VM_RUNTIME_DIR']) if (saved[key] === undefined) delete process.env[key]
       Object.assign(process.env, saved)
