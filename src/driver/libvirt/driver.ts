@@ -168,7 +168,8 @@ export const libvirtDriver: MachineDriver = {
     try {
       parseLibvirtUri(libvirtUri(config.libvirt.uri))
     } catch (error) {
-      at('libvirt.uri', (error as Error).message)
+      // Without libvirt.uri in the Vmfile, the URI came from the environment: say so.
+      at('libvirt.uri', `${config.libvirt.uri === undefined ? 'LIBVIRT_DEFAULT_URI: ' : ''}${(error as Error).message}`)
     }
     if (config.nat.isolated)
       at(
