@@ -8,7 +8,7 @@ import {classifyVirshError, libvirtError, type LibvirtFailure} from './errors.js
 import {parseLibvirtUri, type LibvirtHost} from './uri.js'
 
 /** The virsh program (VM_VIRSH overrides it, e.g. in tests). */
-function virshBinary(env: NodeJS.ProcessEnv = process.env): string {
+export function virshBinary(env: NodeJS.ProcessEnv = process.env): string {
   return env.VM_VIRSH ?? 'virsh'
 }
 
