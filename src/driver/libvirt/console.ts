@@ -88,16 +88,13 @@ export async function remoteConsoleTail(virsh: Virsh, placement: Placement, line
 export async function remoteSeed(virsh: Virsh, placement: Placement, machine: {dir: string; id: string}, seed: string): Promise<string> {
   if (placement.seed !== undefined) return placement.seed.path
   const volume = seedVolume(machine.id)
-  const {size} = await stat(seed)
-  await virsh.runUnless('volume-exists', ['vol-create-as', placement.pool, volume, String(size), '--format', 'raw'], {
-    doing: `create volume ${volume}`,
-    pool: placement.pool,
-  })
+  // Made (or found from an attempt that failed before the placement was written), then filled.
+  const file = await makeVolume(virsh, placement.pool, volume, (await stat(seed)).size)
   await virsh.run(['vol-upload', '--pool', placement.pool, volume, seed], {
     doing: `upload the cloud-init seed ${seed} into volume ${volume}`,
     pool: placement.pool,
   })
-  const seedFile: HostFile = {volume, path: await volumePath(virsh, placement.pool, volume)}
+  const seedFile: HostFile = {volume, path: file}
   placement.seed = seedFile
   await writePlacement(machine.dir, placement)
   return seedFile.path
