@@ -373,7 +373,8 @@ export const libvirtDriver: MachineDriver = {
     const placement = await readPlacement(machine.dir)
     if (placement === undefined) return {alive: false, cleanPowerOff: false}
     const virsh = new Virsh(placement.uri)
-    const state = await domainState(virsh, placement.domain)
+    // A host that does not answer (packets dropped, not refused) must not hold vm status for virsh's 2 minutes.
+    const state = await domainState(virsh, placement.domain, 30_000)
     const alive = isAlive(state)
     let vnc: string | undefined
     if (alive && machine.record?.config.vnc === true) {
