@@ -106,8 +106,6 @@ describe('machines on remote libvirt hosts', () => {
   it('up starts one machine on each host, in parallel', async () => {
     const up = await run(['up'])
     expect(up.code, up.stderr + up.stdout).toBe(0)
-    // The boot progress line shows the remote consoles' last line (read from the hosts).
-    expect(up.stderr).toMatch(/^\[a\] booting \d+s: \S/m)
     for (const [index, name] of ['a', 'b'].entries()) {
       const domains = hosts[index]!.virsh(['list', '--name']).stdout
       expect(domains).toMatch(new RegExp(`^vm-${name}-`, 'm'))
