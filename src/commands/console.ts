@@ -2,8 +2,8 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {terminalLine} from '../cli/terminal-text.js'
-import {UsageError} from '../errors/errors.js'
-import {consoleLog, consoleSocket, DETACH_KEY, pipeConsole} from '../machine/console.js'
+import {UsageError, UserError} from '../errors/errors.js'
+import {consoleLog, consoleSocket, DETACH_KEY, pipeConsole, runConsoleProgram} from '../machine/console.js'
 import {pickMachine} from '../machine/fan-out.js'
 import type {MachineState} from '../state/machine-state.js'
 
@@ -42,6 +42,7 @@ export default class Console extends BaseCommand<ConsoleResult> {
     if (this.jsonEnabled())
       throw new UsageError('vm console is interactive and prints no JSON', {hint: 'Use "vm console --log --json" to get the log as JSON.'})
     const socket = await consoleSocket(project.dir, name)
+    if (typeof socket !== 'string') return {machine: name, state: 'running', ended: await this.attachWith(name, socket)}
     const stdin = process.stdin
     const raw = stdin.isTTY === true
     const restore = (): void => {
@@ -72,5 +73,18 @@ export default class Console extends BaseCommand<ConsoleResult> {
         : `\nThe console of ${terminalLine([name])} closed (the machine stopped).\n`,
     )
     return {machine: name, state: 'running', ended}
+  }
+
+  /** A console elsewhere (a remote libvirt host): its engine's program gets this terminal (it detaches on Ctrl-] too). */
+  private async attachWith(name: string, attach: {program: string; args: string[]}): Promise<'closed' | 'detached'> {
+    process.stderr.write(`Attached to ${terminalLine([name])}'s serial console. Detach with ${DETACH_KEY}.\n`)
+    const code = await runConsoleProgram(attach)
+    if (code !== 0)
+      throw new UserError(`The console of ${terminalLine([name])} ended with exit status ${code}`, {
+        code: 'CONSOLE_UNAVAILABLE',
+        hint: 'Check that the machine runs ("vm status") and that no other client holds its console.',
+      })
+    process.stderr.write(`\nDetached from ${terminalLine([name])}'s console.\n`)
+    return 'detached'
   }
 }

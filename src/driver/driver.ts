@@ -135,6 +135,20 @@ export interface SuspendOperations {
   discard(machine: DriverMachine): Promise<void>
 }
 
+/**
+ * A machine's serial console: `socket`, a Unix stream socket attached to it while the machine
+ * runs (undefined otherwise, or when the engine has none); `log`, the file on this host that
+ * holds what it printed since it last started. An engine whose console is elsewhere (a remote
+ * libvirt host) gives `attach`, a program that joins this terminal to it (Ctrl-] detaches), and
+ * `readLog`, which fetches the log.
+ */
+export interface SerialConsole {
+  socket: string | undefined
+  log: string
+  attach?: {program: string; args: string[]} | undefined
+  readLog?: (() => Promise<string>) | undefined
+}
+
 export type StopMethod = 'acpi' | 'already-stopped' | 'killed' | 'quit'
 
 export interface Stopped {
@@ -172,12 +186,8 @@ export interface MachineDriver {
   start(machine: CreatedMachine, host: HostReport, options: StartOptions): Promise<Started>
   /** What the guest's boot looks like from outside, for the wait for SSH. */
   bootWatch(machine: CreatedMachine): BootWatch
-  /**
-   * The machine's serial console: `socket`, a Unix stream socket attached to it while the
-   * machine runs (undefined otherwise, or when the engine has none); `log`, the file that
-   * holds what it printed since it last started.
-   */
-  serialConsole?(machine: DriverMachine): {socket: string | undefined; log: string}
+  /** The machine's serial console (see SerialConsole). */
+  serialConsole?(machine: DriverMachine): SerialConsole | Promise<SerialConsole>
   inspect(machine: DriverMachine): Promise<EngineState>
   /**
    * Stops the machine (ACPI power-down, up to `graceMs`, then harder; 0: at once) and gives

@@ -21,19 +21,23 @@ async function serialConsole(projectDir: string, name: string) {
   if (unreadable !== undefined) throw unreadable
   const driver = await driverOf(record)
   const paths = machinePaths(projectDir, name)
-  const found = driver.serialConsole?.({name, dir: paths.dir, id: record?.id, record})
-  return {state: status.state, socket: found?.socket, log: found?.log, driver}
+  const found = await driver.serialConsole?.({name, dir: paths.dir, id: record?.id, record})
+  return {state: status.state, socket: found?.socket, log: found?.log, attach: found?.attach, readLog: found?.readLog, driver}
 }
 
-/** The console socket of a running machine; a clear error when it does not run or has none. */
-export async function consoleSocket(projectDir: string, name: string): Promise<string> {
-  const {state, socket, driver} = await serialConsole(projectDir, name)
+/**
+ * How to join a running machine's console: its socket, or the program its engine gives for a
+ * console that is elsewhere (a remote libvirt host); a clear error when it does not run or has none.
+ */
+export async function consoleSocket(projectDir: string, name: string): Promise<string | {program: string; args: string[]}> {
+  const {state, socket, attach, driver} = await serialConsole(projectDir, name)
   if (state !== 'running') {
     throw new UserError(`Machine ${name} is not running (state: ${state}): its serial console is not there to attach to`, {
       code: 'NOT_RUNNING',
       hint: `Run "vm up ${name}" first, or "vm console --log ${name}" to read what it printed last time.`,
     })
   }
+  if (socket === undefined && attach !== undefined) return attach
   if (socket === undefined) {
     throw new UserError(`Machine ${name}'s ${driver.displayName} has no console socket (it was started by an older vm)`, {
       code: 'NO_CONSOLE',
@@ -45,13 +49,14 @@ export async function consoleSocket(projectDir: string, name: string): Promise<s
 
 /** What the machine's serial console printed since it last started ('' before any output). */
 export async function consoleLog(projectDir: string, name: string): Promise<{state: MachineState; log: string}> {
-  const {state, log} = await serialConsole(projectDir, name)
+  const {state, log, readLog} = await serialConsole(projectDir, name)
   if (state === 'not_created') {
     throw new UserError(`Machine ${name} was never created: it has no console log`, {
       code: 'NOT_CREATED',
       hint: `Run "vm up ${name}" first.`,
     })
   }
+  if (readLog !== undefined) return {state, log: await readLog()}
   if (log === undefined) return {state, log: ''}
   try {
     return {state, log: await readFile(log, 'utf8')}
@@ -59,6 +64,12 @@ export async function consoleLog(projectDir: string, name: string): Promise<{sta
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {state, log: ''}
     throw error
   }
+}
+
+/** Runs an engine's console program (consoleSocket's other answer) on this terminal; resolves with its exit status. */
+export async function runConsoleProgram(attach: {program: string; args: string[]}): Promise<number> {
+  const {runAttached} = await import('../process/run.js')
+  return runAttached(attach.program, attach.args)
 }
 
 export type ConsoleEnd = 'closed' | 'detached'

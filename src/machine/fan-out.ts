@@ -110,7 +110,13 @@ export async function destroyProject(cwd: string, names: string[]): Promise<Proj
 
 export async function statusProject(cwd: string, names: string[]): Promise<{project: ProjectConfig; machines: MachineStatus[]}> {
   const {project, machines} = resolveMachines(cwd, names, 'all')
-  return {project, machines: await Promise.all(machines.map(async (machine) => (await inspectMachine(project.dir, machine.name)).status))}
+  return {
+    project,
+    machines: await Promise.all(
+      // A machine whose engine cannot be asked (an unreachable libvirt host) is listed as unknown, with the reason.
+      machines.map(async (machine) => (await inspectMachine(project.dir, machine.name, {engineFailure: 'report'})).status),
+    ),
+  }
 }
 
 /** The one machine a command such as ssh acts on: the named one, else the primary. */

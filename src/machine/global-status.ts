@@ -39,7 +39,7 @@ export async function globalStatus(prune: boolean): Promise<GlobalStatus> {
   const machines = await Promise.all(
     live.map(async (entry): Promise<GlobalMachine> => {
       try {
-        const inspection = await inspectMachine(entry.projectDir, entry.name)
+        const inspection = await inspectMachine(entry.projectDir, entry.name, {engineFailure: 'report'})
         return {...inspection.status, id: entry.id, host: machineHost(inspection.record)}
       } catch (error) {
         return {

@@ -36,8 +36,17 @@ export interface Inspection {
   engine: EngineState
 }
 
+export interface InspectOptions {
+  /**
+   * When the engine cannot say how the machine is (its libvirt host cannot be reached, say):
+   * report the machine as unknown with the engine's error as its problem, instead of throwing.
+   * For listings (status, global-status), where one machine must not hide the others.
+   */
+  engineFailure?: 'report' | 'throw'
+}
+
 /** A machine's status, derived from its files and the process table every time. */
-export async function inspectMachine(projectDir: string, name: string): Promise<Inspection> {
+export async function inspectMachine(projectDir: string, name: string, options: InspectOptions = {}): Promise<Inspection> {
   const paths = machinePaths(projectDir, name)
   let record: MachineRecord | undefined
   let unreadable: RecordUnreadableError | undefined
@@ -52,9 +61,26 @@ export async function inspectMachine(projectDir: string, name: string): Promise<
   // loaded to say so. An unreadable record names no engine: the default one is asked.
   const nothing = record === undefined && unreadable === undefined && !(await exists(paths.dir))
   const driver = nothing ? undefined : await driverOf(record)
-  const engine: EngineState =
-    driver === undefined ? {alive: false, cleanPowerOff: false} : await driver.inspect({name, dir: paths.dir, id: record?.id, record})
   const base = {name, box: undefined, accel: undefined, ssh: undefined, vnc: undefined, networks: undefined, projectDir}
+  let engine: EngineState = {alive: false, cleanPowerOff: false}
+  try {
+    if (driver !== undefined) engine = await driver.inspect({name, dir: paths.dir, id: record?.id, record})
+  } catch (error) {
+    if (options.engineFailure !== 'report' || record === undefined) throw error
+    // What the machine is cannot be known now; what vm knows of it still is.
+    return {
+      record,
+      engine,
+      status: {
+        ...base,
+        state: 'unknown',
+        pid: undefined,
+        box: {name: record.box.name, version: record.box.version},
+        hostname: machineHostname(record.config),
+        problem: error instanceof Error ? error.message : String(error),
+      },
+    }
+  }
   if (unreadable !== undefined) {
     const qemu = !engine.alive ? `its ${driver!.displayName} is not running` : `its ${driver!.displayName} is running (pid ${engine.pid})`
     return {

@@ -3,7 +3,7 @@ import {rmdir} from 'node:fs/promises'
 import {DEFAULT_DRIVER, driverNamed, driverOf} from '../driver/registry.js'
 import {UserError, VmError} from '../errors/errors.js'
 import {machinePaths} from '../state/machine-files.js'
-import {invalidVmfileError} from '../vmfile/index.js'
+import {engineProblemsError} from '../vmfile/index.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import {openSsh, type Boot, type GuestAccess, type UpOptions} from './boot-context.js'
 import type {MachineEvents} from './events.js'
@@ -156,7 +156,7 @@ export async function upMachine(
     // What the engine cannot do of this Vmfile is an error before anything is made or started.
     removeNewDirs = existing === undefined
     const problems = driver.validate(config)
-    if (problems.length > 0) throw invalidVmfileError(problems, 'Vmfile')
+    if (problems.length > 0) throw engineProblemsError(projectDir, problems)
     foldersFor(driver, config.syncedFolders, config)
     removeNewDirs = false
     // A suspended machine resumes; a restore may ask to continue from a snapshot.

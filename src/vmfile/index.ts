@@ -11,6 +11,7 @@ export {hostWarnings} from './host-warnings.js'
 export {
   checkVmfile,
   displayName,
+  engineProblemsError,
   invalidVmfileError,
   loadProject,
   resolveVmfileText,

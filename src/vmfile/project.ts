@@ -4,7 +4,8 @@ import {unreachableBoxWarnings} from '../box/locate.js'
 import {UserError} from '../errors/errors.js'
 import {applyDefaults} from './defaults.js'
 import {hostWarnings} from './host-warnings.js'
-import {locateVmfile, parseVmfile, readVmfile, type ParsedVmfile} from './load.js'
+import {locateVmfile, parseVmfile, readVmfile, VMFILE_NAME, type ParsedVmfile} from './load.js'
+import {locateProblems} from './locate.js'
 import type {ProjectConfig} from './types.js'
 import {formatProblem, validateDocument, type Problem} from './validate.js'
 
@@ -34,6 +35,20 @@ export function invalidVmfileError(problems: Problem[], fileName: string): UserE
     hint: 'Fix the lines above; "vm validate" checks the file again.',
     data: {problems},
   })
+}
+
+/**
+ * The error for what an engine cannot do of a project's Vmfile (its validate, which sees resolved
+ * machines): each problem placed at its line and column in the project's Vmfile, as the schema's are.
+ */
+export function engineProblemsError(projectDir: string, problems: readonly Problem[]): UserError {
+  let located = [...problems]
+  try {
+    located = locateProblems(readVmfile(path.join(projectDir, VMFILE_NAME)), problems)
+  } catch {
+    // The file went unreadable since it was loaded: the key paths still say where.
+  }
+  return invalidVmfileError(located, VMFILE_NAME)
 }
 
 /** Checks and defaults: everything after the file is read. */

@@ -1,5 +1,5 @@
 import {spawnSync} from 'node:child_process'
-import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {createServer, type Server} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -26,6 +26,19 @@ interface Engine {
   kill(project: string): void
   /** Checks after destroy that the engine kept nothing of the machine but the box. */
   afterDestroy(): void
+  /** Lines the engine's Vmfile adds to Vmfile.example. */
+  vmfileExtra: string
+  /** Checks, once the machine was killed behind vm's back, that nothing the engine kept for it runs on. */
+  afterKill(project: string): Promise<void>
+}
+
+const alivePid = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
 }
 
 let lvHost: LibvirtHost | undefined
@@ -39,6 +52,8 @@ const qemuEngine: Engine = {
     process.kill(Number(readFileSync(path.join(project, '.vm/machines/default/qemu.pid'), 'utf8')), 'SIGKILL')
   },
   afterDestroy() {},
+  vmfileExtra: '',
+  afterKill: async () => {},
 }
 
 /**
@@ -70,6 +85,14 @@ const libvirtEngine: Engine = {
     expect(volumes.filter((volume) => /^vmbox-[0-9a-f]{32}\.qcow2$/.test(volume))).toHaveLength(1)
     expect(lvHost!.virsh(['list', '--all', '--name']).stdout.trim()).toBe('')
   },
+  // The port keeper (a local TCP relay) runs from up; it must end with its domain.
+  vmfileExtra: `forwarded_ports: [{guest: 22, host: ${24100 + (process.pid % 800)}}]\n`,
+  async afterKill(project) {
+    const {pid} = JSON.parse(readFileSync(path.join(project, '.vm/machines/default/forwarder.json'), 'utf8')) as {pid: number}
+    const deadline = Date.now() + 15_000
+    while (alivePid(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(alivePid(pid), 'the port keeper of the killed domain still runs').toBe(false)
+  },
 }
 
 /**
@@ -96,7 +119,7 @@ describe.concurrent.each([qemuEngine, libvirtEngine])('machine lifecycle with th
   beforeAll(async () => {
     fixture = machineFixture(`lifecycle-${engine.name}`, 'tiny', {projectPrefix: 'vm-e2e-project-'})
     ;({project, home} = fixture)
-    copyFileSync(path.join(root, 'Vmfile.example'), path.join(project, 'Vmfile'))
+    writeFileSync(path.join(project, 'Vmfile'), readFileSync(path.join(root, 'Vmfile.example'), 'utf8') + engine.vmfileExtra)
     ;({env, wrap, upArgs} = await engine.setup())
   }, 120_000)
 
@@ -145,6 +168,7 @@ describe.concurrent.each([qemuEngine, libvirtEngine])('machine lifecycle with th
     const deadline = Date.now() + 5000
     while (Date.now() < deadline && (await state()) === 'running') await new Promise((resolve) => setTimeout(resolve, 200))
     expect(await state()).toBe('aborted')
+    await engine.afterKill(project)
     const up = await run(['up'])
     expect(up.code, up.stderr).toBe(0)
     expect((await run(['ssh', '-c', 'cat ~/marker'])).stdout.trim()).toBe('kept')

@@ -1,7 +1,9 @@
-import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {spawnSync} from 'node:child_process'
+import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {createServer, connect, type Server} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -109,6 +111,62 @@ describe('libvirt forwarded ports: the local relay keeper', () => {
     expect(existsSync(path.join(dir, FORWARDER_FILE))).toBe(false)
     expect(readdirSync(leases).filter((file) => file.includes(String(hostPort)))).toEqual([])
   })
+
+  it('ends itself and its ports once the domain it watches is gone (virsh event, then domstate)', async () => {
+    // A stand-in for virsh: the domain runs until the file "stopped" exists; then it is shut off
+    // and the event stream says so, as libvirt does when a domain is destroyed behind vm's back.
+    const virsh = path.join(dir, 'virsh')
+    const stopped = path.join(dir, 'stopped')
+    writeFileSync(
+      virsh,
+      [
+        '#!/bin/sh',
+        'case "$*" in',
+        `  *" event "*) while [ ! -e '${stopped}' ]; do sleep 0.1; done; echo "event 'lifecycle' for domain 'vm-web': Stopped Destroyed"; exec sleep 30 ;;`,
+        `  *" domstate "*) if [ -e '${stopped}' ]; then echo 'shut off'; else echo running; fi ;;`,
+        '  *) exit 1 ;;',
+        'esac',
+        '',
+      ].join('\n'),
+      {mode: 0o755},
+    )
+    const machine = {name: 'web', id: 'abc125', dir}
+    const leases = path.join(dir, 'leases3')
+    const forwards = await resolveForwards(
+      'web',
+      [{guest: guestPort, host: hostPort, hostIp: '127.0.0.1', protocol: 'tcp', autoCorrect: false}],
+      leases,
+      machine.id,
+      () => {},
+    )
+    const saved = process.env.VM_VIRSH
+    process.env.VM_VIRSH = virsh
+    try {
+      await startForwarder(
+        machine,
+        {guest: '127.0.0.1', jump: undefined, forwards, domain: {uri: 'qemu:///system', name: 'vm-web'}},
+        leases,
+      )
+    } finally {
+      if (saved === undefined) delete process.env.VM_VIRSH
+      else process.env.VM_VIRSH = saved
+    }
+    const state = JSON.parse(readFileSync(path.join(dir, FORWARDER_FILE), 'utf8')) as {pid: number}
+    expect(await read(hostPort)).toBe('hello from the guest\n')
+    // While the domain runs, the keeper stays.
+    await sleep(2500)
+    expect(processStartTime(state.pid)).toBeDefined()
+    writeFileSync(stopped, '')
+    const deadline = Date.now() + 15_000
+    while (processStartTime(state.pid) !== undefined && Date.now() < deadline) await sleep(100)
+    expect(processStartTime(state.pid)).toBeUndefined()
+    await expect(read(hostPort)).rejects.toThrow(/ECONNREFUSED/)
+    expect(readFileSync(path.join(dir, 'forwarder.log'), 'utf8')).toContain('domain vm-web is no longer running')
+    // Nothing of the keeper is left: no event stream, no relay.
+    expect(spawnSync('pgrep', ['-f', stopped]).stdout.toString()).toBe('')
+    await stopForwarder(machine, leases)
+    expect(readdirSync(leases).filter((file) => file.includes(String(hostPort)))).toEqual([])
+  }, 30_000)
 
   it('refuses a taken port before any keeper starts', async () => {
     const taken = createServer()

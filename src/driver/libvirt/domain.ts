@@ -14,9 +14,12 @@ export function parseDomState(text: string): DomainState {
   return {state: match?.[1] ?? text.trim(), reason: match?.[2]}
 }
 
-/** The domain's state now (never remembered): a domain that does not exist is 'missing'. */
-export async function domainState(virsh: Virsh, domain: string): Promise<DomainState> {
-  const result = await virsh.runUnless('domain-missing', ['domstate', '--reason', domain], {doing: `read the state of domain ${domain}`})
+/** The domain's state now (never remembered): a domain that does not exist is 'missing'. `timeoutMs` bounds a host that does not answer. */
+export async function domainState(virsh: Virsh, domain: string, timeoutMs?: number): Promise<DomainState> {
+  const result = await virsh.runUnless('domain-missing', ['domstate', '--reason', domain], {
+    doing: `read the state of domain ${domain}`,
+    timeoutMs,
+  })
   return result === undefined ? {state: 'missing', reason: undefined} : parseDomState(result.stdout)
 }
 

@@ -12,7 +12,7 @@ import {firstTimeThisBoot} from '../../state/once-per-boot.js'
 import {labelledTail, readTail, type BootWatch} from '../../ssh/wait.js'
 import {shareTag} from '../../sync/folders.js'
 import type {MachineConfig} from '../../vmfile/types.js'
-import type {CreatedMachine, DriverMachine, EngineState, MachineDriver, Started, StartOptions, Stopped} from '../driver.js'
+import type {CreatedMachine, DriverMachine, EngineState, MachineDriver, SerialConsole, Started, StartOptions, Stopped} from '../driver.js'
 import {domainState, isAlive, vncAddress, waitUntilStopped} from './domain.js'
 import {startForwarder, stopForwarder} from './forward.js'
 import {chooseDomainType} from './host.js'
@@ -23,6 +23,7 @@ import {libvirtUri, parseLibvirtUri} from './uri.js'
 import {Virsh, withXmlFile} from './virsh.js'
 import {deleteVolume, ensureBoxVolumes, machineVolumeName, volumeCapacity, volumePath} from './volumes.js'
 import {renderDomainXml, type DomainSpec} from './xml.js'
+import {consoleAttachCommand, extraVolumes, readRemoteConsoleLog, remoteConsoleLog, remoteConsoleTail, remoteSeed} from './console.js'
 import {hasManagedSave, libvirtSnapshots, libvirtSuspension, startArgs, type DomainHandle} from './snapshot.js'
 
 const QBOOT = '/usr/share/qemu/qboot.rom'
@@ -30,6 +31,43 @@ const QBOOT = '/usr/share/qemu/qboot.rom'
 /** The console log file, when the libvirt host writes this host's files (a local URI); remote domains have none. */
 function serialLogOf(dir: string, placement: Placement): string | undefined {
   return parseLibvirtUri(placement.uri).local ? path.join(dir, LibvirtFile.serialLog) : undefined
+}
+
+/**
+ * The boot progress line of a remote domain: its console log is fetched over the libvirt
+ * connection (vol-download), so the wait for SSH gets the last fetched tail at once and a
+ * fresh fetch starts in the background (at most one at a time, every 2 s at most).
+ */
+function remoteTail(machine: CreatedMachine): {host: string; latest(lines: number): Promise<string>; now(lines: number): Promise<string>} {
+  let text: string | undefined
+  let fetching: Promise<void> | undefined
+  let last = 0
+  const fetchTail = async (lines: number): Promise<string> => {
+    const placement = await readPlacement(machine.dir)
+    if (placement === undefined) return ''
+    return remoteConsoleTail(new Virsh(placement.uri), placement, lines)
+  }
+  const host = machine.record.libvirt === undefined ? 'the libvirt host' : parseLibvirtUri(machine.record.libvirt.uri).label
+  return {
+    host,
+    async latest(lines) {
+      if (fetching === undefined && Date.now() - last >= 2000) {
+        last = Date.now()
+        fetching = fetchTail(Math.max(lines, 40))
+          .then((tail) => {
+            text = tail
+          })
+          .catch(() => undefined)
+          .finally(() => {
+            fetching = undefined
+          })
+      }
+      // The first answer waits for its fetch; later ones take what the last fetch found.
+      if (text === undefined) await fetching
+      return (text ?? '').split('\n').slice(-lines).join('\n')
+    },
+    now: (lines) => fetchTail(lines).catch(() => text ?? ''),
+  }
 }
 
 async function placementOf(machine: DriverMachine): Promise<Placement> {
@@ -172,7 +210,8 @@ export const libvirtDriver: MachineDriver = {
     try {
       parseLibvirtUri(libvirtUri(config.libvirt.uri))
     } catch (error) {
-      at('libvirt.uri', (error as Error).message)
+      // Without libvirt.uri in the Vmfile, the URI came from the environment: say so.
+      at('libvirt.uri', `${config.libvirt.uri === undefined ? 'LIBVIRT_DEFAULT_URI: ' : ''}${(error as Error).message}`)
     }
     if (config.nat.isolated)
       at(
@@ -272,17 +311,12 @@ export const libvirtDriver: MachineDriver = {
       (await firstTimeThisBoot(`host-warning-libvirt-${createHash('sha256').update(choice.warning).digest('hex').slice(0, 12)}`))
     )
       options.warn(`${choice.warning} (said once per host boot; "vm status" shows each machine's accelerator)`)
-    const serialLog = serialLogOf(machine.dir, placement)
-    if (serialLog !== undefined) await rm(serialLog, {force: true})
-    const seed = record.cloudInit === undefined ? undefined : path.join(machine.dir, record.cloudInit.seed)
-    if (seed !== undefined && !virsh.host.local)
-      throw new UserError(
-        `Machine ${machine.name} boots a cloud image, whose seed the remote libvirt host ${virsh.host.label} cannot read`,
-        {
-          code: 'UNSUPPORTED',
-          hint: 'Use a box with its own user and key (not a cloud image) on remote libvirt hosts.',
-        },
-      )
+    const localLog = serialLogOf(machine.dir, placement)
+    if (localLog !== undefined) await rm(localLog, {force: true})
+    // A remote host logs the console into a volume of the machine, and reads the seed from one (console.ts).
+    const serialLog = localLog ?? (await remoteConsoleLog(virsh, placement, machine, options.warn))
+    const localSeed = record.cloudInit === undefined ? undefined : path.join(machine.dir, record.cloudInit.seed)
+    const seed = localSeed === undefined || virsh.host.local ? localSeed : await remoteSeed(virsh, placement, machine, localSeed)
     const qboot = virsh.host.local ? (existsSync(QBOOT) ? QBOOT : undefined) : QBOOT
     const xml = await renderDomainXml(domainSpec(record, placement, disks, nics, choice.type, serialLog, seed, qboot))
     // A persistent domain (as Vagrant users expect: virsh list --all shows it), defined afresh from the record each boot;
@@ -308,7 +342,11 @@ export const libvirtDriver: MachineDriver = {
     // forwarded_ports: a keeper per machine (forward.ts), from the guest's address as soon as it is known.
     const leases = await leasesDir()
     const forwards = await resolveForwards(machine.name, record.config.forwardedPorts, leases, record.id, options.info)
-    await startForwarder(machine, {guest: address, jump: virsh.host.jump, forwards}, leases)
+    await startForwarder(
+      machine,
+      {guest: address, jump: virsh.host.jump, forwards, domain: {uri: placement.uri, name: placement.domain}},
+      leases,
+    )
     record = {...record, forwards}
     return {record, ssh: {host: address, port: record.config.ssh.port, jump: virsh.host.jump}, accel: choice.accel}
   },
@@ -317,26 +355,37 @@ export const libvirtDriver: MachineDriver = {
     const log = path.join(machine.dir, LibvirtFile.serialLog)
     const uri = machine.record.libvirt?.uri
     const local = uri === undefined || parseLibvirtUri(uri).local
+    const remote = local ? undefined : remoteTail(machine)
     return {
       engine: 'libvirt domain',
       isAlive: async () => {
         const placement = await readPlacement(machine.dir)
         return placement !== undefined && isAlive(await domainState(new Virsh(placement.uri), placement.domain))
       },
-      consoleTail: async (lines) => (local ? readTail(log, lines) : ''),
-      bootEvidence: async () => (local ? labelledTail(`serial log (${log}):`, await readTail(log)) : []),
+      consoleTail: (lines) => (remote === undefined ? readTail(log, lines) : remote.latest(lines)),
+      bootEvidence: async () =>
+        remote === undefined
+          ? labelledTail(`serial log (${log}):`, await readTail(log))
+          : labelledTail(`serial log (on ${remote.host}):`, await remote.now(15)),
     }
   },
 
-  serialConsole(machine) {
-    return {socket: undefined, log: path.join(machine.dir, LibvirtFile.serialLog)}
+  async serialConsole(machine): Promise<SerialConsole> {
+    const log = path.join(machine.dir, LibvirtFile.serialLog)
+    const placement = await readPlacement(machine.dir)
+    if (placement === undefined) return {socket: undefined, log}
+    // virsh console joins the terminal to the domain's pty, here or on a remote host.
+    const attach = consoleAttachCommand(placement)
+    if (parseLibvirtUri(placement.uri).local) return {socket: undefined, log, attach}
+    return {socket: undefined, log, attach, readLog: () => readRemoteConsoleLog(new Virsh(placement.uri), placement)}
   },
 
   async inspect(machine): Promise<EngineState> {
     const placement = await readPlacement(machine.dir)
     if (placement === undefined) return {alive: false, cleanPowerOff: false}
     const virsh = new Virsh(placement.uri)
-    const state = await domainState(virsh, placement.domain)
+    // A host that does not answer (packets dropped, not refused) must not hold vm status for virsh's 2 minutes.
+    const state = await domainState(virsh, placement.domain, 30_000)
     const alive = isAlive(state)
     let vnc: string | undefined
     if (alive && machine.record?.config.vnc === true) {
@@ -382,8 +431,8 @@ export const libvirtDriver: MachineDriver = {
     await virsh.runUnless('domain-missing', ['undefine', '--snapshots-metadata', '--nvram', '--managed-save', placement.domain], {
       doing: `remove domain ${placement.domain}`,
     })
-    // The machine's volumes go; the box volume stays for the next machine of the box.
-    for (const volume of placement.volumes) await deleteVolume(virsh, placement.pool, volume)
+    // The machine's volumes go (disks, console log, seed); the box volume stays for the next machine of the box.
+    for (const volume of [...placement.volumes, ...extraVolumes(placement)]) await deleteVolume(virsh, placement.pool, volume)
     await removePlacement(machine.dir)
     await rm(path.join(machine.dir, LibvirtFile.serialLog), {force: true})
     return {ids: machine.id === undefined ? [] : [machine.id]}

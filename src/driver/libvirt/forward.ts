@@ -37,6 +37,14 @@ export interface ForwarderSpec {
   /** The libvirt host to go through (remote URIs); none: relay on this host. */
   jump: JumpHost | undefined
   forwards: readonly ResolvedForward[]
+  /** The domain whose ports these are: the keeper ends itself once it is gone (see KEEPER_SOURCE). */
+  domain?: WatchedDomain | undefined
+}
+
+/** A libvirt domain a keeper watches. */
+export interface WatchedDomain {
+  uri: string
+  name: string
 }
 
 interface ForwarderState {
@@ -76,7 +84,73 @@ export const RELAY_SOURCE = [
   '}',
 ].join('\n')
 
-/** The keeper's program and arguments: a pure function of the spec. */
+/**
+ * The keeper: `node -e KEEPER -- JSON`, JSON being {program, args, watch?}. It runs the forwarder
+ * (ssh -N -L, or the relay) as its child and lives exactly as long as it: it ends when the
+ * forwarder ends, and on SIGTERM it ends the forwarder first. With `watch` ({virsh, uri,
+ * domain}) it also follows the domain's lifecycle events (`virsh event --loop`, one connection
+ * to the libvirt host while the domain runs) and, when an event comes, the event stream ends
+ * or it starts, asks `virsh domstate`: a domain that is shut off, crashed or gone (asked twice,
+ * 3 s apart, so that a snapshot revert that restarts QEMU does not count) ends the keeper and
+ * its ports. A host that cannot be asked proves nothing: the watch starts again later.
+ */
+export const KEEPER_SOURCE = [
+  "const {spawn, execFile} = require('node:child_process')",
+  "process.title = 'vm-port-keeper'",
+  'const spec = JSON.parse(process.argv[1])',
+  "const child = spawn(spec.program, spec.args, {stdio: ['ignore', 'inherit', 'inherit']})",
+  'let ending = false',
+  'let events',
+  'const end = (code) => {',
+  '  if (ending) return',
+  '  ending = true',
+  "  if (events) events.kill('SIGTERM')",
+  "  if (child.exitCode === null && child.signalCode === null) { child.once('exit', () => process.exit(code)); child.kill('SIGTERM'); setTimeout(() => process.exit(code), 3000).unref() }",
+  '  else process.exit(code)',
+  '}',
+  "child.on('exit', (code, signal) => { if (!ending) { ending = true; if (events) events.kill('SIGTERM'); process.exit(code ?? (signal ? 1 : 0)) } })",
+  "child.on('error', (e) => { console.error(`${spec.program}: ${e.message}`); ending = true; process.exit(1) })",
+  "for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(signal, () => end(0))",
+  'const w = spec.watch',
+  'if (w) {',
+  "  const env = {...process.env, LC_ALL: 'C'}",
+  "  const virsh = (args) => new Promise((resolve) => execFile(w.virsh, ['-q', '-c', w.uri, ...args], {env, timeout: 60000}, (error, stdout, stderr) => resolve({error, stdout: String(stdout), stderr: String(stderr)})))",
+  '  // gone: shut off, crashed or no such domain; undefined: it runs, or the host cannot be asked.',
+  '  const gone = async () => {',
+  "    const r = await virsh(['domstate', w.domain])",
+  '    if (!r.error) return /^\\s*(shut off|crashed)/.test(r.stdout)',
+  '    return /Domain not found|failed to get domain/i.test(r.stderr)',
+  '  }',
+  '  let checking = false',
+  '  const check = async () => {',
+  '    if (checking || ending) return',
+  '    checking = true',
+  '    try {',
+  '      if (await gone()) { await new Promise((r) => setTimeout(r, 3000)); if (await gone()) { console.error(`domain ${w.domain} is no longer running: the forwarded ports end`); end(0) } }',
+  '    } finally { checking = false }',
+  '  }',
+  '  let delay = 2000',
+  '  const watch = () => {',
+  '    if (ending) return',
+  "    events = spawn(w.virsh, ['-q', '-c', w.uri, 'event', '--domain', w.domain, '--event', 'lifecycle', '--loop'], {env, stdio: ['ignore', 'pipe', 'ignore']})",
+  "    events.on('error', () => {})",
+  "    events.stdout.on('data', () => { delay = 2000; check() })",
+  "    events.on('exit', () => { events = undefined; check().then(() => { setTimeout(watch, delay).unref(); delay = Math.min(delay * 2, 60000) }) })",
+  '    // Whatever happened before the stream was there: asked once it is.',
+  '    setTimeout(check, 1000).unref()',
+  '  }',
+  '  watch()',
+  '}',
+].join('\n')
+
+/** The keeper's program and arguments for `spec` (see KEEPER_SOURCE): a pure function of the spec. */
+export function keeperCommand(spec: ForwarderSpec, virsh = process.env.VM_VIRSH ?? 'virsh'): {program: string; args: string[]} {
+  const forwarder = forwarderCommand(spec)
+  const watch = spec.domain === undefined ? undefined : {virsh, uri: spec.domain.uri, domain: spec.domain.name}
+  return {program: process.execPath, args: ['-e', KEEPER_SOURCE, '--', JSON.stringify({...forwarder, watch})]}
+}
+
+/** The forwarder's program and arguments: a pure function of the spec. */
 export function forwarderCommand(spec: ForwarderSpec): {program: string; args: string[]} {
   if (spec.jump === undefined) {
     const args = spec.forwards.flatMap((forward) => [listenAddress(forward), String(forward.host), spec.guest, String(forward.guest)])
@@ -108,6 +182,18 @@ export function forwarderCommand(spec: ForwarderSpec): {program: string; args: s
     args.push('-L', `${bracket(listenAddress(forward))}:${forward.host}:${bracket(spec.guest)}:${forward.guest}`)
   args.push('--', spec.jump.host)
   return {program: 'ssh', args}
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL')
+  } catch {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // gone meanwhile
+    }
+  }
 }
 
 function alive(state: ForwarderState): boolean {
@@ -158,7 +244,7 @@ export async function startForwarder(machine: ForwarderMachine, spec: ForwarderS
   if (spec.forwards.length === 0) return
   try {
     checkForwards(machine.name, spec.forwards)
-    const {program, args} = forwarderCommand(spec)
+    const {program, args} = keeperCommand(spec)
     const logFile = path.join(machine.dir, FORWARDER_LOG)
     await rm(logFile, {force: true})
     const log = openSync(logFile, 'a', 0o600)
@@ -209,7 +295,8 @@ export async function stopForwarder(machine: ForwarderMachine, leaseDir: string)
       // gone meanwhile
     }
     for (let i = 0; i < 50 && alive(state); i++) await sleep(50)
-    if (alive(state)) process.kill(state.pid, 'SIGKILL')
+    // The keeper leads its own process group (it was started detached): its forwarder goes with it.
+    if (alive(state)) killGroup(state.pid)
   }
   await releaseForwards(leaseDir, machine.id, state.forwards)
   await rm(path.join(machine.dir, FORWARDER_FILE), {force: true})

@@ -24,6 +24,16 @@ export interface Placement {
   /** Kernel and initrd as the libvirt host sees them (box store files, or uploaded volumes). */
   kernel?: string | undefined
   initrd?: string | undefined
+  /** A remote host's domain: the volume its serial console logs into (console.ts). */
+  consoleLog?: HostFile | undefined
+  /** A cloud-image machine on a remote host: its NoCloud seed, uploaded as a volume (console.ts). */
+  seed?: HostFile | undefined
+}
+
+/** A volume of the machine in its pool, and its path as the libvirt host sees it. */
+export interface HostFile {
+  volume: string
+  path: string
 }
 
 export function placementFile(dir: string): string {

@@ -9,7 +9,7 @@ import {dropTunnel, tunnelFor} from './tunnel.js'
 import {parseLibvirtUri, type LibvirtHost} from './uri.js'
 
 /** The virsh program (VM_VIRSH overrides it, e.g. in tests). */
-function virshBinary(env: NodeJS.ProcessEnv = process.env): string {
+export function virshBinary(env: NodeJS.ProcessEnv = process.env): string {
   return env.VM_VIRSH ?? 'virsh'
 }
 
