@@ -11,6 +11,12 @@ export interface JumpHost {
   port?: number | undefined
   /** The login on the jump host (default: what the user's ssh config says, else the local user). */
   user?: string | undefined
+  /**
+   * The control socket of vm's own shared connection to the jump host (e.g. the libvirt host's,
+   * see driver/libvirt/tunnel.ts): while its master is up, ssh goes through it instead of
+   * logging in to the jump host again; when it is not, ssh logs in as with ProxyJump.
+   */
+  controlPath?: string | undefined
 }
 
 /** How to reach a machine over SSH; rendered both as ssh argv and as an ssh_config block. */
@@ -99,6 +105,34 @@ export function renderProxyJump(jump: JumpHost): string {
   return value
 }
 
+/** Control socket paths a ProxyCommand may name as they are (no quoting, no %-tokens). */
+const PLAIN_PATH = /^\/[A-Za-z0-9_./+-]+$/
+
+/**
+ * How ssh reaches the guest through the jump host: ProxyJump, or, when vm keeps a shared
+ * connection to that host, a ProxyCommand that opens the guest's channel in it (`ssh -W` over
+ * the master; ssh logs in itself when no master answers there). The user, host and port are
+ * checked as for ProxyJump; a control path with other characters than plain ones is not used.
+ */
+export function renderJump(jump: JumpHost): [string, string] {
+  const value = renderProxyJump(jump)
+  if (jump.controlPath === undefined || !PLAIN_PATH.test(jump.controlPath)) return ['ProxyJump', value]
+  const command = [
+    'ssh',
+    '-o',
+    'ControlMaster=no',
+    '-o',
+    `ControlPath=${jump.controlPath}`,
+    ...(jump.user === undefined ? [] : ['-l', jump.user]),
+    ...(jump.port === undefined ? [] : ['-p', String(jump.port)]),
+    '-W',
+    '"[%h]:%p"',
+    '--',
+    encode('ProxyJump host', jump.host, 'host'),
+  ]
+  return ['ProxyCommand', command.join(' ')]
+}
+
 function identityFiles(target: SshTarget): readonly string[] {
   if (target.identityFiles.length === 0) refuse('IdentityFile', '', 'no key to log in with')
   return target.identityFiles
@@ -108,7 +142,7 @@ function options(target: SshTarget): Array<[string, string]> {
   return [
     ['HostName', encode('HostName', target.host, 'host')],
     ['Port', checkPort('Port', target.port)],
-    ...(target.jump === undefined ? [] : [['ProxyJump', renderProxyJump(target.jump)] as [string, string]]),
+    ...(target.jump === undefined ? [] : [renderJump(target.jump)]),
     ['User', encode('User', target.user, 'name')],
     ...identityFiles(target).map((file): [string, string] => ['IdentityFile', encode('IdentityFile', file, 'path')]),
     ['IdentitiesOnly', 'yes'],

@@ -85,6 +85,22 @@ describe('ssh options', () => {
       expect(sshArgs({...target, jump: {host: '::1'}})).toContain('ProxyJump=[::1]')
     })
 
+    it("goes through vm's shared connection to the jump host when there is one (ProxyCommand ssh -W over its control socket)", () => {
+      const shared = {...jump, controlPath: '/run/vmfile/libvirt/0123abcd.ssh'}
+      const command =
+        'ssh -o ControlMaster=no -o ControlPath=/run/vmfile/libvirt/0123abcd.ssh -l ops -p 2222 -W "[%h]:%p" -- libvirt.example.org'
+      const args = sshArgs({...target, host: '192.168.122.10', jump: shared})
+      expect(args).toContain(`ProxyCommand=${command}`)
+      expect(args.some((arg) => arg.startsWith('ProxyJump'))).toBe(false)
+      expect(renderSshConfig('web', {...target, host: '192.168.122.10', jump: shared})).toContain(`  ProxyCommand ${command}\n`)
+      // A control path ssh or the shell would read as something else is not used: plain ProxyJump.
+      for (const controlPath of ['/run/a b/x.ssh', '/run/%h/x.ssh', "/run/it's/x.ssh", 'relative.ssh'])
+        expect(sshArgs({...target, jump: {...jump, controlPath}})).toContain('ProxyJump=ops@libvirt.example.org:2222')
+      // The user, host and port are checked as for ProxyJump.
+      expect(() => sshArgs({...target, jump: {...shared, user: 'ops;id'}})).toThrow(/SSH ProxyJump user/)
+      expect(() => sshArgs({...target, jump: {...shared, host: '-oProxyCommand=x'}})).toThrow(/SSH ProxyJump host/)
+    })
+
     it('writes no ProxyJump without a jump host', () => {
       expect(sshArgs({...target, jump: undefined}).some((arg) => arg.startsWith('ProxyJump'))).toBe(false)
       expect(renderSshConfig('web', target)).not.toMatch(/ProxyJump/i)

@@ -24,6 +24,7 @@ import {Virsh, withXmlFile} from './virsh.js'
 import {deleteVolume, ensureBoxVolumes, machineVolumeName, volumeCapacity, volumePath} from './volumes.js'
 import {renderDomainXml, type DomainSpec} from './xml.js'
 import {consoleAttachCommand, extraVolumes, readRemoteConsoleLog, remoteConsoleLog, remoteConsoleTail, remoteSeed} from './console.js'
+import {jumpVia} from './tunnel.js'
 import {hasManagedSave, libvirtSnapshots, libvirtSuspension, startArgs, type DomainHandle} from './snapshot.js'
 
 const QBOOT = '/usr/share/qemu/qboot.rom'
@@ -348,7 +349,8 @@ export const libvirtDriver: MachineDriver = {
       leases,
     )
     record = {...record, forwards}
-    return {record, ssh: {host: address, port: record.config.ssh.port, jump: virsh.host.jump}, accel: choice.accel}
+    const jump = await jumpVia(placement.uri, virsh.host.jump)
+    return {record, ssh: {host: address, port: record.config.ssh.port, jump}, accel: choice.accel}
   },
 
   bootWatch(machine): BootWatch {

@@ -4,7 +4,7 @@ import path from 'node:path'
 
 import {runProgram} from '../../process/run.js'
 import {MAX_CONTROL_PATH} from '../../ssh/master.js'
-import {controlOptions} from '../../ssh/options.js'
+import {controlOptions, type JumpHost} from '../../ssh/options.js'
 import {ensureRuntimeDir} from '../../state/private-dir.js'
 import {sshTunnelPlan, type SshTunnelPlan} from './uri.js'
 
@@ -36,6 +36,9 @@ export function tunnelFiles(runtimeDir: string, uri: string): {control: string; 
   return {control, socket}
 }
 
+/** Seconds between the tunnel master's keep-alive probes (three unanswered end it). */
+export const TUNNEL_ALIVE_SECONDS = 3
+
 /** The URI virsh uses to reach the daemon through a forwarded socket. */
 export function tunnelledUri(socket: string): string {
   return `qemu+unix:///system?socket=${socket}`
@@ -51,6 +54,13 @@ export function tunnelCommands(
   files: {control: string; socket: string},
 ): Record<'check' | 'open' | 'forward', string[]> {
   const base = [
+    // Before controlOptions (ssh keeps the first value of an option): a host that goes dark ends
+    // the master within ~10 s, which closes the forwarded socket, so virsh fails at once and the
+    // command is run again over the URI itself instead of waiting on a dead connection.
+    '-o',
+    `ServerAliveInterval=${TUNNEL_ALIVE_SECONDS}`,
+    '-o',
+    'ServerAliveCountMax=3',
     ...controlOptions(files.control),
     '-o',
     'BatchMode=yes',
@@ -93,6 +103,26 @@ export function tunnelFor(uri: string, env: NodeJS.ProcessEnv = process.env): Pr
     tunnels.set(uri, found)
   }
   return found
+}
+
+/**
+ * The jump host of `uri`'s guests, naming the tunnel's control socket when vm keeps one for
+ * that host: ssh to a guest then opens its channel in that connection (options.ts renderJump).
+ */
+export async function jumpVia(
+  uri: string,
+  jump: JumpHost | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<JumpHost | undefined> {
+  if (jump === undefined || sshTunnelPlan(uri) === undefined) return jump
+  const files = tunnelFiles(await ensureRuntimeDir(TUNNEL_SUBDIR, env), uri)
+  return files === undefined ? jump : {...jump, controlPath: files.control}
+}
+
+/** Whether the tunnel of `uri` (made by this process or another) still accepts connections. */
+export async function tunnelAnswers(uri: string, env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+  const files = tunnelFiles(await ensureRuntimeDir(TUNNEL_SUBDIR, env), uri)
+  return files !== undefined && answers(files.socket)
 }
 
 /** Forgets the tunnel of `uri` in this process (it failed): the next command makes it again. */

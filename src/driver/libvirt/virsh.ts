@@ -5,7 +5,7 @@ import path from 'node:path'
 import {ExternalError, stderrOf} from '../../errors/errors.js'
 import {runProgram, type RunResult} from '../../process/run.js'
 import {classifyVirshError, libvirtError, type LibvirtFailure} from './errors.js'
-import {dropTunnel, tunnelFor} from './tunnel.js'
+import {dropTunnel, tunnelAnswers, tunnelFor} from './tunnel.js'
 import {parseLibvirtUri, type LibvirtHost} from './uri.js'
 
 /** The virsh program (VM_VIRSH overrides it, e.g. in tests). */
@@ -52,7 +52,9 @@ export class Virsh {
       try {
         return await this.runOn(tunnelled, args, call)
       } catch (error) {
-        if (failureOf(error) !== 'unreachable') throw error
+        // A failure the host reported stands; one of the connection (the host did not answer,
+        // or the tunnel's master ended under the command) is tried again over the URI itself.
+        if (failureOf(error) !== 'unreachable' && (await tunnelAnswers(this.host.uri))) throw error
         dropTunnel(this.host.uri)
       }
     }
