@@ -1,4 +1,4 @@
-import {spawn, spawnSync} from 'node:child_process'
+import {spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {connect} from 'node:net'
 import {tmpdir} from 'node:os'
@@ -7,6 +7,7 @@ import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {sshClient, startLibvirtHost, type LibvirtHost, type SshClient} from '../helpers/libvirt-host.js'
+import {inTerminal, shellWord as quote} from '../helpers/terminal.js'
 import {machineFixture, root, vm, type MachineFixture} from '../helpers/vm-cli.js'
 
 /** The first bytes a TCP service on 127.0.0.1:`port` sends (an SSH banner, here). */
@@ -22,35 +23,7 @@ function banner(port: number): Promise<string> {
   })
 }
 
-const quote = (text: string) => `'${text.replaceAll("'", "'\\''")}'`
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Runs `command` in a pseudo-terminal (script), feeding it keys (`seen`: its output so far); resolves with everything it printed. */
-function inTerminal(
-  command: string,
-  options: {cwd: string; env: NodeJS.ProcessEnv},
-  feed: (keys: (text: string) => void, seen: () => string) => Promise<void>,
-) {
-  return new Promise<{code: number; output: string}>((resolve, reject) => {
-    const child = spawn('script', ['-qec', command, '/dev/null'], {
-      cwd: options.cwd,
-      env: {...process.env, NO_COLOR: '1', TERM: 'dumb', ...options.env},
-      stdio: ['pipe', 'pipe', 'pipe'],
-    })
-    let output = ''
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({code: code ?? -1, output})
-    })
-    feed(
-      (text) => child.stdin.write(text),
-      () => output,
-    ).catch(reject)
-  })
-}
 
 interface Listed {
   name: string
