@@ -8,7 +8,7 @@ import type {SyncedFolder} from '../vmfile/types.js'
 /**
  * What a guest needs around a saved or restored state: its 9p shares unmounted before QEMU
  * saves it (QEMU refuses to save while one is mounted) and mounted again after, and its clock
- * set from the host once it continues (it stopped while the host's went on).
+ * set to the host's once it continues (it stopped while the host's went on).
  */
 
 /** The 9p mount of synced folder `index` in the guest, with the options vm's folder sync uses. */
@@ -64,15 +64,38 @@ export async function mountShares(target: SshTarget, folders: readonly SyncedFol
   await runInGuest(target, script, {timeoutMs: 60_000, connectTimeout: 5})
 }
 
+/** The line a continued guest prints when it is ready for the host's time (see clockAnswer). */
+export const CLOCK_PROMPT = 'vm-clock'
+
 /**
- * The guest command that sets its clock from the host's: from the emulated RTC, which follows
- * the host's clock (QEMU's default -rtc clock=host; read from sysfs, without hwclock's wait
- * for the next tick), else through hwclock, else to the host's time as sent (`hostSeconds`).
+ * The host's time as a continued guest reads it, asked for the moment the guest can use it (an
+ * answer built before the login would be late by the login's seconds): `PRECISE ROUNDED NEXT
+ * WAIT`: the time to the millisecond (for a `date` that takes fractions, as GNU's does); the
+ * nearest whole second (for one that does not, as busybox's: half a second off at most); the next
+ * whole second and the seconds until it, when the guest sets that whole second exactly.
  */
-export function clockCommand(hostSeconds: number, sudo = 'sudo -n '): string {
-  // `read` is the shell's own: no process to start (each costs the guest a noticeable moment under emulation).
-  const rtc = `{ read -r t </sys/class/rtc/rtc0/since_epoch; } 2>/dev/null && [ -n "$t" ] && ${sudo}date -u -s "@$t" >/dev/null`
-  return `{ ${rtc} || ${sudo}hwclock -u -s 2>/dev/null || ${sudo}date -u -s @${hostSeconds} >/dev/null; }`
+export function clockAnswer(nowMs: number): string {
+  const seconds = Math.floor(nowMs / 1000)
+  const ms = Math.floor(nowMs - seconds * 1000)
+  const precise = `${seconds}.${String(ms).padStart(3, '0')}`
+  return `${precise} ${ms >= 500 ? seconds + 1 : seconds} ${seconds + 1} ${((1000 - ms) / 1000).toFixed(3)}\n`
+}
+
+/**
+ * The guest commands, run as root, that set its clock to the host's: they ask for the host's
+ * time (CLOCK_PROMPT, answered by clockAnswer) and set it to the millisecond, or, where `date`
+ * takes whole seconds only, to the nearest second at once and to the next whole second exactly
+ * when it comes (in the background, so the login does not wait for it; it ignores the hangup a
+ * closing session or sudo's terminal sends). Not the emulated RTC: QEMU's counts whole seconds
+ * from when QEMU started, so it lags the host's clock by up to a second, and reading it loses
+ * up to another.
+ */
+export function clockCommand(): string {
+  const refine = `{ (trap "" HUP; sleep "$wait" && date -u -s "@$next") </dev/null >/dev/null 2>&1 & }`
+  return (
+    `echo ${CLOCK_PROMPT}; read -r precise rounded next wait; ` +
+    `{ date -u -s "@$precise" >/dev/null 2>&1 || { date -u -s "@$rounded" >/dev/null && ${refine}; }; }`
+  )
 }
 
 /**
@@ -81,14 +104,14 @@ export function clockCommand(hostSeconds: number, sudo = 'sudo -n '): string {
  * loaded if it is not, each share `shares` names mounted unless it is. Prints `clock-failed`
  * when the clock (or sudo) failed and the index of each share it could not mount.
  */
-export function continueCommand(folders: readonly SyncedFolder[], shares: readonly number[], hostSeconds: number, root: boolean): string {
+export function continueCommand(folders: readonly SyncedFolder[], shares: readonly number[], root: boolean): string {
   const mounts = shares.map((index) => {
     const folder = folders[index]!
     const dir = shellQuote(folder.guest)
     return `{ { [ -d ${dir} ] || mkdir -p ${dir}; } && { ${mountedTest(index)} || ${mountCommand(folder, index, '')}; }; } >/dev/null 2>&1 || echo ${index}`
   })
   const script = [
-    `${clockCommand(hostSeconds, '')} || echo clock-failed`,
+    `{ ${clockCommand()}; } || echo clock-failed`,
     ...(shares.length === 0 ? [] : ['[ -d /sys/module/9pnet_virtio ] || modprobe 9pnet_virtio 2>/dev/null; true']),
     ...mounts,
   ].join('; ')
@@ -111,13 +134,18 @@ export async function continueInLogin(
   options: {run?: RunInGuest; signal?: AbortSignal | undefined; connectTimeout?: number} = {},
 ): Promise<number[]> {
   const shares = folders.flatMap((folder, index) => (folder.type === 'rsync' ? [] : [index]))
-  const script = continueCommand(folders, shares, Math.round(Date.now() / 1000), target.user === 'root')
+  const script = continueCommand(folders, shares, target.user === 'root')
   const run = options.run ?? runInGuest
-  const {stdout} = await run(target, script, {timeoutMs: 60_000, connectTimeout: options.connectTimeout ?? 5, signal: options.signal})
+  const {stdout} = await run(target, script, {
+    timeoutMs: 60_000,
+    connectTimeout: options.connectTimeout ?? 5,
+    signal: options.signal,
+    answer: {prompt: CLOCK_PROMPT, reply: () => clockAnswer(Date.now())},
+  })
   if (stdout.includes('clock-failed'))
     throw new UserError("Could not set the guest's clock after it continued", {
       code: 'GUEST_CLOCK',
-      hint: 'The guest needs sudo without a password and date (or hwclock); its clock lags by the time it was stopped.',
+      hint: 'The guest needs sudo without a password and date; its clock lags by the time it was stopped.',
     })
   const failed = new Set(parseIndexes(stdout))
   for (const index of failed) {

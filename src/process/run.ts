@@ -12,6 +12,12 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv
   /** Text written to the child's stdin. */
   input?: string | Buffer
+  /**
+   * A question the child asks on stdout: when it prints the line `prompt`, `reply()` is written
+   * to its stdin, which is then closed (instead of `input`). For answers that must be fresh when
+   * the child reads them, such as the time. The prompt line is not part of the collected stdout.
+   */
+  answer?: Answer
   /** Milliseconds before the child is killed (SIGKILL) and the run fails. */
   timeoutMs?: number
   /** Exit codes that count as success (default [0]). */
@@ -20,6 +26,11 @@ export interface RunOptions {
   missingHint?: string
   /** Kills the child (SIGTERM) when aborted, e.g. on Ctrl-C. */
   signal?: AbortSignal | undefined
+}
+
+export interface Answer {
+  prompt: string
+  reply(): string
 }
 
 export interface RunResult {
@@ -54,7 +65,17 @@ export async function runProgram(program: string, args: readonly string[], optio
             timedOut = true
             child.kill('SIGKILL')
           }, options.timeoutMs)
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
+    const answer = options.answer
+    let asked = false
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk
+      if (answer === undefined || asked) return
+      const at = `\n${stdout}`.indexOf(`\n${answer.prompt}\n`)
+      if (at === -1) return
+      asked = true
+      stdout = stdout.slice(0, at) + stdout.slice(at + answer.prompt.length + 1)
+      child.stdin?.end(answer.reply())
+    })
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
     child.on('error', (error: NodeJS.ErrnoException) => {
       if (timer) clearTimeout(timer)
@@ -73,8 +94,10 @@ export async function runProgram(program: string, args: readonly string[], optio
         }),
       )
     })
+    // A child that exits before it reads its input (or asks its question) closes the pipe: its exit status says so, an EPIPE need not.
+    child.stdin?.on('error', () => {})
     if (options.input !== undefined) child.stdin?.end(options.input)
-    else child.stdin?.end()
+    else if (options.answer === undefined) child.stdin?.end()
   })
 }
 

@@ -2,7 +2,7 @@ import type {Duplex} from 'node:stream'
 
 import {ExternalError} from '../errors/errors.js'
 import {spawnFilter} from '../process/pipe.js'
-import {runAttached, runProgram, runStreaming, tailLines, type RunResult, type StreamOptions} from '../process/run.js'
+import {runAttached, runProgram, runStreaming, tailLines, type Answer, type RunResult, type StreamOptions} from '../process/run.js'
 import {prepareControlPath} from './master.js'
 import {sshArgs, type SshTarget} from './options.js'
 
@@ -20,6 +20,8 @@ import {sshArgs, type SshTarget} from './options.js'
 export interface GuestCommandOptions {
   /** Fed to the command's stdin. */
   input?: string | Buffer
+  /** A question the command asks on stdout, answered on its stdin when asked (see RunOptions). */
+  answer?: Answer
   timeoutMs?: number
   /** Seconds ssh waits for the connection (ConnectTimeout). */
   connectTimeout?: number
@@ -56,6 +58,7 @@ export async function runInGuest(target: SshTarget, command: string, options: Gu
   const run = async (control: string): Promise<RunResult> =>
     runProgram('ssh', [...sshArgs(target, {batch: true, connectTimeout: options.connectTimeout, controlPath: control}), command], {
       input: options.input,
+      answer: options.answer,
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       okCodes: control === 'none' ? okCodes : [...okCodes, SSH_FAILED],

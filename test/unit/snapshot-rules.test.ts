@@ -9,7 +9,6 @@ import type {MachineDriver} from '../../src/driver/driver.js'
 import {incomingUri, parseSnapshots, saveCommand} from '../../src/driver/qemu/snapshot.js'
 import {registerDriver} from '../../src/driver/registry.js'
 import {UsageError, UserError} from '../../src/errors/errors.js'
-import {clockCommand} from '../../src/machine/guest-continuity.js'
 import {haltMachine} from '../../src/machine/halt.js'
 import {writeRecord, type MachineRecord, type SnapshotRecord} from '../../src/machine/record.js'
 import {checkSnapshotName, machineAndSnapshot, newestPushed, pushName, restoreProblem} from '../../src/machine/snapshot-rules.js'
@@ -143,12 +142,6 @@ describe('QEMU snapshot plumbing', () => {
       expect(uri).toMatch(program === 'gzip' ? /^exec:exec gzip -dc '/ : /^exec:exec zstd -q -dc '/)
       expect(spawnSync('/bin/sh', ['-c', uri.slice('exec:'.length)], {encoding: 'latin1'}).stdout).toBe(stream)
     }
-  })
-
-  it('the guest clock comes from the RTC first, the host time last', () => {
-    expect(clockCommand(1700000000)).toBe(
-      '{ { read -r t </sys/class/rtc/rtc0/since_epoch; } 2>/dev/null && [ -n "$t" ] && sudo -n date -u -s "@$t" >/dev/null || sudo -n hwclock -u -s 2>/dev/null || sudo -n date -u -s @1700000000 >/dev/null; }',
-    )
   })
 })
 
