@@ -88,7 +88,10 @@ describe('what a guest runs when it continues after a resume or restore', () => 
       answer: {prompt: CLOCK_PROMPT, reply: () => clockAnswer(nowMs)},
     })
     const ms = Date.now() - started
-    const read = () => spawnSync('/bin/sh', ['-c', `cat '${log}' 2>/dev/null`], {encoding: 'utf8'}).stdout.split('\n').filter(Boolean)
+    const read = () =>
+      spawnSync('/bin/sh', ['-c', `cat '${log}' 2>/dev/null`], {encoding: 'utf8'})
+        .stdout.split('\n')
+        .filter(Boolean)
     while (read().length < calls && Date.now() - started < 2000) await new Promise((resolve) => setTimeout(resolve, 50))
     return {stdout, ms, log: read()}
   }
