@@ -8,6 +8,7 @@ import type {CreatedMachine, DriverMachine, MachineDriver, StartOptions} from '.
 import {registerDriver} from '../../src/driver/registry.js'
 import {UserError, VmError} from '../../src/errors/errors.js'
 import {openSsh, type GuestAccess} from '../../src/machine/boot-context.js'
+import {clockCommand, CLOCK_PROMPT} from '../../src/machine/guest-continuity.js'
 import {destroyMachine, haltMachine} from '../../src/machine/halt.js'
 import {inspectMachine} from '../../src/machine/inspect.js'
 import type {MachineRecord} from '../../src/machine/record.js'
@@ -341,13 +342,19 @@ describe('vm up against a fake driver', () => {
       return 99
     }
     const runInGuest = guest.runInGuest
-    guest.runInGuest = async (target, command, options) => (inLogin.push(logging), runInGuest(target, command, options))
+    const prompts: Array<string | undefined> = []
+    guest.runInGuest = async (target, command, options) => (
+      inLogin.push(logging),
+      prompts.push(options?.answer?.prompt),
+      runInGuest(target, command, options)
+    )
     const result = await resumeMachine(dir, config(), events(), guest)
     expect(result).toMatchObject({was: 'saved', up: {state: 'running'}})
     expect(guest.waits).toHaveLength(1)
-    // One guest command, run as the SSH wait's login: the clock from the RTC; no folders, so no mounts.
+    // One guest command, run as the SSH wait's login: the clock from the host's time, answered when the guest asks; no folders, so no mounts.
     expect(inLogin).toEqual([true])
-    expect(guest.commands[0]!.command).toContain('/sys/class/rtc/rtc0/since_epoch')
+    expect(guest.commands[0]!.command).toContain(clockCommand())
+    expect(prompts).toEqual([CLOCK_PROMPT])
     expect(guest.commands[0]!.command).not.toContain('mount')
     expect(record()).toMatchObject({lastState: 'running', pending: []})
   })
