@@ -90,6 +90,12 @@ export function archiveRuns(files: readonly string[], stored: ReadonlySet<string
   return runs
 }
 
+/**
+ * Bytes the output may hold in flight: the next chunks are framed and hashed while earlier ones
+ * are being written, rather than after.
+ */
+const OUTPUT_BUFFER = 8 << 20
+
 /** Smaller runs are stored as they are: compressing a few KiB is not worth starting zstd. */
 const SMALL_RUN = 64 * 1024
 
@@ -185,7 +191,7 @@ export async function writeBoxArchive(options: BoxArchiveOptions): Promise<BoxAr
       await ready(runs[0]!)
       const compress = await compressor(options.compression)
       await pipeline(runBytes(runs[0]!, described), compress, hashing(hash), createWriteStream(temp), {signal})
-    } else await pipeline(archive(), hashing(hash), createWriteStream(temp), {signal})
+    } else await pipeline(archive(), hashing(hash), createWriteStream(temp, {highWaterMark: OUTPUT_BUFFER}), {signal})
     await rename(temp, options.file)
   } catch (error) {
     if (!signal.aborted) failure ??= error
