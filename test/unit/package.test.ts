@@ -1,6 +1,6 @@
 import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -140,11 +140,12 @@ describe('what vm package puts in a box', () => {
     }
     expect(run(guestPrepareScript(['ssh-ed25519 AAAA k']))).toEqual([`sudo -n sh -s -- ${home}`])
     expect(readFileSync(path.join(home, '.ssh/authorized_keys.new'), 'utf8')).toBe('ssh-ed25519 AAAA k\n')
-    // As root the root part runs in a plain sh (not on this PATH's log: /bin/sh would run it; only its text is checked).
+    // Logged in as root: the root part runs in a plain sh, no sudo (its text is checked: it would change this host).
     const asRoot = guestPrepareScript(['ssh-ed25519 AAAA k'], false, true)
     expect(asRoot).toContain(`sh -s -- "$HOME" <<'VM_PACKAGE_ROOT'`)
     expect(asRoot).not.toContain('sudo')
     expect(asRoot).not.toContain('id -u')
+    rmSync(dir, {recursive: true, force: true})
   })
 
   it('a machine of a cloud image is packaged as a cloud image: no key trusted, cloud-init reset', () => {
