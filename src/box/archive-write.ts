@@ -90,6 +90,12 @@ export function archiveRuns(files: readonly string[], stored: ReadonlySet<string
   return runs
 }
 
+/**
+ * Bytes the output may hold in flight: the next chunks are framed and hashed while earlier ones
+ * are being written, rather than after.
+ */
+const OUTPUT_BUFFER = 8 << 20
+
 /** Smaller runs are stored as they are: compressing a few KiB is not worth starting zstd. */
 const SMALL_RUN = 64 * 1024
 
@@ -140,12 +146,15 @@ export async function writeBoxArchive(options: BoxArchiveOptions): Promise<BoxAr
     for (const name of names) if (!described.has(name)) described.set(name, await describe(options.dir, name))
   }
 
-  // Each compressed run of several is written to a part file as soon as its files are there.
-  const produced = runs.map(async (run, index): Promise<string | undefined> => {
+  // Each compressed run of several is written to a part file as soon as its files are there,
+  // except the first: nothing precedes it, so it goes into the output as it is compressed (see
+  // archive()), never written twice.
+  const produced = runs.map(async (run, index): Promise<string | 'direct' | undefined> => {
     if (runs.length === 1 || run.kind === 'store') return undefined
     await ready(run)
     const size = [...run.data].reduce((sum, name) => sum + described.get(name)!.size, 0)
     if (size < SMALL_RUN) return undefined
+    if (index === 0) return 'direct'
     const part = `${temp}.${index}`
     parts.push(part)
     await pipeline(runBytes(run, described), await compressor(options.compression), createWriteStream(part), {signal})
@@ -158,11 +167,20 @@ export async function writeBoxArchive(options: BoxArchiveOptions): Promise<BoxAr
       if (!signal.aborted) failure ??= error
       abort.abort()
     })
+  /** A run's bytes through the compressor, as they come out of it. */
+  async function* compressed(run: Run): AsyncIterable<Buffer> {
+    const compress = await compressor(options.compression)
+    const feeding = pipeline(runBytes(run, described), compress, {signal, end: true})
+    feeding.catch((error: unknown) => compress.destroy(error as Error))
+    yield* compress as AsyncIterable<Buffer>
+    await feeding
+  }
   try {
     async function* archive(): AsyncIterable<Buffer> {
       for (const [index, run] of runs.entries()) {
         const part = await produced[index]!
-        if (part !== undefined) yield* createReadStream(part, {highWaterMark: 1 << 20}) as AsyncIterable<Buffer>
+        if (part === 'direct') yield* compressed(run)
+        else if (part !== undefined) yield* createReadStream(part, {highWaterMark: 1 << 20}) as AsyncIterable<Buffer>
         else if (runs.length > 1) {
           await ready(run)
           yield* rawZstdFrame(runBytes(run, described))
@@ -173,7 +191,7 @@ export async function writeBoxArchive(options: BoxArchiveOptions): Promise<BoxAr
       await ready(runs[0]!)
       const compress = await compressor(options.compression)
       await pipeline(runBytes(runs[0]!, described), compress, hashing(hash), createWriteStream(temp), {signal})
-    } else await pipeline(archive(), hashing(hash), createWriteStream(temp), {signal})
+    } else await pipeline(archive(), hashing(hash), createWriteStream(temp, {highWaterMark: OUTPUT_BUFFER}), {signal})
     await rename(temp, options.file)
   } catch (error) {
     if (!signal.aborted) failure ??= error

@@ -127,8 +127,12 @@ export const FILESYSTEMS_LINE = /^vm-package: filesystems (read-only|writable)$/
  * boot, runs it again with its own seed (user, key, host keys). It prints what it did with the
  * host keys (HOST_KEYS_LINE) and whether the filesystems are read-only (FILESYSTEMS_LINE); when
  * they are not, the machine must be powered off the slow way.
+ *
+ * Under software emulation every process the guest starts costs milliseconds: whether the login
+ * user is root is known here (`loginIsRoot`), so the script starts sudo (or, for root, sh) at
+ * once instead of asking `id` first, and makes ~/.ssh only when it is missing.
  */
-export function guestPrepareScript(publicKeys: readonly string[] | undefined, cloudInit = false): string {
+export function guestPrepareScript(publicKeys: readonly string[] | undefined, cloudInit = false, loginIsRoot = false): string {
   // The keys the package trusts replace the machine's own (a rename keeps their owner and mode).
   const putKeys = publicKeys === undefined ? '' : 'mv -f "$1/.ssh/authorized_keys.new" "$1/.ssh/authorized_keys"\n'
   const root = String.raw`set -e
@@ -192,7 +196,7 @@ echo "vm-package: filesystems $state"`
   if (publicKeys !== undefined) {
     lines.push(
       'umask 077',
-      'mkdir -p "$HOME/.ssh"',
+      '[ -d "$HOME/.ssh" ] || mkdir -p "$HOME/.ssh"',
       publicKeys.length === 0
         ? ': >"$HOME/.ssh/authorized_keys.new"'
         : `printf '%s\\n' ${publicKeys.map(shellWord).join(' ')} >"$HOME/.ssh/authorized_keys.new"`,
@@ -200,12 +204,6 @@ echo "vm-package: filesystems $state"`
   }
   // When the root part fails, the machine keeps its own key (the new file is removed).
   const onFailure = publicKeys === undefined ? '' : ' || { status=$?; rm -f "$HOME/.ssh/authorized_keys.new"; exit "$status"; }'
-  lines.push(
-    'as_root() { if [ "$(id -u)" = 0 ]; then sh -s -- "$@"; else sudo -n sh -s -- "$@"; fi; }',
-    `as_root "$HOME" <<'VM_PACKAGE_ROOT'${onFailure}`,
-    root,
-    'VM_PACKAGE_ROOT',
-    '',
-  )
+  lines.push(`${loginIsRoot ? 'sh -s' : 'sudo -n sh -s'} -- "$HOME" <<'VM_PACKAGE_ROOT'${onFailure}`, root, 'VM_PACKAGE_ROOT', '')
   return lines.join('\n')
 }

@@ -7,7 +7,7 @@ import type {StopMethod, Stopped} from '../driver/driver.js'
 import {driverOf} from '../driver/registry.js'
 import {InternalError, stderrOf, UsageError, UserError} from '../errors/errors.js'
 import {runInGuest} from '../ssh/exec.js'
-import {closeMaster} from '../ssh/master.js'
+import {closeMaster, liveMaster} from '../ssh/master.js'
 import {insecureKeyPairs} from '../ssh/keys.js'
 import {machinePaths, type MachinePaths} from '../state/machine-files.js'
 import type {MachineEvents} from './events.js'
@@ -171,6 +171,45 @@ function since(start: number): number {
 }
 
 /**
+ * Runs the guest script (guestPrepareScript) in one SSH session and returns what it printed and
+ * the record as it now stands: whatever happened, the record no longer claims the machine's own
+ * key is in place (forgetMachineKeys); once the script succeeded, that key is deleted. The session
+ * uses the machine's shared connection only when one is open already: opening a master for a
+ * single session costs more than it saves (and the guest is stopped right after).
+ */
+async function prepareGuest(
+  name: string,
+  record: MachineRecord,
+  paths: MachinePaths,
+  publicKeys: string[] | undefined,
+): Promise<{output: string; record: MachineRecord}> {
+  const target = sshTarget(record, paths, machineKeys(record, paths), 'yes')
+  let output: string
+  try {
+    ;({stdout: output} = await runInGuest(target, 'sh -s', {
+      input: guestPrepareScript(publicKeys, record.cloudInit !== undefined, target.user === 'root'),
+      connectTimeout: 5,
+      timeoutMs: 120_000,
+      shared: (await liveMaster(target)) !== undefined,
+    }))
+  } catch (error) {
+    const said = stderrOf(error).trim().split('\n').at(-1) ?? ''
+    throw new UserError(`Could not prepare machine ${name} for packaging${said === '' ? '' : `: ${said}`}`, {
+      code: 'PACKAGE_PREPARE_FAILED',
+      cause: error,
+      hint: `The login user needs passwordless sudo. The machine still runs; "vm up ${name}" gives it back a key of its own (nothing was packaged).`,
+    })
+  } finally {
+    record = await forgetMachineKeys(paths, record)
+  }
+  if (record.ssh?.loginKeys === undefined && record.cloudInit === undefined) {
+    await rm(paths.privateKey, {force: true})
+    await rm(`${paths.privateKey}.pub`, {force: true})
+  }
+  return {output, record}
+}
+
+/**
  * vm package: prepares the running guest in one SSH session (the box's keys back, the machine's
  * own key, SSH host keys and machine-id gone, its filesystems synced and read-only), stops it,
  * exports its disk flattened and compressed, and writes a libvirt box (metadata.json, kernel
@@ -207,56 +246,47 @@ export async function packageMachine(
     const publicKeys = await boxPublicKeys(record)
     const machine = (current: MachineRecord) => ({name, dir: paths.dir, id: current.id, record: current})
 
-    // The archive is started first: metadata.json (the disk's virtual size is the machine's
-    // disk's), kernel, initrd, Vagrantfile and includes are compressed and written while the
-    // guest is prepared and the disk exported; the disk comes last, once exported.
+    // What can fail before the guest is changed is done first: the staging directory (the
+    // output's directory is writable) and the disk's virtual size (metadata.json).
     staging = await mkdtemp(path.join(path.dirname(file), '.vm-package-'))
     const diskBytes = await qcow2DiskSize(driver.diskFiles({dir: paths.dir}, 1)[0]!, `Machine ${name}'s disk`)
     const metadata = metadataFor(record, diskBytes)
-    await writeFile(path.join(staging, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`)
-    if (typeof metadata.kernel === 'string') await linkOrCopy(record.box.kernel!, path.join(staging, metadata.kernel))
-    if (typeof metadata.initrd === 'string') await linkOrCopy(record.box.initrd!, path.join(staging, metadata.initrd))
-    if (options.vagrantfile === undefined) await writeFile(path.join(staging, 'Vagrantfile'), defaultVagrantfile(metadata))
-    else await copyFile(path.resolve(options.cwd, options.vagrantfile), path.join(staging, 'Vagrantfile'))
-    if (includes.length > 0) {
-      await mkdir(path.join(staging, 'include'))
-      for (const include of includes) await copyFile(include.source, path.join(staging, include.entry))
-    }
-    const ready = new Promise<void>((resolve, reject) => (diskReady = {resolve, reject}))
-    archive = writeBoxArchive({
-      dir: staging,
-      files: archiveFiles(metadata, includes),
-      file,
-      compression: 'zstd',
-      stored: [PACKAGED_DISK],
-      later: {files: [PACKAGED_DISK], ready},
-    })
-    archive.catch(() => undefined)
 
+    // The guest is prepared at once: the files that precede the disk in the archive (metadata.json,
+    // kernel, initrd, Vagrantfile, includes) are staged and compressed meanwhile, and the disk,
+    // last, is written once exported.
     events.info('Preparing the guest (box key back, host keys and machine-id removed, filesystems read-only)')
     let start = performance.now()
-    const target = sshTarget(record, paths, machineKeys(record, paths), 'yes')
-    let output: string
+    const preparing = prepareGuest(name, record, paths, publicKeys)
+    preparing.catch(() => undefined)
     try {
-      ;({stdout: output} = await runInGuest(target, 'sh -s', {
-        input: guestPrepareScript(publicKeys, record.cloudInit !== undefined),
-        connectTimeout: 5,
-        timeoutMs: 120_000,
-      }))
-    } catch (error) {
-      const said = stderrOf(error).trim().split('\n').at(-1) ?? ''
-      throw new UserError(`Could not prepare machine ${name} for packaging${said === '' ? '' : `: ${said}`}`, {
-        code: 'PACKAGE_PREPARE_FAILED',
-        cause: error,
-        hint: `The login user needs passwordless sudo. The machine still runs; "vm up ${name}" gives it back a key of its own (nothing was packaged).`,
+      await writeFile(path.join(staging, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`)
+      if (typeof metadata.kernel === 'string') await linkOrCopy(record.box.kernel!, path.join(staging, metadata.kernel))
+      if (typeof metadata.initrd === 'string') await linkOrCopy(record.box.initrd!, path.join(staging, metadata.initrd))
+      if (options.vagrantfile === undefined) await writeFile(path.join(staging, 'Vagrantfile'), defaultVagrantfile(metadata))
+      else await copyFile(path.resolve(options.cwd, options.vagrantfile), path.join(staging, 'Vagrantfile'))
+      if (includes.length > 0) {
+        await mkdir(path.join(staging, 'include'))
+        for (const include of includes) await copyFile(include.source, path.join(staging, include.entry))
+      }
+      const ready = new Promise<void>((resolve, reject) => (diskReady = {resolve, reject}))
+      archive = writeBoxArchive({
+        dir: staging,
+        files: archiveFiles(metadata, includes),
+        file,
+        compression: 'zstd',
+        stored: [PACKAGED_DISK],
+        later: {files: [PACKAGED_DISK], ready},
       })
-    } finally {
-      record = await forgetMachineKeys(paths, record)
+      archive.catch(() => undefined)
+    } catch (error) {
+      // The record says what the guest's preparation changed before this fails.
+      await preparing.catch(() => undefined)
+      throw error
     }
-    if (record.ssh?.loginKeys === undefined && record.cloudInit === undefined) {
-      await rm(paths.privateKey, {force: true})
-      await rm(`${paths.privateKey}.pub`, {force: true})
-    }
+    const prepared = await preparing
+    const output = prepared.output
+    record = prepared.record
     const hostKeys = HOST_KEYS_LINE.exec(output)?.[1] === 'removed' ? 'removed' : 'kept'
     if (hostKeys === 'kept')
       events.warn(

@@ -1,6 +1,6 @@
 import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -39,6 +39,14 @@ describe('zstd frames of raw blocks', () => {
       const frame = await collect(rawZstdFrame(chunks))
       expect(execFileSync('zstd', ['-dcq'], {input: frame}).equals(data), `size ${size}`).toBe(true)
     }
+  })
+  it('a chunk of the source comes out as one buffer, its block headers in place, however many blocks it holds', async () => {
+    const data = randomBytes(8 * RAW_BLOCK_MAX + 5)
+    const pieces: Buffer[] = []
+    for await (const piece of rawZstdFrame([data.subarray(0, 1 << 20), data.subarray(1 << 20)])) pieces.push(piece)
+    // Frame header, the 1 MiB chunk (8 blocks), the 5-byte rest, the empty last block.
+    expect(pieces.map((piece) => piece.length)).toEqual([6, (1 << 20) + 8 * 3, 5 + 3, 3])
+    expect(execFileSync('zstd', ['-dcq'], {input: Buffer.concat(pieces), maxBuffer: 1 << 24}).equals(data)).toBe(true)
   })
 })
 
@@ -126,6 +134,26 @@ describe('the box archive writer: compressed files stored, the rest compressed m
     expect(archiveRuns(['metadata.json', 'box.img'], new Set())).toEqual([
       {kind: 'compress', headers: ['metadata.json', 'box.img'], data: ['metadata.json', 'box.img'], end: true},
     ])
+  })
+
+  it('the first compressed run goes into the output as it is compressed: no part file is written for it', async () => {
+    writeFileSync(path.join(source, 'metadata.json'), '{"provider":"libvirt"}')
+    writeFileSync(path.join(source, 'vmlinux'), compressible(3 << 20))
+    writeFileSync(path.join(source, 'box.img'), randomBytes(RAW_BLOCK_MAX + 1))
+    const seen = new Set<string>()
+    const watcher = watch(dir, (_event, name) => {
+      if (name !== null) seen.add(name)
+    })
+    const file = path.join(dir, 'direct.box')
+    const files = ['metadata.json', 'vmlinux', 'box.img']
+    try {
+      await writeBoxArchive({dir: source, files, file, compression: 'zstd', stored: ['box.img']})
+    } finally {
+      watcher.close()
+    }
+    expect([...seen].filter((name) => /\.tmp\.\d+$/.test(name))).toEqual([])
+    expect(execFileSync('bsdtar', ['-tf', file], {encoding: 'utf8'}).trim().split('\n')).toEqual(files)
+    expect(execFileSync('tar', ['--zstd', '-xOf', file, 'vmlinux'], {maxBuffer: 1 << 24}).equals(compressible(3 << 20))).toBe(true)
   })
 
   it('everything before a later stored file is in the output, hashed, before that file is ready', async () => {

@@ -1,5 +1,6 @@
+import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -120,6 +121,31 @@ describe('what vm package puts in a box', () => {
     expect(guestPrepareScript(undefined)).not.toContain('authorized_keys')
     expect(HOST_KEYS_LINE.exec('x\nvm-package: host keys removed\n')?.[1]).toBe('removed')
     expect(FILESYSTEMS_LINE.exec('vm-package: host keys removed\nvm-package: filesystems read-only\n')?.[1]).toBe('read-only')
+  })
+
+  it('the guest starts sudo (or, logged in as root, sh) at once: no id run to ask, no mkdir when ~/.ssh is there', () => {
+    // A stand-in guest: programs on PATH that log their calls; the root part goes to the fake sudo/sh.
+    const dir = mkdtempSync(path.join(tmpdir(), 'vm-package-guest-'))
+    const bin = path.join(dir, 'bin')
+    const home = path.join(dir, 'home')
+    mkdirSync(bin)
+    mkdirSync(path.join(home, '.ssh'), {recursive: true})
+    const log = path.join(dir, 'calls')
+    for (const program of ['id', 'mkdir', 'sudo'])
+      writeFileSync(path.join(bin, program), `#!/bin/sh\necho "${program} $*" >>'${log}'\ncat >/dev/null\n`, {mode: 0o755})
+    const run = (script: string): string[] => {
+      writeFileSync(log, '')
+      execFileSync('/bin/sh', ['-s'], {input: script, env: {PATH: `${bin}:/usr/bin:/bin`, HOME: home}})
+      return readFileSync(log, 'utf8').trim().split('\n')
+    }
+    expect(run(guestPrepareScript(['ssh-ed25519 AAAA k']))).toEqual([`sudo -n sh -s -- ${home}`])
+    expect(readFileSync(path.join(home, '.ssh/authorized_keys.new'), 'utf8')).toBe('ssh-ed25519 AAAA k\n')
+    // Logged in as root: the root part runs in a plain sh, no sudo (its text is checked: it would change this host).
+    const asRoot = guestPrepareScript(['ssh-ed25519 AAAA k'], false, true)
+    expect(asRoot).toContain(`sh -s -- "$HOME" <<'VM_PACKAGE_ROOT'`)
+    expect(asRoot).not.toContain('sudo')
+    expect(asRoot).not.toContain('id -u')
+    rmSync(dir, {recursive: true, force: true})
   })
 
   it('a machine of a cloud image is packaged as a cloud image: no key trusted, cloud-init reset', () => {
