@@ -97,7 +97,8 @@ export function armScript(script: string, user: string, dir = HELPER_DIR): strin
   const q = (name: string) => shellQuote(`${dir}/${name}`)
   const helper = shellQuote(helperScript(script, key, dir))
   return [
-    `if ${helperAlive(dir)}; then kill "$pid" 2>/dev/null; fi`,
+    'set -e',
+    `if ${helperAlive(dir)}; then kill "$pid" 2>/dev/null || true; fi`,
     `rm -rf ${d}`,
     `umask 077`,
     `mkdir -m 0711 ${d}`,
