@@ -63,8 +63,12 @@ function arm(g: Guest, what = script): number {
 
 /** Whether process `pid` runs (a zombie does not: PID 1 of a container may not collect it). */
 function alive(pid: number): boolean {
-  const stat = existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, 'utf8') : ''
-  return stat !== '' && stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
+  } catch {
+    return false
+  }
 }
 
 async function login(g: Guest, waitSeconds = 5): Promise<{stdout: string; ms: number}> {
