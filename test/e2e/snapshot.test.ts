@@ -249,11 +249,13 @@ describe('snapshots of a Debian 12 machine (systemd)', () => {
     console.log(`debian-12: live restore in ${((Date.now() - started) / 1000).toFixed(1)} s`)
     const hostBefore = Date.now() / 1000
     const checks = await guest(
-      'test -e /etc/after-snapshot && echo present || echo gone; systemctl is-system-running; grep -c " /vm 9p " /proc/mounts; date +%s',
+      'test -e /etc/after-snapshot && echo present || echo gone; systemctl is-system-running; grep -c " /vm 9p " /proc/mounts; date +%s; test -e /run/vm-continue && echo helper-left || echo helper-done',
     )
     const hostAfter = Date.now() / 1000
-    const [file, systemd, mounted, guestNow] = checks.split('\n')
+    const [file, systemd, mounted, guestNow, helper] = checks.split('\n')
     expect(file).toBe('gone')
+    // The helper the save left (in a session of its own, outside sudo's terminal) served the login and removed itself.
+    expect(helper).toBe('helper-done')
     expect(systemd).toMatch(/^(running|degraded)$/)
     expect(mounted).toBe('1')
     expect(Number(guestNow)).toBeGreaterThanOrEqual(Math.floor(hostBefore) - 2)
