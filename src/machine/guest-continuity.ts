@@ -4,11 +4,14 @@ import {runInGuest} from '../ssh/exec.js'
 import type {SshTarget} from '../ssh/options.js'
 import {rsyncFolder, shareTag} from '../sync/folders.js'
 import type {SyncedFolder} from '../vmfile/types.js'
+import {armScript, helperLoginCommand, HELPER_GONE} from './continue-helper.js'
+import {clockAnswer, clockCommand, CLOCK_PROMPT} from './guest-clock.js'
 
 /**
  * What a guest needs around a saved or restored state: its 9p shares unmounted before QEMU
- * saves it (QEMU refuses to save while one is mounted) and mounted again after, and its clock
- * set to the host's once it continues (it stopped while the host's went on).
+ * saves it (QEMU refuses to save while one is mounted) and mounted again after, its clock set
+ * to the host's once it continues (it stopped while the host's went on, guest-clock.ts), and a
+ * root helper left waiting by the save to do that without sudo (continue-helper.ts).
  */
 
 /** The 9p mount of synced folder `index` in the guest, with the options vm's folder sync uses. */
@@ -64,58 +67,53 @@ export async function mountShares(target: SshTarget, folders: readonly SyncedFol
   await runInGuest(target, script, {timeoutMs: 60_000, connectTimeout: 5})
 }
 
-/** The line a continued guest prints when it is ready for the host's time (see clockAnswer). */
-export const CLOCK_PROMPT = 'vm-clock'
-
 /**
- * The host's time as a continued guest reads it, asked for the moment the guest can use it (an
- * answer built before the login would be late by the login's seconds): `PRECISE ROUNDED NEXT
- * WAIT`: the time to the millisecond (for a `date` that takes fractions, as GNU's does); the
- * nearest whole second (for one that does not, as busybox's: half a second off at most); the next
- * whole second and the seconds until it, when the guest sets that whole second exactly.
+ * The commands, run as root, of a continued guest: its clock set (clockCommand), the 9p module
+ * loaded if it is not, each share `shares` names mounted unless it is. They print `clock-failed`
+ * when the clock failed and the index of each share they could not mount.
  */
-export function clockAnswer(nowMs: number): string {
-  const seconds = Math.floor(nowMs / 1000)
-  const ms = Math.floor(nowMs - seconds * 1000)
-  const precise = `${seconds}.${String(ms).padStart(3, '0')}`
-  return `${precise} ${ms >= 500 ? seconds + 1 : seconds} ${seconds + 1} ${((1000 - ms) / 1000).toFixed(3)}\n`
-}
-
-/**
- * The guest commands, run as root, that set its clock to the host's: they ask for the host's
- * time (CLOCK_PROMPT, answered by clockAnswer) and set it to the millisecond, or, where `date`
- * takes whole seconds only, to the nearest second at once and to the next whole second exactly
- * when it comes (in the background, so the login does not wait for it; it ignores the hangup a
- * closing session or sudo's terminal sends). Not the emulated RTC: QEMU's counts whole seconds
- * from when QEMU started, so it lags the host's clock by up to a second, and reading it loses
- * up to another.
- */
-export function clockCommand(): string {
-  const refine = `{ (trap "" HUP; sleep "$wait" && date -u -s "@$next") </dev/null >/dev/null 2>&1 & }`
-  return (
-    `echo ${CLOCK_PROMPT}; read -r precise rounded next wait; ` +
-    `{ date -u -s "@$precise" >/dev/null 2>&1 || { date -u -s "@$rounded" >/dev/null && ${refine}; }; }`
-  )
-}
-
-/**
- * The command a continued guest runs, as root through one sudo (each sudo costs a noticeable
- * part of a second under software emulation): its clock set (clockCommand), the 9p module
- * loaded if it is not, each share `shares` names mounted unless it is. Prints `clock-failed`
- * when the clock (or sudo) failed and the index of each share it could not mount.
- */
-export function continueCommand(folders: readonly SyncedFolder[], shares: readonly number[], root: boolean): string {
+export function continueScript(folders: readonly SyncedFolder[], shares: readonly number[]): string {
   const mounts = shares.map((index) => {
     const folder = folders[index]!
     const dir = shellQuote(folder.guest)
     return `{ { [ -d ${dir} ] || mkdir -p ${dir}; } && { ${mountedTest(index)} || ${mountCommand(folder, index, '')}; }; } >/dev/null 2>&1 || echo ${index}`
   })
-  const script = [
+  return [
     `{ ${clockCommand()}; } || echo clock-failed`,
     ...(shares.length === 0 ? [] : ['[ -d /sys/module/9pnet_virtio ] || modprobe 9pnet_virtio 2>/dev/null; true']),
     ...mounts,
   ].join('; ')
-  return `${root ? '' : 'sudo -n '}sh -c ${shellQuote(script)} || echo clock-failed`
+}
+
+/**
+ * The command a continued guest runs without a helper: continueScript as root through one sudo
+ * (each sudo costs a noticeable part of a second under software emulation). Prints
+ * `clock-failed` also when sudo failed.
+ */
+export function continueCommand(folders: readonly SyncedFolder[], shares: readonly number[], root: boolean): string {
+  return `${root ? '' : 'sudo -n '}sh -c ${shellQuote(continueScript(folders, shares))} || echo clock-failed`
+}
+
+/** The 9p shares a continued guest mounts again: every folder that is not rsync. */
+function sharesOf(folders: readonly SyncedFolder[]): number[] {
+  return folders.flatMap((folder, index) => (folder.type === 'rsync' ? [] : [index]))
+}
+
+/**
+ * Leaves a continue helper (continue-helper.ts) waiting in a running guest that is about to be
+ * saved, so that the login after it continues needs no sudo. Best effort: a guest where it
+ * cannot start one (no sudo, no mkfifo) continues through sudo as before. Not for a root login,
+ * which needs no sudo anyway.
+ */
+export async function armContinuation(target: SshTarget, folders: readonly SyncedFolder[], run: RunInGuest = runInGuest): Promise<boolean> {
+  if (target.user === 'root') return false
+  const script = armScript(continueScript(folders, sharesOf(folders)), target.user)
+  try {
+    await run(target, `sudo -n sh -c ${shellQuote(script)}`, {timeoutMs: 30_000, connectTimeout: 5})
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** How a continued guest is reached: vm's one way of running guest commands, or a test's stand-in. */
@@ -133,15 +131,20 @@ export async function continueInLogin(
   folders: readonly SyncedFolder[],
   options: {run?: RunInGuest; signal?: AbortSignal | undefined; connectTimeout?: number} = {},
 ): Promise<number[]> {
-  const shares = folders.flatMap((folder, index) => (folder.type === 'rsync' ? [] : [index]))
-  const script = continueCommand(folders, shares, target.user === 'root')
+  const shares = sharesOf(folders)
+  const fallback = continueCommand(folders, shares, target.user === 'root')
   const run = options.run ?? runInGuest
-  const {stdout} = await run(target, script, {
-    timeoutMs: 60_000,
-    connectTimeout: options.connectTimeout ?? 5,
-    signal: options.signal,
-    answer: {prompt: CLOCK_PROMPT, reply: () => clockAnswer(Date.now())},
-  })
+  const login = (command: string) =>
+    run(target, command, {
+      timeoutMs: 60_000,
+      connectTimeout: options.connectTimeout ?? 5,
+      signal: options.signal,
+      answer: {prompt: CLOCK_PROMPT, reply: () => clockAnswer(Date.now())},
+    })
+  // A helper left by the save serves the login without sudo; without one the login uses sudo at once.
+  let {stdout} = await login(target.user === 'root' ? fallback : helperLoginCommand(continueScript(folders, shares), fallback))
+  // One that did not answer: the host's time it was given is stale, so a new login asks again.
+  if (stdout.split('\n').includes(HELPER_GONE)) ({stdout} = await login(fallback))
   if (stdout.includes('clock-failed'))
     throw new UserError("Could not set the guest's clock after it continued", {
       code: 'GUEST_CLOCK',

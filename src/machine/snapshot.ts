@@ -6,7 +6,7 @@ import {machinePaths, type MachinePaths} from '../state/machine-files.js'
 import type {MachineState} from '../state/machine-state.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import type {MachineEvents} from './events.js'
-import {continueGuest, mountShares, unmountShares} from './guest-continuity.js'
+import {armContinuation, continueGuest, mountShares, unmountShares} from './guest-continuity.js'
 import {createdMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
 import {writeRecord, type MachineRecord, type SnapshotRecord} from './record.js'
@@ -101,6 +101,8 @@ async function takeSnapshot(held: Held, snapshot: string, pushed: boolean): Prom
   if (running) {
     const folders = foldersFor(held.driver, held.record.config.syncedFolders, held.record.config)
     const unmounted = await unmountShares(target(held), folders)
+    // A root helper waits in the snapshot's guest: the login after it is restored needs no sudo.
+    await armContinuation(target(held), folders)
     try {
       await held.ops.save(held.machine, snapshot, true)
     } finally {

@@ -5,7 +5,7 @@ import type {MachineState} from '../state/machine-state.js'
 import type {MachineConfig} from '../vmfile/types.js'
 import {openSsh, type GuestAccess} from './boot-context.js'
 import type {MachineEvents} from './events.js'
-import {mountShares, unmountShares} from './guest-continuity.js'
+import {armContinuation, mountShares, unmountShares} from './guest-continuity.js'
 import {createdMachine, inspectMachine} from './inspect.js'
 import {lockMachine} from './lock.js'
 import {writeRecord} from './record.js'
@@ -50,6 +50,8 @@ export async function suspendMachine(projectDir: string, name: string): Promise<
     const target = sshTarget(record, paths, machineKeys(record, paths), 'yes')
     const folders = foldersFor(driver, record.config.syncedFolders, record.config)
     const unmounted = await unmountShares(target, folders)
+    // A root helper waits in the saved guest: the login after vm resume needs no sudo.
+    await armContinuation(target, folders)
     await closeMaster(record.id)
     let stopped
     try {

@@ -26,6 +26,12 @@ export interface RunOptions {
   missingHint?: string
   /** Kills the child (SIGTERM) when aborted, e.g. on Ctrl-C. */
   signal?: AbortSignal | undefined
+  /**
+   * Open descriptors the child inherits as its descriptors 3, 4, ... (in this order), for a
+   * program told to read or write one by number (QEMU's `-incoming fd:3`). The caller keeps and
+   * closes its own.
+   */
+  passFds?: readonly number[] | undefined
 }
 
 export interface Answer {
@@ -52,7 +58,7 @@ export async function runProgram(program: string, args: readonly string[], optio
     const child = spawn(program, [...args], {
       cwd: options.cwd,
       env: options.env ?? process.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe', ...(options.passFds ?? [])],
       signal: options.signal,
     })
     let stdout = ''

@@ -57,6 +57,8 @@ describe('snapshots, suspend and resume of a tiny machine (9p folder mounted at 
     const save = await run(['snapshot', 'save', 'live1', '--json'])
     expect(save.code, save.stderr).toBe(0)
     expect(json(save.stdout)).toMatchObject({machine: 'default', snapshot: 'live1', action: 'saved', memory: true, state: 'running'})
+    // The save left the continue helper waiting in the guest (and so in the snapshot).
+    expect((await guest('cat /run/vm-continue/id')).split(' ')).toHaveLength(4)
     // The share is back after the save; then the guest changes.
     const changed = await guest(
       'cat /vm/host.txt; echo changed > /root/after.txt && sync && setsid sleep 5000 </dev/null >/dev/null 2>&1 & echo $!',
@@ -78,13 +80,16 @@ describe('snapshots, suspend and resume of a tiny machine (9p folder mounted at 
         'cut -d" " -f1 /proc/uptime',
         'date +%s',
         'cat /vm/later.txt',
+        'test -e /run/vm-continue && echo helper-left || echo helper-done',
         'echo from-guest | sudo -n tee /vm/guest.txt >/dev/null',
         'mkdir -p /tmp/www && echo served > /tmp/www/index.html && busybox httpd -p 8000 -h /tmp/www',
       ].join('; '),
     )
     const hostAfter = Date.now() / 1000
-    const [file, snapshotProcess, laterProcess, uptime, guestNow, later] = checks.split('\n')
+    const [file, snapshotProcess, laterProcess, uptime, guestNow, later, helper] = checks.split('\n')
     expect([file, snapshotProcess, laterProcess]).toEqual(['gone', 'alive', 'gone'])
+    // The helper served the login after the restore (no sudo) and removed itself.
+    expect(helper).toBe('helper-done')
     // Not rebooted: the uptime goes on from the snapshot's.
     expect(Number(uptime)).toBeGreaterThan(Number(uptimeAtSave))
     // The clock is the host's (within 2 s).
@@ -146,6 +151,26 @@ describe('snapshots, suspend and resume of a tiny machine (9p folder mounted at 
     expect(Number(guestNow)).toBeGreaterThanOrEqual(Math.floor(hostBefore) - 2)
     expect(Number(guestNow)).toBeLessThanOrEqual(Math.ceil(hostAfter) + 2)
     expect(existsSync(path.join(machineDir(), 'saved-state'))).toBe(false)
+  })
+
+  it('resume when the helper the suspend left is gone (killed before the state was saved): through sudo, clock and folders right', async () => {
+    // As root in the guest, a watcher kills the helper the moment it has written its identity, before QEMU saves the guest.
+    const watcher = `while [ ! -e /run/vm-continue/id ]; do :; done; read -r pid rest </run/vm-continue/id; kill -9 "$pid"`
+    await guest(`sudo -n setsid sh -c '${watcher}' </dev/null >/dev/null 2>&1 &`)
+    const suspend = await run(['suspend'])
+    expect(suspend.code, suspend.stderr).toBe(0)
+    const resume = await run(['resume'])
+    expect(resume.code, resume.stderr).toBe(0)
+    const hostBefore = Date.now() / 1000
+    const checks = await guest(
+      'read -r pid rest </run/vm-continue/id && { [ -e /proc/$pid ] && echo alive || echo dead; }; cat /vm/host.txt; date +%s',
+    )
+    const hostAfter = Date.now() / 1000
+    const [helper, shared, guestNow] = checks.split('\n')
+    // The dead helper's identity is still there: the login did not use it, sudo set the clock and mounted /vm.
+    expect([helper, shared]).toEqual(['dead', 'from the host'])
+    expect(Number(guestNow)).toBeGreaterThanOrEqual(Math.floor(hostBefore) - 2)
+    expect(Number(guestNow)).toBeLessThanOrEqual(Math.ceil(hostAfter) + 2)
   })
 
   it('halted: a disk snapshot; a snapshot with memory boots from it; a disk snapshot brings it back halted; mismatches refused', async () => {
@@ -224,11 +249,13 @@ describe('snapshots of a Debian 12 machine (systemd)', () => {
     console.log(`debian-12: live restore in ${((Date.now() - started) / 1000).toFixed(1)} s`)
     const hostBefore = Date.now() / 1000
     const checks = await guest(
-      'test -e /etc/after-snapshot && echo present || echo gone; systemctl is-system-running; grep -c " /vm 9p " /proc/mounts; date +%s',
+      'test -e /etc/after-snapshot && echo present || echo gone; systemctl is-system-running; grep -c " /vm 9p " /proc/mounts; date +%s; test -e /run/vm-continue && echo helper-left || echo helper-done',
     )
     const hostAfter = Date.now() / 1000
-    const [file, systemd, mounted, guestNow] = checks.split('\n')
+    const [file, systemd, mounted, guestNow, helper] = checks.split('\n')
     expect(file).toBe('gone')
+    // The helper the save left (in a session of its own, outside sudo's terminal) served the login and removed itself.
+    expect(helper).toBe('helper-done')
     expect(systemd).toMatch(/^(running|degraded)$/)
     expect(mounted).toBe('1')
     expect(Number(guestNow)).toBeGreaterThanOrEqual(Math.floor(hostBefore) - 2)

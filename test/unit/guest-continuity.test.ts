@@ -5,7 +5,8 @@ import path from 'node:path'
 
 import {describe, expect, it} from 'vitest'
 
-import {clockAnswer, clockCommand, CLOCK_PROMPT, continueCommand} from '../../src/machine/guest-continuity.js'
+import {clockAnswer, clockCommand, CLOCK_PROMPT} from '../../src/machine/guest-clock.js'
+import {continueCommand} from '../../src/machine/guest-continuity.js'
 import {runProgram} from '../../src/process/run.js'
 import type {SyncedFolder} from '../../src/vmfile/types.js'
 

@@ -35,6 +35,9 @@ describe('buildQemuArgs', () => {
     const cold = buildQemuArgs(base, {qemuBinary: 'qemu-system-x86_64'})
     const incoming = buildQemuArgs({...base, incoming: "exec:zstd -q -dc '/p/a b/saved-state'"}, {qemuBinary: 'qemu-system-x86_64'})
     expect(incoming).toEqual([...cold, '-incoming', "exec:zstd -q -dc '/p/a b/saved-state'"])
+    // The file QEMU reads on fd 3 is passed to it, not named on its command line.
+    const fromFd = buildQemuArgs({...base, incoming: 'fd:3', incomingFile: '/p/a b/saved-state'}, {qemuBinary: 'qemu-system-x86_64'})
+    expect(fromFd).toEqual([...cold, '-incoming', 'fd:3'])
     expect(buildQemuArgs({...base, loadvm: 'before'}, {qemuBinary: 'qemu-system-x86_64'})).toEqual([...cold, '-loadvm', 'before'])
   })
 

@@ -1,13 +1,15 @@
 import {spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {open} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
 import {afterEach, describe, expect, it} from 'vitest'
 
 import type {MachineDriver} from '../../src/driver/driver.js'
-import {incomingUri, parseSnapshots, saveCommand} from '../../src/driver/qemu/snapshot.js'
+import {incomingFrom, parseSnapshots, saveCommand} from '../../src/driver/qemu/snapshot.js'
 import {registerDriver} from '../../src/driver/registry.js'
+import {runProgram} from '../../src/process/run.js'
 import {UsageError, UserError} from '../../src/errors/errors.js'
 import {haltMachine} from '../../src/machine/halt.js'
 import {writeRecord, type MachineRecord, type SnapshotRecord} from '../../src/machine/record.js'
@@ -125,10 +127,15 @@ describe('QEMU snapshot plumbing', () => {
     expect(statSync(file).mode & 0o777).toBe(0o600)
     expect(existsSync(`${file}.partial`)).toBe(false)
     expect(readFileSync(file, 'latin1')).toBe(stream)
-    const uri = await incomingUri(file)
-    expect(uri).toBe(`exec:exec cat '${file.replaceAll("'", "'\\''")}'`)
-    const back = spawnSync('/bin/sh', ['-c', uri.slice('exec:'.length)], {encoding: 'latin1'})
-    expect(back.stdout).toBe(stream)
+    // Read back by QEMU itself from the file, opened by vm and passed as its descriptor 3.
+    expect(await incomingFrom(file)).toEqual({incoming: 'fd:3', incomingFile: file})
+    const handle = await open(file, 'r')
+    try {
+      const back = await runProgram('/bin/sh', ['-c', 'cat <&3'], {passFds: [handle.fd]})
+      expect(back.stdout).toBe(stream)
+    } finally {
+      await handle.close()
+    }
   })
 
   it('a state saved compressed by an earlier version (gzip, zstd) is still read back', async () => {
@@ -138,7 +145,7 @@ describe('QEMU snapshot plumbing', () => {
     const compressors = [['gzip', '-1', '-c'], ...(spawnSync('zstd', ['--version']).status === 0 ? [['zstd', '-q', '-1', '-c']] : [])]
     for (const [program, ...args] of compressors) {
       writeFileSync(file, spawnSync(program!, args, {input: stream}).stdout)
-      const uri = await incomingUri(file)
+      const uri = (await incomingFrom(file)).incoming
       expect(uri).toMatch(program === 'gzip' ? /^exec:exec gzip -dc '/ : /^exec:exec zstd -q -dc '/)
       expect(spawnSync('/bin/sh', ['-c', uri.slice('exec:'.length)], {encoding: 'latin1'}).stdout).toBe(stream)
     }

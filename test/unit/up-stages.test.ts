@@ -8,7 +8,7 @@ import type {CreatedMachine, DriverMachine, MachineDriver, StartOptions} from '.
 import {registerDriver} from '../../src/driver/registry.js'
 import {UserError, VmError} from '../../src/errors/errors.js'
 import {openSsh, type GuestAccess} from '../../src/machine/boot-context.js'
-import {clockCommand, CLOCK_PROMPT} from '../../src/machine/guest-continuity.js'
+import {clockCommand, CLOCK_PROMPT} from '../../src/machine/guest-clock.js'
 import {destroyMachine, haltMachine} from '../../src/machine/halt.js'
 import {inspectMachine} from '../../src/machine/inspect.js'
 import type {MachineRecord} from '../../src/machine/record.js'

@@ -5,6 +5,12 @@ export function escapeOption(value: string): string {
   return value.replaceAll(',', ',,')
 }
 
+/**
+ * The descriptor on which a resuming QEMU finds its saved state (`-incoming fd:3`): the first
+ * one after stdin, stdout and stderr, where startQemu passes the file it opened.
+ */
+export const INCOMING_FD = 3
+
 /** The block node name of the machine's disk `index` on QEMU's command line (QMP names disks by it). */
 export function diskNodeName(index: number): string {
   return `disk${index}`

@@ -18,7 +18,7 @@ import {findMachineProcess, isMachineProcess, type MachineProcess} from './machi
 import {bridgeHelperError} from './network/bridge.js'
 import {attachNetworks, detachNetworks} from './networks.js'
 import {startQemu, stopQemu} from './qemu-process.js'
-import {incomingUri, qemuSnapshots, saveRunningState} from './snapshot.js'
+import {incomingFrom, qemuSnapshots, saveRunningState, type Incoming} from './snapshot.js'
 import {waitWhileStatus, withQmp} from './qmp.js'
 import {OVERLAY_NAME, qemuPaths, type QemuPaths} from './files.js'
 import {readPidfile} from '../../state/process-check.js'
@@ -187,7 +187,7 @@ export const qemuDriver: MachineDriver = {
         code: 'NO_SAVED_STATE',
         hint: `Run "vm up ${machine.name}" to boot it.`,
       })
-    const resume = from?.kind === 'saved' ? {incoming: await incomingUri(paths.savedState)} : {}
+    const resume: Partial<Incoming> = from?.kind === 'saved' ? await incomingFrom(paths.savedState) : {}
     const load = from?.kind === 'snapshot' ? {loadvm: from.name} : {}
     let record: MachineRecord = machine.record
     record = {...record, forwards: await resolveForwards(record.name, record.config.forwardedPorts, leases, record.id, options.info)}

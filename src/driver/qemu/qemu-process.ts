@@ -1,3 +1,5 @@
+import {open} from 'node:fs/promises'
+
 import {ExternalError} from '../../errors/errors.js'
 import {runProgram} from '../../process/run.js'
 import {writeFileAtomic} from '../../state/atomic-file.js'
@@ -17,15 +19,20 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  */
 export async function startQemu(spec: MachineSpec, host: HostFacts, stderrFile: string): Promise<number> {
   const args = buildQemuArgs(spec, host)
+  // QEMU keeps its inherited copy (INCOMING_FD) until it has read the state; ours closes once it has started.
+  const state = spec.incomingFile === undefined ? undefined : await open(spec.incomingFile, 'r')
   try {
     const {stderr} = await runProgram(host.qemuBinary, args, {
       timeoutMs: 60_000,
       missingHint: 'Install QEMU (apt-get install qemu-system-x86).',
+      passFds: state === undefined ? undefined : [state.fd],
     })
     await writeFileAtomic(stderrFile, stderr)
   } catch (error) {
     if (error instanceof ExternalError) await writeFileAtomic(stderrFile, error.stderrTail)
     throw error
+  } finally {
+    await state?.close()
   }
   const pid = readPidfile(spec.files.pidfile)
   if (!isMachineProcess(pid, {pid: spec.files.pidfile, overlay: spec.disks[0]?.path ?? ''})) {

@@ -5,7 +5,7 @@ import {ExternalError} from '../../errors/errors.js'
 import {runProgram} from '../../process/run.js'
 import {shellQuote} from '../../provision/shell.js'
 import type {CreatedMachine, EngineSnapshot, SnapshotOperations} from '../driver.js'
-import {diskNodeName} from './args.js'
+import {diskNodeName, INCOMING_FD} from './args.js'
 import {qemuPaths, type QemuPaths} from './files.js'
 import {findMachineProcess, type MachineProcess} from './machine-process.js'
 import {runJob, waitForMigration, withQmp, type QmpClient} from './qmp.js'
@@ -118,11 +118,20 @@ export function saveCommand(file: string): string {
 /** How a state file that earlier versions of vm compressed starts (QEMU's own stream starts "QEVM"). */
 const STATE_MAGIC = {zstd: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), gzip: Buffer.from([0x1f, 0x8b])}
 
+/** How a resuming QEMU reads its saved state: the -incoming URI and, for `fd:`, the file it is passed. */
+export interface Incoming {
+  incoming: string
+  incomingFile?: string | undefined
+}
+
 /**
- * The -incoming URI that reads a state file back: QEMU's stream as it is, or decompressed (a
- * state saved compressed by an earlier version of vm, zstd or gzip, by its magic).
+ * How a state file is read back: QEMU's stream as it is from the file itself, opened by vm and
+ * inherited on descriptor INCOMING_FD (no reader process, no pipe that copies every byte once
+ * more and hands QEMU 64 KiB at a time: a resume waits for the whole stream, so this is most of
+ * its wait); or decompressed through exec: (a state saved compressed by an earlier version of
+ * vm, zstd or gzip, by its magic).
  */
-export async function incomingUri(file: string): Promise<string> {
+export async function incomingFrom(file: string): Promise<Incoming> {
   const handle = await open(file, 'r')
   const magic = Buffer.alloc(4)
   try {
@@ -130,9 +139,11 @@ export async function incomingUri(file: string): Promise<string> {
   } finally {
     await handle.close()
   }
-  const reader = magic.equals(STATE_MAGIC.zstd) ? 'zstd -q -dc' : magic.subarray(0, 2).equals(STATE_MAGIC.gzip) ? 'gzip -dc' : 'cat' // QEMU's own stream ("QEVM"); anything else QEMU refuses with its reason
+  const reader = magic.equals(STATE_MAGIC.zstd) ? 'zstd -q -dc' : magic.subarray(0, 2).equals(STATE_MAGIC.gzip) ? 'gzip -dc' : undefined
+  // QEMU's own stream ("QEVM"); anything else QEMU refuses with its reason.
+  if (reader === undefined) return {incoming: `fd:${INCOMING_FD}`, incomingFile: file}
   // exec: the shell QEMU starts needs not stay between the reader and QEMU.
-  return `exec:exec ${reader} ${shellQuote(file)}`
+  return {incoming: `exec:exec ${reader} ${shellQuote(file)}`}
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

@@ -55,6 +55,11 @@ export interface MachineSpec {
   files: {pidfile: string; qmpSocket: string; serialLog: string; consoleSocket?: string | undefined}
   /** Continue from a saved state instead of booting: QEMU's -incoming URI (it waits paused for it). */
   incoming?: string | undefined
+  /**
+   * The saved state file QEMU reads on its descriptor INCOMING_FD (with `incoming` `fd:3`):
+   * opened by vm and inherited by QEMU when it starts.
+   */
+  incomingFile?: string | undefined
   /** Continue from this internal snapshot of the disks (memory included): -loadvm. */
   loadvm?: string | undefined
 }
