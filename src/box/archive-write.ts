@@ -1,6 +1,6 @@
 import {createHash, type Hash} from 'node:crypto'
 import {createReadStream, createWriteStream, existsSync} from 'node:fs'
-import {rename, rm, stat} from 'node:fs/promises'
+import {type FileHandle, open, rename, rm, stat} from 'node:fs/promises'
 import path from 'node:path'
 import type {Duplex} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -9,7 +9,7 @@ import {createGzip} from 'node:zlib'
 import {UserError} from '../errors/errors.js'
 import {spawnFilter} from '../process/pipe.js'
 import type {TarFile} from './tar-stream.js'
-import {rawZstdFrame} from './zstd-raw.js'
+import {rawZstdFileFrame, rawZstdFrame} from './zstd-raw.js'
 
 /**
  * The one writer of .box archives (vm box repackage, vm package): a tar of files from one
@@ -90,12 +90,6 @@ export function archiveRuns(files: readonly string[], stored: ReadonlySet<string
   return runs
 }
 
-/**
- * Bytes the output may hold in flight: the next chunks are framed and hashed while earlier ones
- * are being written, rather than after.
- */
-const OUTPUT_BUFFER = 8 << 20
-
 /** Smaller runs are stored as they are: compressing a few KiB is not worth starting zstd. */
 const SMALL_RUN = 64 * 1024
 
@@ -119,6 +113,42 @@ async function* runBytes(run: Run, files: ReadonlyMap<string, TarFile>): AsyncIt
     if (run.data.includes(name)) yield* tarData(files.get(name)!)
   }
   if (run.end) yield tarEnd()
+}
+
+/**
+ * A stored run (one file, header and data) as one zstd frame of raw blocks, the file read
+ * straight into reused buffers: each chunk is valid only until the next is asked for (see
+ * writeInTurn).
+ */
+async function* storedRun(run: Run, files: ReadonlyMap<string, TarFile>): AsyncIterable<Buffer> {
+  const {fileChanged, tarEnd, tarHeader, tarPadding} = await import('./tar-stream.js')
+  const file = files.get(run.headers[0]!)!
+  const tail = run.end ? Buffer.concat([tarPadding(file.size), tarEnd()]) : tarPadding(file.size)
+  yield* rawZstdFileFrame(tarHeader(file), file.source, file.size, tail, (read) => fileChanged(file, read))
+}
+
+/**
+ * Writes every chunk of `source` to `file` and hashes it, each written before the next is asked
+ * for (a stored run reuses its buffers, storedRun): the hash is computed while the chunk is
+ * being written, and the stored run reads its next chunk meanwhile.
+ */
+async function writeInTurn(source: AsyncIterable<Buffer>, file: string, hash: Hash, signal: AbortSignal): Promise<void> {
+  const output = await open(file, 'w')
+  try {
+    for await (const chunk of source) {
+      signal.throwIfAborted()
+      const writing = writeFully(output, chunk)
+      hash.update(chunk)
+      await writing
+    }
+  } finally {
+    await output.close()
+  }
+}
+
+async function writeFully(output: FileHandle, chunk: Buffer): Promise<void> {
+  let at = 0
+  while (at < chunk.length) at += (await output.write(chunk, at, chunk.length - at)).bytesWritten
 }
 
 function hashing(hash: Hash): (source: AsyncIterable<Buffer>) => AsyncIterable<Buffer> {
@@ -183,7 +213,7 @@ export async function writeBoxArchive(options: BoxArchiveOptions): Promise<BoxAr
         else if (part !== undefined) yield* createReadStream(part, {highWaterMark: 1 << 20}) as AsyncIterable<Buffer>
         else if (runs.length > 1) {
           await ready(run)
-          yield* rawZstdFrame(runBytes(run, described))
+          yield* run.kind === 'store' ? storedRun(run, described) : rawZstdFrame(runBytes(run, described))
         }
       }
     }
@@ -191,7 +221,7 @@ export async function writeBoxArchive(options: BoxArchiveOptions): Promise<BoxAr
       await ready(runs[0]!)
       const compress = await compressor(options.compression)
       await pipeline(runBytes(runs[0]!, described), compress, hashing(hash), createWriteStream(temp), {signal})
-    } else await pipeline(archive(), hashing(hash), createWriteStream(temp, {highWaterMark: OUTPUT_BUFFER}), {signal})
+    } else await writeInTurn(archive(), temp, hash, signal)
     await rename(temp, options.file)
   } catch (error) {
     if (!signal.aborted) failure ??= error

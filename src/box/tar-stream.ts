@@ -51,11 +51,14 @@ export async function* tarData(file: TarFile, chunkSize = 1 << 20): AsyncIterabl
       yield chunk as Buffer
     }
   }
-  if (read !== file.size) {
-    throw new UserError(`${path.basename(file.source)} changed while it was archived (${file.size} bytes expected, ${read} read)`, {
-      code: 'FILE_CHANGED',
-      hint: 'Nothing was written; run the command again.',
-    })
-  }
+  if (read !== file.size) throw fileChanged(file, read)
   yield tarPadding(file.size)
+}
+
+/** The error of a file that no longer has the size its header gave (`read` bytes were there). */
+export function fileChanged(file: TarFile, read: number): UserError {
+  return new UserError(`${path.basename(file.source)} changed while it was archived (${file.size} bytes expected, ${read} read)`, {
+    code: 'FILE_CHANGED',
+    hint: 'Nothing was written; run the command again.',
+  })
 }

@@ -138,14 +138,24 @@ export function guestPrepareScript(publicKeys: readonly string[] | undefined, cl
   const root = String.raw`set -e
 keys=kept
 cloud=${cloudInit ? 1 : 0}
-# dropbear started with -R makes missing host keys on the first connection (its sessions are
-# forks of it, with its command line): every dropbear's command line, read at once.
-cmdlines=
-for pid in $(pidof dropbear 2>/dev/null); do cmdlines="$cmdlines /proc/$pid/cmdline"; done
-if [ -n "$cmdlines" ]; then
-  # shellcheck disable=SC2086
-  case " $(cat $cmdlines 2>/dev/null | tr '\000' ' ')" in *" dropbear "*" -R"*|*"/dropbear "*" -R"*) rm -f /etc/dropbear/dropbear_*_host_key; keys=removed ;; esac
-fi
+# dropbear started with -R makes missing host keys on the first connection. Its sessions are
+# forks of it, with its command line: the parent of this login ($2) is read first (one process);
+# when that is not dropbear, every dropbear's command line, read at once.
+args=" $(tr '\000' ' ' 2>/dev/null <"/proc/$2/cmdline" || :)"
+case "$args" in
+  *" dropbear "*|*"/dropbear "*) ;;
+  *)
+    args=
+    cmdlines=
+    for pid in $(pidof dropbear 2>/dev/null); do cmdlines="$cmdlines /proc/$pid/cmdline"; done
+    # shellcheck disable=SC2086
+    [ -z "$cmdlines" ] || args=" $(cat $cmdlines 2>/dev/null | tr '\000' ' ')"
+    ;;
+esac
+# (The program's name and an argument starting with -R are matched apart: one space is between them.)
+case "$args" in
+  *" dropbear "*|*"/dropbear "*) case "$args" in *" -R"*) rm -f /etc/dropbear/dropbear_*_host_key; keys=removed ;; esac ;;
+esac
 # A cloud image: cloud-init makes new host keys for every new instance.
 if [ "$cloud" = 1 ]; then
   cloud-init clean --logs
@@ -204,6 +214,6 @@ echo "vm-package: filesystems $state"`
   }
   // When the root part fails, the machine keeps its own key (the new file is removed).
   const onFailure = publicKeys === undefined ? '' : ' || { status=$?; rm -f "$HOME/.ssh/authorized_keys.new"; exit "$status"; }'
-  lines.push(`${loginIsRoot ? 'sh -s' : 'sudo -n sh -s'} -- "$HOME" <<'VM_PACKAGE_ROOT'${onFailure}`, root, 'VM_PACKAGE_ROOT', '')
+  lines.push(`${loginIsRoot ? 'sh -s' : 'sudo -n sh -s'} -- "$HOME" "$PPID" <<'VM_PACKAGE_ROOT'${onFailure}`, root, 'VM_PACKAGE_ROOT', '')
   return lines.join('\n')
 }

@@ -190,6 +190,9 @@ async function prepareGuest(
       input: guestPrepareScript(publicKeys, record.cloudInit !== undefined, target.user === 'root'),
       connectTimeout: 5,
       timeoutMs: 120_000,
+      // Once the guest says its filesystems are read-only (or cannot be), nothing it does after
+      // matters: the session's end (sudo, the login shell, the SSH channel) is not waited for.
+      finalLine: FILESYSTEMS_LINE,
       shared: (await liveMaster(target)) !== undefined,
     }))
   } catch (error) {

@@ -18,6 +18,13 @@ export interface RunOptions {
    * the child reads them, such as the time. The prompt line is not part of the collected stdout.
    */
   answer?: Answer
+  /**
+   * The line the child prints last when it succeeds: once its stdout holds a whole line that
+   * matches, the run resolves (status 0, the output so far) without waiting for the child to
+   * exit, and the child is stopped (SIGTERM). For a program whose ending, once its work is done,
+   * is slow and of no interest, such as an SSH session into a guest that is stopped next.
+   */
+  finalLine?: RegExp
   /** Milliseconds before the child is killed (SIGKILL) and the run fails. */
   timeoutMs?: number
   /** Exit codes that count as success (default [0]). */
@@ -73,8 +80,17 @@ export async function runProgram(program: string, args: readonly string[], optio
           }, options.timeoutMs)
     const answer = options.answer
     let asked = false
+    let finished = false
     child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk
+      const final = options.finalLine
+      if (final !== undefined && !finished && final.test(stdout.slice(0, stdout.lastIndexOf('\n') + 1))) {
+        finished = true
+        if (timer) clearTimeout(timer)
+        resolve({code: 0, stdout, stderr})
+        child.kill('SIGTERM')
+        return
+      }
       if (answer === undefined || asked) return
       const at = `\n${stdout}`.indexOf(`\n${answer.prompt}\n`)
       if (at === -1) return
@@ -89,6 +105,7 @@ export async function runProgram(program: string, args: readonly string[], optio
       reject(new ExternalError(`Cannot run ${program}: ${error.message}`, program, args, '', {cause: error, hint, code: 'PROGRAM_MISSING'}))
     })
     child.on('close', (code, signal) => {
+      if (finished) return
       if (timer) clearTimeout(timer)
       const status = code ?? 128
       if (!timedOut && (options.okCodes ?? [0]).includes(status)) return resolve({code: status, stdout, stderr})

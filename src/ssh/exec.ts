@@ -22,6 +22,8 @@ export interface GuestCommandOptions {
   input?: string | Buffer
   /** A question the command asks on stdout, answered on its stdin when asked (see RunOptions). */
   answer?: Answer
+  /** The line the command prints last: the run ends once it is there (see RunOptions). */
+  finalLine?: RegExp
   timeoutMs?: number
   /** Seconds ssh waits for the connection (ConnectTimeout). */
   connectTimeout?: number
@@ -59,6 +61,7 @@ export async function runInGuest(target: SshTarget, command: string, options: Gu
     runProgram('ssh', [...sshArgs(target, {batch: true, connectTimeout: options.connectTimeout, controlPath: control}), command], {
       input: options.input,
       answer: options.answer,
+      finalLine: options.finalLine,
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       okCodes: control === 'none' ? okCodes : [...okCodes, SSH_FAILED],

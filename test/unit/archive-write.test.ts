@@ -8,7 +8,7 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {unpackStream} from '../../src/box/archive.js'
 import {archiveRuns, writeBoxArchive} from '../../src/box/archive-write.js'
-import {RAW_BLOCK_MAX, rawZstdFrame} from '../../src/box/zstd-raw.js'
+import {RAW_BLOCK_MAX, rawZstdFileFrame, rawZstdFrame} from '../../src/box/zstd-raw.js'
 
 let dir: string
 let source: string
@@ -47,6 +47,31 @@ describe('zstd frames of raw blocks', () => {
     // Frame header, the 1 MiB chunk (8 blocks), the 5-byte rest, the empty last block.
     expect(pieces.map((piece) => piece.length)).toEqual([6, (1 << 20) + 8 * 3, 5 + 3, 3])
     expect(execFileSync('zstd', ['-dcq'], {input: Buffer.concat(pieces), maxBuffer: 1 << 24}).equals(data)).toBe(true)
+  })
+})
+
+describe('a file as a zstd frame of raw blocks, read into reused buffers', () => {
+  it('zstd decodes it to head, file and tail, at sizes around the block and read limits', async () => {
+    const head = Buffer.from('header bytes')
+    const tail = Buffer.alloc(300)
+    for (const size of [0, 1, RAW_BLOCK_MAX, 8 * RAW_BLOCK_MAX - 1, 8 * RAW_BLOCK_MAX, 8 * RAW_BLOCK_MAX + 1, 17 * RAW_BLOCK_MAX + 5]) {
+      const data = randomBytes(size)
+      const file = path.join(dir, `data-${size}`)
+      writeFileSync(file, data)
+      // Each chunk copied as it comes: the frame reuses its buffers once the next is asked for.
+      const chunks: Buffer[] = []
+      for await (const chunk of rawZstdFileFrame(head, file, size, tail, () => new Error('changed'))) chunks.push(Buffer.from(chunk))
+      const decoded = execFileSync('zstd', ['-dcq'], {input: Buffer.concat(chunks), maxBuffer: 1 << 24})
+      expect(decoded.equals(Buffer.concat([head, data, tail])), `size ${size}`).toBe(true)
+    }
+  })
+  it('a file shorter than its size fails with the error the caller makes', async () => {
+    const file = path.join(dir, 'short')
+    writeFileSync(file, randomBytes(10 * RAW_BLOCK_MAX))
+    const reading = collect(
+      rawZstdFileFrame(Buffer.alloc(0), file, 12 * RAW_BLOCK_MAX, Buffer.alloc(0), (read) => new Error(`read ${read}`)),
+    )
+    await expect(reading).rejects.toThrow(`read ${10 * RAW_BLOCK_MAX}`)
   })
 })
 

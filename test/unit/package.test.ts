@@ -138,11 +138,12 @@ describe('what vm package puts in a box', () => {
       execFileSync('/bin/sh', ['-s'], {input: script, env: {PATH: `${bin}:/usr/bin:/bin`, HOME: home}})
       return readFileSync(log, 'utf8').trim().split('\n')
     }
-    expect(run(guestPrepareScript(['ssh-ed25519 AAAA k']))).toEqual([`sudo -n sh -s -- ${home}`])
+    // The login's parent (for a dropbear guest, the dropbear that serves it) goes to the root part.
+    expect(run(guestPrepareScript(['ssh-ed25519 AAAA k']))).toEqual([`sudo -n sh -s -- ${home} ${process.pid}`])
     expect(readFileSync(path.join(home, '.ssh/authorized_keys.new'), 'utf8')).toBe('ssh-ed25519 AAAA k\n')
     // Logged in as root: the root part runs in a plain sh, no sudo (its text is checked: it would change this host).
     const asRoot = guestPrepareScript(['ssh-ed25519 AAAA k'], false, true)
-    expect(asRoot).toContain(`sh -s -- "$HOME" <<'VM_PACKAGE_ROOT'`)
+    expect(asRoot).toContain(`sh -s -- "$HOME" "$PPID" <<'VM_PACKAGE_ROOT'`)
     expect(asRoot).not.toContain('sudo')
     expect(asRoot).not.toContain('id -u')
     rmSync(dir, {recursive: true, force: true})
