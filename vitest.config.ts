@@ -9,6 +9,8 @@ export default defineConfig({
           include: ['test/unit/**/*.test.ts'],
           // Some unit tests run the built CLI: the setup rebuilds dist/ when the sources are newer.
           globalSetup: ['test/global-setup-unit.ts'],
+          // Each file's scratch directories live in a TMPDIR of its own, removed after it.
+          setupFiles: ['test/helpers/private-tmp.ts'],
           testTimeout: 20_000,
         },
       },
