@@ -38,19 +38,7 @@ function frameHeader(): Buffer {
  */
 export async function* rawZstdFrame(source: AsyncIterable<Buffer> | Iterable<Buffer>): AsyncIterable<Buffer> {
   yield frameHeader()
-  for await (const chunk of source) {
-    if (chunk.length === 0) continue
-    const blocks = Math.ceil(chunk.length / RAW_BLOCK_MAX)
-    const out = Buffer.allocUnsafe(chunk.length + 3 * blocks)
-    let at = 0
-    for (let offset = 0; offset < chunk.length; offset += RAW_BLOCK_MAX) {
-      const size = Math.min(RAW_BLOCK_MAX, chunk.length - offset)
-      blockHeader(size, false).copy(out, at)
-      chunk.copy(out, at + 3, offset, offset + size)
-      at += 3 + size
-    }
-    yield out
-  }
+  for await (const chunk of source) yield* rawBlocks(chunk)
   yield blockHeader(0, true)
 }
 
@@ -121,7 +109,7 @@ export async function* rawZstdFileFrame(
   yield blockHeader(0, true)
 }
 
-/** `bytes` (a header or padding: small) as raw blocks, none of them the last, in one buffer. */
+/** `bytes` as raw blocks, none of them the last, in one buffer (nothing for no bytes). */
 function* rawBlocks(bytes: Buffer): Iterable<Buffer> {
   if (bytes.length === 0) return
   const blocks = Math.ceil(bytes.length / RAW_BLOCK_MAX)

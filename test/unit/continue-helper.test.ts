@@ -9,6 +9,7 @@ import {armScript, HELPER_GONE, helperKey, helperLoginCommand} from '../../src/m
 import {clockAnswer, CLOCK_PROMPT} from '../../src/machine/guest-clock.js'
 import {continueCommand, continueInLogin, continueScript, type RunInGuest} from '../../src/machine/guest-continuity.js'
 import {runProgram} from '../../src/process/run.js'
+import {processStartTime} from '../../src/state/process-check.js'
 import type {SshTarget} from '../../src/ssh/options.js'
 
 /**
@@ -62,14 +63,7 @@ function arm(g: Guest, what = script): number {
 }
 
 /** Whether process `pid` runs (a zombie does not: PID 1 of a container may not collect it). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
-  } catch {
-    return false
-  }
-}
+const alive = (pid: number): boolean => processStartTime(pid) !== undefined
 
 async function login(g: Guest, waitSeconds = 5): Promise<{stdout: string; ms: number}> {
   const started = Date.now()
@@ -126,8 +120,7 @@ describe('the continue helper a save leaves in the guest', () => {
     // A live process of the right identity that never opens the FIFOs.
     const stuck = spawn('sleep', ['30'], {stdio: 'ignore'})
     pids.push(stuck.pid!)
-    const stat = readFileSync(`/proc/${stuck.pid}/stat`, 'utf8')
-    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+    const start = processStartTime(stuck.pid!)
     const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
     mkdirSync(g.dir)
     spawnSync('mkfifo', [path.join(g.dir, 'in'), path.join(g.dir, 'out')])
